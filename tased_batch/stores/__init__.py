@@ -1,0 +1,1 @@
+"""Result stores: Parquet, Zarr and PNG writers, commit records, and the reader."""
