@@ -3,55 +3,13 @@ and a calibrated tiny-input TASED-Net whose maps vary with the input."""
 
 from __future__ import annotations
 
-import os
 import socket
-from pathlib import Path
 
-import numpy as np
 import pytest
 
+from tased_batch.sample import synthetic_frames, write_video  # noqa: F401  (re-exported for tests)
+
 SMALL = (32, 64)  # model input size used by most tests (H, W): the smallest legal size, fast on CPU
-
-
-def synthetic_frames(n: int, height: int, width: int, seed: int = 0) -> np.ndarray:
-    """Frames with moving bright blobs on a textured background: content whose saliency varies."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    background = rng.integers(0, 60, size=(height, width, 3)).astype(np.float32)
-    frames = np.empty((n, height, width, 3), np.uint8)
-    for t in range(n):
-        cy = height * (0.5 + 0.35 * np.sin(2 * np.pi * t / 40.0))
-        cx = width * (0.5 + 0.4 * np.cos(2 * np.pi * t / 53.0))
-        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (0.08 * width) ** 2))
-        img = background + 190 * blob[..., None] * np.array([1.0, 0.7, 0.3], np.float32)
-        img[: height // 8, (t * 3) % width :] += 40
-        frames[t] = np.clip(img, 0, 255).astype(np.uint8)
-    return frames
-
-
-def write_video(
-    path: str | os.PathLike,
-    frames: np.ndarray,
-    fps: int = 30,
-    codec: str = "libx264",
-) -> Path:
-    """Encode frames (T x H x W x 3 uint8, RGB) with PyAV; H and W must be even for yuv420p."""
-    import av
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.height, stream.width = frames.shape[1], frames.shape[2]
-        stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": "18", "preset": "ultrafast", "g": "16"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 @pytest.fixture
