@@ -1,0 +1,129 @@
+"""``evaluate`` on a small synthetic DHF1K-style tree, through the API and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tased_batch import metrics as M
+from tased_batch.errors import SourceError, StoreError
+from tased_batch.evaluate import evaluate, open_predictions
+
+H, W = 36, 64
+N = 6
+
+
+def _blob(t: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:H, 0:W]
+    cy, cx = 8 + 3 * t, 10 + 8 * t
+    return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 30.0)
+
+
+def _gt_frame(t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous map (uint8) and binary fixations (0/255) for frame t of every video."""
+    smap = (255 * _blob(t)).astype(np.uint8)
+    fix = np.zeros((H, W), np.uint8)
+    cy, cx = 8 + 3 * t, 10 + 8 * t
+    fix[[cy, cy + 1, cy - 2, 30], [cx, cx - 1, cx + 2, 5]] = 255  # three near the blob, one stray
+    return smap, fix
+
+
+def _png(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+@pytest.fixture
+def dhf1k(tmp_path) -> Path:
+    """GT for videos 001, 002, 003 (N frames each, 1-based names)."""
+    root = tmp_path / "gt"
+    for video in ("001", "002", "003"):
+        for t in range(N):
+            smap, fix = _gt_frame(t)
+            _png(root / video / "maps" / f"{t + 1:04d}.png", smap)
+            _png(root / video / "fixation" / f"{t + 1:04d}.png", fix)
+    (root / "README.txt").write_text("not a video")
+    return root
+
+
+@pytest.fixture
+def png_predictions(tmp_path) -> Path:
+    """001: the GT maps at half size, one frame missing; 002: a constant map; 003: none."""
+    root = tmp_path / "pred"
+    for t in range(N):
+        if t != 3:
+            half = np.asarray(Image.fromarray(_gt_frame(t)[0]).resize((W // 2, H // 2), Image.BILINEAR))
+            _png(root / "001" / f"{t + 1:04d}.png", half)
+        _png(root / "002" / f"{t + 1:04d}.png", np.full((H // 2, W // 2), 128, np.uint8))
+    return root
+
+
+def test_evaluate_png_tree(dhf1k, png_predictions):
+    report = evaluate(str(png_predictions), str(dhf1k), n_splits=20)
+    rows = {v.video_id: v for v in report.videos}
+    assert set(rows) == {"001", "002", "003"}
+
+    good = rows["001"]
+    assert (good.status, good.frames, good.missing_frames) == ("ok", N - 1, 1)
+    # Scores recomputed by hand from the same files, frame by frame (s-AUC aside).
+    frames = [t for t in range(N) if t != 3]
+    preds = np.stack([np.asarray(Image.open(png_predictions / "001" / f"{t + 1:04d}.png")) for t in frames])
+    gts = np.stack([_gt_frame(t)[0] for t in frames])
+    fixes = np.stack([_gt_frame(t)[1] for t in frames])
+    assert good.scores["CC"] == pytest.approx(np.mean(M.cc(preds, gts)))
+    assert good.scores["NSS"] == pytest.approx(np.mean(M.nss(preds, fixes)))
+    assert good.scores["KLD"] == pytest.approx(np.mean(M.kld(preds, gts)))
+    assert good.scores["CC"] > 0.95 and good.scores["SIM"] > 0.8 and good.scores["AUC-J"] > 0.8
+    assert good.scores["s-AUC"] > 0.6
+
+    flat = rows["002"]
+    assert flat.status == "ok" and flat.frames == N
+    assert flat.scores["NSS"] == 0.0 and flat.scores["CC"] == 0.0
+    assert flat.scores["AUC-J"] == pytest.approx(0.5) and flat.scores["s-AUC"] == pytest.approx(0.5)
+
+    assert rows["003"].status == "no-prediction" and math.isnan(rows["003"].scores["NSS"])
+    # The mean is over scored videos, each counted once.
+    assert report.mean["CC"] == pytest.approx((good.scores["CC"] + 0.0) / 2)
+
+
+def test_evaluate_is_reproducible_and_seeded(dhf1k, png_predictions):
+    a = evaluate(str(png_predictions), str(dhf1k), n_splits=10, seed=1)
+    b = evaluate(str(png_predictions), str(dhf1k), n_splits=10, seed=1)
+    assert a.videos[0].scores == b.videos[0].scores
+
+
+def test_cli_writes_table_csv_json(dhf1k, png_predictions, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from tased_batch.cli import evaluate as evaluate_cli
+
+    app = typer.Typer()
+    app.callback()(lambda: None)  # keep "evaluate" a sub-command, as in the real app
+    evaluate_cli.register(app)
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(app, ["evaluate", str(png_predictions), str(dhf1k), "--out", str(out), "--splits", "10"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "mean (2 videos)" in result.output and "no-prediction" in result.output
+    with (out / "evaluation.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["video_id"] for r in rows] == ["001", "002", "003", "mean"]
+    assert float(rows[1]["NSS"]) == 0.0
+    doc = json.loads((out / "evaluation.json").read_text())
+    assert doc["settings"]["s_auc"]["n_splits"] == 10
+    assert doc["videos"][2]["NSS"] is None
+    assert doc["mean"]["CC"] == pytest.approx(float(rows[3]["CC"]))
+
+
+def test_bad_inputs_say_what_to_do(tmp_path, dhf1k):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreError, match="neither a results store nor a PNG tree"):
+        open_predictions(str(tmp_path / "empty"))
+    with pytest.raises(SourceError, match="DHF1K-style"):
+        evaluate(str(dhf1k), str(tmp_path / "empty"))
