@@ -1,0 +1,181 @@
+"""Where things live in an output, and the commit records that make a shard exist.
+
+Layout of an output URI (local path or any fsspec URI such as ``s3://bucket/run``)::
+
+    OUTPUT/
+      config.json, plan/...                    (the planner's, not written here)
+      shards/<shard_id>/<attempt>/...          one folder per attempt of a shard
+      _commits/<shard_id>.json                 commit record: the shard exists
+
+Object stores have no atomic rename, so a shard is published by writing its commit record
+last, in a single PUT (locally: a temporary file and ``os.replace``). Every attempt writes
+under a fresh ``<attempt>`` name, so a redo never mixes with a half-written earlier attempt,
+and readers open only the files that a commit record names. An attempt folder without a
+commit record pointing at it is garbage: invisible to readers, and removable with
+:func:`remove_orphans`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+import uuid
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from tased_batch.errors import StoreError
+
+COMMIT_DIR = "_commits"
+SHARD_DIR = "shards"
+COMMIT_VERSION = 1
+
+_SHARD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_shard_id(shard_id: str) -> str:
+    """Shard ids become object names, so keep them to a portable character set."""
+    if not isinstance(shard_id, str) or not _SHARD_ID.match(shard_id):
+        raise StoreError(
+            f"invalid shard id {shard_id!r}",
+            "use 1-128 characters from A-Z a-z 0-9 . _ - , starting with a letter or digit",
+        )
+    return shard_id
+
+
+def new_attempt_id() -> str:
+    """A unique, time-sortable name for one attempt at writing a shard."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:12]
+
+
+def open_fs(output: str, storage_options: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and root path for an output URI (no trailing slash)."""
+    try:
+        fs, root = url_to_fs(output, **(storage_options or {}))
+    except (ValueError, ImportError) as exc:
+        raise StoreError(f"cannot open output {output!r}: {exc}", "check the URI scheme and storage options") from exc
+    return fs, root.rstrip("/") or root
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def join(*parts: str) -> str:
+    return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts) if p)
+
+
+def commit_path(root: str, shard_id: str) -> str:
+    return join(root, COMMIT_DIR, f"{shard_id}.json")
+
+
+def attempt_prefix(shard_id: str, attempt: str) -> str:
+    """Attempt folder relative to the output root (commit records store relative paths)."""
+    return f"{SHARD_DIR}/{shard_id}/{attempt}"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def put_whole(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write one object whole: a single PUT (or completed multipart upload) on object
+    stores; a temporary file renamed into place on local disk, so a crash never leaves a
+    truncated object under the final name."""
+    try:
+        if is_local(fs):
+            directory = os.path.dirname(path)
+            os.makedirs(directory, exist_ok=True)
+            tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        else:
+            fs.pipe_file(path, data)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc}", "check that the output is writable") from exc
+
+
+def write_commit(fs: fsspec.AbstractFileSystem, root: str, record: dict[str, Any]) -> None:
+    """Publish a shard: the last write of an attempt. Replaces an earlier record."""
+    data = json.dumps(record, indent=1, sort_keys=True).encode()
+    put_whole(fs, commit_path(root, record["shard_id"]), data)
+
+
+def _parse_commit(data: bytes, where: str) -> dict[str, Any]:
+    try:
+        record = json.loads(data)
+    except ValueError as exc:
+        raise StoreError(f"commit record {where} is not valid JSON", "delete it to redo that shard") from exc
+    if not isinstance(record, dict) or record.get("version") != COMMIT_VERSION or "files" not in record:
+        raise StoreError(
+            f"commit record {where} is not a tased-batch v{COMMIT_VERSION} record",
+            "was this output written by another tool or version?",
+        )
+    return record
+
+
+def read_commit(output: str, shard_id: str, storage_options: dict | None = None) -> dict[str, Any] | None:
+    """The commit record of one shard, or None if the shard is not committed."""
+    fs, root = open_fs(output, storage_options)
+    path = commit_path(root, check_shard_id(shard_id))
+    try:
+        data = fs.cat_file(path)
+    except FileNotFoundError:
+        return None
+    return _parse_commit(data, path)
+
+
+def committed_shards(output: str, storage_options: dict | None = None) -> dict[str, dict[str, Any]]:
+    """All committed shards of an output: ``{shard_id: commit record}`` (empty if none)."""
+    fs, root = open_fs(output, storage_options)
+    return _committed(fs, root)
+
+
+def _committed(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict[str, Any]]:
+    directory = join(root, COMMIT_DIR)
+    try:
+        fs.invalidate_cache(directory)
+        paths = [p for p in fs.ls(directory, detail=False) if p.endswith(".json")]
+    except FileNotFoundError:
+        return {}
+    contents = fs.cat(paths) if paths else {}  # concurrent GETs on object stores
+    records: dict[str, dict[str, Any]] = {}
+    for path in sorted(contents):
+        data = contents[path]
+        if isinstance(data, Exception):
+            if isinstance(data, FileNotFoundError):
+                continue
+            raise StoreError(f"cannot read commit record {path}: {data}")
+        record = _parse_commit(data, path)
+        records[record["shard_id"]] = record
+    return records
+
+
+def remove_orphans(output: str, storage_options: dict | None = None) -> list[str]:
+    """Delete attempt folders that no commit record names (crashed or superseded attempts).
+
+    Only safe when no writer is running on this output: a running attempt has no commit
+    record yet. Returns the removed folders, relative to the output.
+    """
+    fs, root = open_fs(output, storage_options)
+    live = {rec["attempt_prefix"] for rec in _committed(fs, root).values()}
+    removed: list[str] = []
+    try:
+        shard_dirs = fs.ls(join(root, SHARD_DIR), detail=False)
+    except FileNotFoundError:
+        return removed
+    for shard_dir in shard_dirs:
+        for attempt_dir in fs.ls(shard_dir, detail=False):
+            relative = attempt_dir[len(root) :].strip("/")
+            if relative not in live:
+                fs.rm(attempt_dir, recursive=True)
+                removed.append(relative)
+    return sorted(removed)

@@ -1,0 +1,146 @@
+"""PNG folders in the released TASED-Net script's layout: ``<video>/%04d.png``.
+
+The file number is the 1-based source frame index (source frame 0 -> ``0001.png``) and
+the images are 8-bit grey. :func:`write_png_maps` is shared with ``tased-batch predict``.
+The PNG store puts these folders inside each shard attempt, plus ``frames.parquet``
+(video_id, frame_index, timestamp, path, bytes, sha256 per PNG), which is what readers use.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tased_batch.errors import StoreError
+from tased_batch.records import VideoResult
+from tased_batch.stores import layout
+from tased_batch.stores.base import ShardWriter, table_bytes
+
+# PNGs sent per concurrent batch (s3fs pipes a dict of objects in parallel).
+_PUT_BATCH = 256
+
+FRAMES_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("frame_index", pa.int64()),
+        ("timestamp", pa.float64()),
+        ("path", pa.string()),
+        ("bytes", pa.int64()),
+        ("sha256", pa.string()),
+    ]
+)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """One uint8 H x W map as an 8-bit grey PNG (zlib level 9: maps are tiny and smooth)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="L").save(buffer, format="PNG", compress_level=9)
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        if image.mode != "L":
+            image = image.convert("L")
+        return np.asarray(image, dtype=np.uint8).copy()
+
+
+def png_name(frame_index: int) -> str:
+    """``%04d.png`` of the 1-based frame number (more digits past 9999, as %04d does)."""
+    return "%04d.png" % (int(frame_index) + 1)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def folder_name(video_id: str) -> str:
+    """A video id as one folder name: unsafe characters (``/``, spaces...) become ``_``."""
+    name = _UNSAFE.sub("_", video_id).lstrip(".")
+    return name or "_"
+
+
+def _write_pngs(fs: Any, directory: str, maps: np.ndarray, frame_indices: np.ndarray) -> list[tuple[str, bytes]]:
+    if maps.ndim != 3 or maps.dtype != np.uint8:
+        raise StoreError(f"maps must be uint8 N x H x W, got {maps.dtype} {maps.shape}")
+    if len(frame_indices) != maps.shape[0]:
+        raise StoreError(f"{maps.shape[0]} maps but {len(frame_indices)} frame indices")
+    if layout.is_local(fs):
+        fs.makedirs(directory, exist_ok=True)
+    written: list[tuple[str, bytes]] = []
+    for start in range(0, maps.shape[0], _PUT_BATCH):
+        batch = {
+            f"{directory}/{png_name(idx)}": encode_png(image)
+            for image, idx in zip(maps[start : start + _PUT_BATCH], frame_indices[start : start + _PUT_BATCH])
+        }
+        try:
+            fs.pipe(batch)
+        except OSError as exc:
+            raise StoreError(f"cannot write PNGs under {directory}: {exc}", "check that the output is writable") from exc
+        written.extend(batch.items())
+    return written
+
+
+def write_png_maps(
+    out_dir: str,
+    video_name: str,
+    maps: np.ndarray,
+    frame_indices: np.ndarray,
+    storage_options: dict | None = None,
+) -> list[str]:
+    """Write ``out_dir/<video_name>/%04d.png`` (1-based source frame index, 8-bit grey).
+
+    ``out_dir`` is any fsspec URI. Maps are written at the size given. Returns the paths.
+    """
+    fs, root = layout.open_fs(out_dir, storage_options)
+    directory = layout.join(root, folder_name(video_name))
+    return [path for path, _ in _write_pngs(fs, directory, np.asarray(maps), np.asarray(frame_indices))]
+
+
+class PngShardWriter(ShardWriter):
+    """Writes ``png/<video>/%04d.png`` per video at store size, and a frames table."""
+
+    format = "png"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._frames: list[pa.Table] = []
+        self._folders: set[str] = set()
+
+    def _write_maps(self, result: VideoResult, maps: np.ndarray, frames: np.ndarray, times: np.ndarray) -> str | None:
+        folder = folder_name(result.video_id)
+        base, n = folder, 1
+        while folder in self._folders:  # two ids that sanitise to the same name
+            n += 1
+            folder = f"{base}~{n}"
+        self._folders.add(folder)
+        location = f"png/{folder}"
+        written = _write_pngs(self.fs, self._path(location), maps, frames)
+        rel = [f"{self.prefix}/{location}/{png_name(i)}" for i in frames]
+        self._frames.append(
+            pa.Table.from_arrays(
+                [
+                    pa.array([result.video_id] * len(rel), pa.string()),
+                    pa.array(frames, pa.int64()),
+                    pa.array(times, pa.float64()),
+                    pa.array(rel, pa.string()),
+                    pa.array([len(data) for _, data in written], pa.int64()),
+                    pa.array([layout.sha256_hex(data) for _, data in written], pa.string()),
+                ],
+                schema=FRAMES_SCHEMA,
+            )
+        )
+        return location
+
+    def _finish(self) -> list[dict[str, Any]]:
+        table = pa.concat_tables(self._frames) if self._frames else FRAMES_SCHEMA.empty_table()
+        data = table_bytes(table)
+        layout.put_whole(self.fs, self._path("frames.parquet"), data)
+        return [self._entry("frames.parquet", data, rows=table.num_rows)]
