@@ -134,7 +134,7 @@ class StorePredictions:
     kind = "results-store"
 
     def __init__(self, uri: str) -> None:
-        from tased_batch import open_results
+        from tased_batch.stores.reader import open_results
 
         self.uri = uri
         self._store = open_results(uri)

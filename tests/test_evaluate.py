@@ -92,6 +92,40 @@ def test_evaluate_png_tree(dhf1k, png_predictions):
     assert report.mean["CC"] == pytest.approx((good.scores["CC"] + 0.0) / 2)
 
 
+def test_evaluate_results_store(dhf1k, tmp_path):
+    """Store frame indices are 0-based: index i is scored against GT file i + 1."""
+    from tased_batch.records import VideoResult
+    from tased_batch.stores import open_shard_writer
+
+    store = str(tmp_path / "run")
+    writer = open_shard_writer(
+        store, "s0", format="zarr" if _has_zarr() else "parquet", store_size=(H, W), model_size=(H, W),
+        run_info={"config_fingerprint": "test", "weights": {"sha256": "0" * 64, "kind": "random", "uri": "test"}},
+    )
+    frames = np.arange(0, N, 2)  # sampled maps (--every 2): GT frames 1, 3, 5
+    writer.write(VideoResult(video_id="001", source="001.mp4", n_frames=N, fps=30.0, width=W, height=H,
+                             frame_indices=frames, timestamps=frames / 30.0,
+                             maps=np.stack([_gt_frame(int(t))[0] for t in frames])))
+    writer.write(VideoResult.failed("002", "002.mp4", "decode-error", "broken"))
+    writer.commit()
+
+    report = evaluate(store, str(dhf1k), n_splits=10)
+    rows = {v.video_id: v for v in report.videos}
+    assert (rows["001"].status, rows["001"].frames, rows["001"].missing_frames) == ("ok", 3, 3)
+    assert rows["001"].scores["CC"] == pytest.approx(1.0)
+    assert abs(rows["001"].scores["KLD"]) < 1e-9
+    assert rows["002"].status == "failed" and rows["003"].status == "no-prediction"
+    assert report.settings["predictions_kind"] == "results-store"
+
+
+def _has_zarr() -> bool:
+    try:
+        import zarr  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def test_evaluate_is_reproducible_and_seeded(dhf1k, png_predictions):
     a = evaluate(str(png_predictions), str(dhf1k), n_splits=10, seed=1)
     b = evaluate(str(png_predictions), str(dhf1k), n_splits=10, seed=1)
