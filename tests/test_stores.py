@@ -69,7 +69,7 @@ def out(where, tmp_path, request):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_round_trip(fmt, out):
     uri, opts = out
-    results = [ok_result("a/clip one", 5, seed=1), failed_result("broken"), ok_result("b", 3, start=7, seed=2)]
+    results = [ok_result("a/clip [1080p] one", 5, seed=1), failed_result("broken"), ok_result("b", 3, start=7, seed=2)]
     with open_shard_writer(uri, "s0001", format=fmt, store_size=STORE, model_size=MODEL, run_info=RUN_INFO, storage_options=opts) as w:
         for r in results:
             w.write(r)
@@ -80,7 +80,7 @@ def test_round_trip(fmt, out):
 
     res = open_results(uri, opts)
     table = res.videos()
-    assert table["video_id"].to_pylist() == ["a/clip one", "broken", "b"]
+    assert table["video_id"].to_pylist() == ["a/clip [1080p] one", "broken", "b"]
     assert table["status"].to_pylist() == ["ok", "failed", "ok"]
     assert table["error"].to_pylist() == [None, "moov atom not found", None]
     assert table["weights_kind"].to_pylist() == ["random"] * 3
@@ -100,7 +100,7 @@ def test_round_trip(fmt, out):
     with pytest.raises(StoreError, match="no video"):
         res.maps("nope")
     items = list(res)
-    assert [v.video_id for v in items] == ["a/clip one", "broken", "b"]
+    assert [v.video_id for v in items] == ["a/clip [1080p] one", "broken", "b"]
     assert [len(v.maps) for v in items] == [5, 0, 3]
     res.verify()
 
@@ -243,7 +243,7 @@ def test_write_png_maps_layout(out):
     uri, opts = out
     maps = _MAPS[:3]
     paths = write_png_maps(uri, "clip 1", maps, np.array([0, 1, 9]), storage_options=opts)
-    assert [p.rsplit("/", 2)[1:] for p in paths] == [["clip_1", "0001.png"], ["clip_1", "0002.png"], ["clip_1", "0010.png"]]
+    assert [p.rsplit("/", 2)[1:] for p in paths] == [["clip 1", "0001.png"], ["clip 1", "0002.png"], ["clip 1", "0010.png"]]
     res_fs = open_results(uri, opts).fs
     for path, image in zip(paths, maps):
         np.testing.assert_array_equal(decode_png(res_fs.cat_file(path)), image)

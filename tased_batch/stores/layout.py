@@ -83,6 +83,14 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def cat_many(fs: fsspec.AbstractFileSystem, paths: list[str]) -> list[bytes | Exception]:
+    """Whole contents of many files, concurrently on object stores. Unlike ``fs.cat`` it
+    never expands glob characters, which video ids may hold (``clip [1080p]``)."""
+    if not paths:
+        return []
+    return list(fs.cat_ranges(list(paths), None, None, on_error="return"))
+
+
 def put_whole(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     """Write one object whole: a single PUT (or completed multipart upload) on object
     stores; a temporary file renamed into place on local disk, so a crash never leaves a
@@ -146,10 +154,8 @@ def _committed(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict[str, 
         paths = [p for p in fs.ls(directory, detail=False) if p.endswith(".json")]
     except FileNotFoundError:
         return {}
-    contents = fs.cat(paths) if paths else {}  # concurrent GETs on object stores
     records: dict[str, dict[str, Any]] = {}
-    for path in sorted(contents):
-        data = contents[path]
+    for path, data in sorted(zip(paths, cat_many(fs, paths))):
         if isinstance(data, Exception):
             if isinstance(data, FileNotFoundError):
                 continue

@@ -58,13 +58,14 @@ def png_name(frame_index: int) -> str:
     return "%04d.png" % (int(frame_index) + 1)
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_SEPARATORS = re.compile(r"[/\\\x00-\x1f]")
 
 
 def folder_name(video_id: str) -> str:
-    """A video id as one folder name: unsafe characters (``/``, spaces...) become ``_``."""
-    name = _UNSAFE.sub("_", video_id).lstrip(".")
-    return name or "_"
+    """A video id as one folder name: path separators and control characters become ``_``
+    (``.`` and ``..`` too), everything else is kept, as the released script names folders."""
+    name = _SEPARATORS.sub("_", video_id)
+    return "_" if name in ("", ".", "..") else name
 
 
 def _write_pngs(fs: Any, directory: str, maps: np.ndarray, frame_indices: np.ndarray) -> list[tuple[str, bytes]]:

@@ -73,11 +73,10 @@ class Results:
 
     def _load_videos(self) -> pa.Table:
         paths = {sid: self._file(rec, "videos.parquet") for sid, rec in sorted(self.shards.items())}
-        contents = self.fs.cat(list(paths.values())) if paths else {}
+        contents = layout.cat_many(self.fs, list(paths.values()))
         tables = []
-        for sid, path in paths.items():
-            data = contents.get(path) if path in contents else contents.get(self.fs._strip_protocol(path))
-            if data is None or isinstance(data, Exception):
+        for (sid, path), data in zip(paths.items(), contents):
+            if isinstance(data, Exception):
                 raise StoreError(f"committed file {path} of shard {sid} cannot be read: {data}", "redo that shard")
             tables.append(pq.read_table(io.BytesIO(data)).cast(VIDEOS_SCHEMA))
         if not tables:
@@ -214,12 +213,9 @@ class Results:
         frames_table: pa.Table = self._cache[key]
         table = frames_table.filter(pc.equal(frames_table["video_id"], video_id)).sort_by("frame_index")
         paths = [layout.join(self.root, p) for p in table["path"].to_pylist()]
-        contents = self.fs.cat(paths) if paths else {}
+        contents = layout.cat_many(self.fs, paths)
         maps = np.empty((len(paths), *shape), np.uint8)
-        for i, (path, size) in enumerate(zip(paths, table["bytes"].to_pylist())):
-            data = contents.get(path)
-            if data is None:
-                data = contents.get(self.fs._strip_protocol(path))
+        for i, (path, size, data) in enumerate(zip(paths, table["bytes"].to_pylist(), contents)):
             if not isinstance(data, bytes) or len(data) != size:
                 raise StoreError(f"committed PNG {path} is missing or damaged", "redo that shard")
             maps[i] = decode_png(data)

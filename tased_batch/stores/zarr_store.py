@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from tased_batch.errors import StoreError
 from tased_batch.records import VideoResult
 from tased_batch.stores import layout
 from tased_batch.stores.base import ShardWriter
@@ -92,5 +93,9 @@ class ZarrShardWriter(ShardWriter):
         root = self._path("maps.zarr")
         self.fs.invalidate_cache(root)
         paths = sorted(self.fs.find(root))
-        contents = self.fs.cat(paths) if paths else {}
-        return [self._entry(path[len(self.root) :].strip("/")[len(self.prefix) + 1 :], contents[path]) for path in paths]
+        entries = []
+        for path, data in zip(paths, layout.cat_many(self.fs, paths)):
+            if isinstance(data, Exception):
+                raise StoreError(f"shard {self.shard_id}: cannot read back {path}: {data}")
+            entries.append(self._entry(path[len(self.root) :].strip("/")[len(self.prefix) + 1 :], data))
+        return entries
