@@ -14,7 +14,7 @@ from tased_batch.errors import TasedError
 
 
 def _fmt(value: float) -> str:
-    return "–" if math.isnan(value) else f"{value:.3f}"
+    return "–" if math.isnan(value) else f"{round(value, 3) + 0.0:.3f}"  # + 0.0: no "-0.000"
 
 
 def evaluate_command(
