@@ -411,6 +411,9 @@ def _basename(path: str) -> str:
 # ---------------------------------------------------------------------------------------
 
 
+_INHERITED: list = []  # native objects inherited through fork, never freed in the child
+
+
 class VideoReader:
     """One video, opened lazily in the process that reads it; use as a context manager.
 
@@ -442,6 +445,18 @@ class VideoReader:
         self.storage_options = dict(storage_options or {})
         self.threads = int(threads)
         self._reset()
+
+    def _abandon(self) -> None:
+        """Drop objects inherited through fork without running their native destructors.
+
+        Freeing a decord reader in a forked child segfaults (its decoder thread lives only
+        in the parent), so its handle is detached; PyAV objects are parked for the life of
+        the process for the same reason.
+        """
+        vr = getattr(self._backend, "_vr", None)
+        if vr is not None:
+            vr._handle = None
+        _INHERITED.append((self._backend, self._stream_file))
 
     def _reset(self) -> None:
         self._pid = os.getpid()
@@ -507,7 +522,8 @@ class VideoReader:
 
     def _open(self) -> None:
         if self._pid != os.getpid():
-            self._reset()  # forked: never touch the parent's native objects
+            self._abandon()  # forked: never touch the parent's native objects
+            self._reset()
         if self._backend is not None:
             return
         try:
