@@ -161,3 +161,15 @@ def test_bad_inputs_say_what_to_do(tmp_path, dhf1k):
         open_predictions(str(tmp_path / "empty"))
     with pytest.raises(SourceError, match="DHF1K-style"):
         evaluate(str(dhf1k), str(tmp_path / "empty"))
+
+
+def test_evaluate_on_object_storage(dhf1k, png_predictions, s3):
+    """Both trees on S3 (a local moto endpoint): same scores as on disk."""
+    bucket = s3["bucket"]
+    s3["fs"].put(str(dhf1k), f"{bucket}/gt", recursive=True)
+    s3["fs"].put(str(png_predictions), f"{bucket}/pred", recursive=True)
+    remote = evaluate(f"s3://{bucket}/pred", f"s3://{bucket}/gt", n_splits=10)
+    local = evaluate(str(png_predictions), str(dhf1k), n_splits=10)
+    assert [(v.video_id, v.status, v.frames) for v in remote.videos] == [(v.video_id, v.status, v.frames) for v in local.videos]
+    for r, l in zip(remote.videos, local.videos):
+        assert r.scores == pytest.approx(l.scores, nan_ok=True)
