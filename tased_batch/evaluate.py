@@ -107,12 +107,13 @@ class PngTreePredictions:
                     self._files[entry["name"].rstrip("/").rsplit("/", 1)[-1]] = pngs
 
     @classmethod
-    def looks_like(cls, uri: str) -> bool:
-        """True when some sub-folder of ``uri`` holds ``NNNN.png`` files."""
+    def open(cls, uri: str) -> "PngTreePredictions | None":
+        """The tree at ``uri``, or None when no sub-folder of it holds ``NNNN.png`` files."""
         try:
-            return bool(cls(uri)._files)
+            tree = cls(uri)
         except (FileNotFoundError, NotADirectoryError, OSError):
-            return False
+            return None
+        return tree if tree._files else None
 
     def video_ids(self) -> list[str]:
         return sorted(self._files)
@@ -182,8 +183,9 @@ def open_predictions(uri: str) -> Predictions:
         pass
     except (StoreError, OSError, ValueError) as exc:
         why = f": {exc}"
-    if PngTreePredictions.looks_like(uri):
-        return PngTreePredictions(uri)
+    tree = PngTreePredictions.open(uri)
+    if tree is not None:
+        return tree
     raise StoreError(
         f"{uri}: neither a results store nor a PNG tree{why}",
         "give the URI of a results store written by `tased-batch predict`, or a folder of "
@@ -379,20 +381,41 @@ class EvaluationReport:
         return path
 
 
+def match_ids(gt_ids: Sequence[str], pred_ids: Sequence[str]) -> dict[str, str]:
+    """GT video id -> prediction video id: the same id, else the same number.
+
+    DHF1K names its videos ``001.AVI``... but its annotation folders ``0001``..., so an id
+    made only of digits also matches one with the same integer value (if just one does).
+    """
+    exact = set(pred_ids)
+    by_number: dict[int, list[str]] = {}
+    for pid in pred_ids:
+        if pid.isdigit():
+            by_number.setdefault(int(pid), []).append(pid)
+    out: dict[str, str] = {}
+    for gid in gt_ids:
+        if gid in exact:
+            out[gid] = gid
+        elif gid.isdigit() and len(by_number.get(int(gid), [])) == 1:
+            out[gid] = by_number[int(gid)][0]
+    return out
+
+
 def _score_video(
     video: GroundTruthVideo,
+    pred_id: str | None,
     preds: Predictions,
     gt: GroundTruth,
     pool: ShufflePool,
     n_splits: int,
     on_frames: Callable[[int], None],
 ) -> VideoScores:
-    status = preds.status(video.video_id)
+    status = preds.status(pred_id) if pred_id is not None else "missing"
     gt_numbers = video.numbers
     if status != "ok":
         return VideoScores(video.video_id, "no-prediction" if status == "missing" else "failed",
                            missing_frames=len(gt_numbers))
-    have = set(preds.numbers(video.video_id).tolist())
+    have = set(preds.numbers(pred_id).tolist())
     numbers = [n for n in gt_numbers if n in have]
     result = VideoScores(video.video_id, "ok", frames=len(numbers), missing_frames=len(gt_numbers) - len(numbers))
     if not numbers:
@@ -409,7 +432,7 @@ def _score_video(
                 f"size {gt_maps.shape[1:]}",
                 "maps/ and fixation/ of a video must have the same size",
             )
-        pred = metrics.resize_to(preds.read(video.video_id, chunk), gt_maps.shape[1:])
+        pred = metrics.resize_to(preds.read(pred_id, chunk), gt_maps.shape[1:])
         per_frame["NSS"].extend(metrics.nss(pred, fix))
         per_frame["CC"].extend(metrics.cc(pred, gt_maps))
         per_frame["SIM"].extend(metrics.sim(pred, gt_maps))
@@ -453,10 +476,11 @@ def evaluate(
         if progress:
             progress("scoring", done, total)
 
+    matched = match_ids(list(gt.videos), preds.video_ids())
     rows = []
     for video in gt.videos.values():
         before = done
-        rows.append(_score_video(video, preds, gt, pool, n_splits, advance))
+        rows.append(_score_video(video, matched.get(video.video_id), preds, gt, pool, n_splits, advance))
         advance(len(video.numbers) - (done - before))  # frames not scored still count as handled
     settings = {
         "metrics": list(METRICS),

@@ -173,3 +173,12 @@ def test_evaluate_on_object_storage(dhf1k, png_predictions, s3):
     assert [(v.video_id, v.status, v.frames) for v in remote.videos] == [(v.video_id, v.status, v.frames) for v in local.videos]
     for r, l in zip(remote.videos, local.videos):
         assert r.scores == pytest.approx(l.scores, nan_ok=True)
+
+
+def test_dhf1k_video_numbers_match_annotation_folders():
+    from tased_batch.evaluate import match_ids
+
+    # DHF1K: videos 001.AVI..., annotations 0001/...; exact ids win, ambiguous numbers don't match.
+    assert match_ids(["0001", "0002", "abc", "0003"], ["001", "0002", "abc", "3", "03"]) == {
+        "0001": "001", "0002": "0002", "abc": "abc"
+    }
