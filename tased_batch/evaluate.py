@@ -130,7 +130,7 @@ class PngTreePredictions:
 
 
 class StorePredictions:
-    """A results store via ``tased_batch.open_results``; maps are read at stored size."""
+    """A results store via ``open_results``; maps are read at stored size (resized later, once)."""
 
     kind = "results-store"
 
@@ -179,8 +179,6 @@ def open_predictions(uri: str) -> Predictions:
         if store.video_ids():
             return store
         why = ": no committed results there"
-    except ImportError:  # no store reader in this build: PNG trees only
-        pass
     except (StoreError, OSError, ValueError) as exc:
         why = f": {exc}"
     tree = PngTreePredictions.open(uri)
@@ -188,8 +186,7 @@ def open_predictions(uri: str) -> Predictions:
         return tree
     raise StoreError(
         f"{uri}: neither a results store nor a PNG tree{why}",
-        "give the URI of a results store written by `tased-batch predict`, or a folder of "
-        "<video>/NNNN.png maps",
+        "give a results store (the output URI of a tased-batch run) or a folder of <video>/NNNN.png maps",
     )
 
 
@@ -284,12 +281,13 @@ class ShufflePool:
 
     def other_map(self, video_id: str, number: int, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
         lo, hi = self._range[video_id]
-        if hi - lo < len(self._frames):  # other videos exist: draw outside [lo, hi)
-            pool = np.concatenate([np.arange(0, lo), np.arange(hi, len(self._frames))])
-        else:
-            own = lo + self._videos[video_id].numbers.index(number)
-            pool = np.delete(np.arange(lo, hi), own - lo)
-        picks = rng.choice(pool, size=min(SHUFFLE_FRAMES, pool.size), replace=False) if pool.size else []
+        if hi - lo < len(self._frames):  # other videos exist: skip this video's [lo, hi)
+            skip_from, skip = lo, hi - lo
+        else:  # the only video: skip just this frame
+            skip_from, skip = lo + self._videos[video_id].numbers.index(number), 1
+        size = len(self._frames) - skip
+        picks = rng.choice(size, size=min(SHUFFLE_FRAMES, size), replace=False) if size > 0 else np.zeros(0, int)
+        picks = np.where(picks >= skip_from, picks + skip, picks)
         out = np.zeros(shape, bool)
         for index in picks:
             vid, n = self._frames[int(index)]

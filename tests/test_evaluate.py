@@ -182,3 +182,31 @@ def test_dhf1k_video_numbers_match_annotation_folders():
     assert match_ids(["0001", "0002", "abc", "0003"], ["001", "0002", "abc", "3", "03"]) == {
         "0001": "001", "0002": "0002", "abc": "abc"
     }
+
+
+def test_shuffle_negatives_come_from_other_videos(tmp_path):
+    from tased_batch.evaluate import GroundTruth, ShufflePool
+
+    def write(root: Path, video: str, spot: tuple[int, int]) -> None:
+        for t in range(3):  # one fixation per frame, moving diagonally
+            fix = np.zeros((H, W), np.uint8)
+            fix[spot[0] + t, spot[1] - t] = 255
+            _png(root / video / "maps" / f"{t + 1:04d}.png", fix)
+            _png(root / video / "fixation" / f"{t + 1:04d}.png", fix)
+
+    write(tmp_path / "two", "a", (2, 3))
+    write(tmp_path / "two", "b", (30, 60))
+    gt = GroundTruth(str(tmp_path / "two"))
+    gt.load_fixations()
+    pool = ShufflePool(gt, seed=0)
+    other = pool.other_map("a", 1, (H, W), pool.rng("a", 1))
+    assert sorted(zip(*np.nonzero(other))) == [(30, 60), (31, 59), (32, 58)]  # all of b's, none of a's
+    small = pool.other_map("b", 2, (H // 2, W // 2), pool.rng("b", 2))  # a's, rescaled to a half-size frame
+    assert sorted(zip(*np.nonzero(small))) == [(1, 1), (2, 0)]
+
+    write(tmp_path / "one", "a", (2, 3))
+    alone = GroundTruth(str(tmp_path / "one"))
+    alone.load_fixations()
+    pool = ShufflePool(alone, seed=0)
+    other = pool.other_map("a", 1, (H, W), pool.rng("a", 1))
+    assert sorted(zip(*np.nonzero(other))) == [(3, 2), (4, 1)]  # the video's other frames only
