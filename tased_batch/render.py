@@ -89,20 +89,20 @@ def _open_source(source: str):
         return av.open(source.removeprefix("file://"))
     except FileNotFoundError as exc:
         raise VideoError(source, "missing", "source video not found", "give the video the maps were made from") from exc
-    except (av.error.InvalidDataError, av.error.FFmpegError) as exc:  # type: ignore[attr-defined]
+    except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
         raise VideoError(source, "not-video", f"cannot open as a video: {exc}") from exc
 
 
-def _frames(container) -> Iterator[np.ndarray]:
+def _frames(container, source: str) -> Iterator[np.ndarray]:
     import av
 
     if not container.streams.video:
-        raise VideoError(str(container.name), "no-video-stream", "the file has no video stream")
+        raise VideoError(source, "no-video-stream", "the file has no video stream")
     try:
         for frame in container.decode(video=0):
             yield frame.to_ndarray(format="rgb24")
     except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
-        raise VideoError(str(container.name), "decode-error", f"decoding stopped: {exc}") from exc
+        raise VideoError(source, "decode-error", f"decoding stopped: {exc}") from exc
 
 
 class _Mp4Writer:
@@ -186,7 +186,7 @@ def render(
         writer: _Mp4Writer | _GifWriter | None = None
         count, size = 0, (0, 0)
         shown, upsampled = -1, np.zeros((0, 0), np.uint8)
-        for rgb in _frames(container):
+        for rgb in _frames(container, source):
             h, w = rgb.shape[:2]
             if writer is None:
                 size = (w * 2 if side_by_side else w, h)

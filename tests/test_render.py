@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tased_batch.errors import ConfigError, StoreError
+from tased_batch.errors import ConfigError, StoreError, VideoError
 from tased_batch.render import blend, colorize, jet_lut, map_for_frames, render
 
 N_FRAMES, SIZE = 20, (72, 128)  # source video: 20 frames of 72 x 128
@@ -101,9 +101,16 @@ def test_render_from_results_store(make_video, tmp_path):
         render(store, "other", str(source), tmp_path / "o.mp4")
 
 
-def test_render_rejects_unknown_output(png_tree, tmp_path):
+def test_render_rejects_bad_output_and_source(png_tree, tmp_path):
     with pytest.raises(ConfigError, match="mp4 or"):
         render(str(png_tree), "clip", "whatever.mp4", tmp_path / "out.avi")
+    (tmp_path / "notes.mp4").write_text("not a video")
+    with pytest.raises(VideoError) as err:
+        render(str(png_tree), "clip", str(tmp_path / "notes.mp4"), tmp_path / "out.mp4")
+    assert err.value.reason == "not-video"
+    with pytest.raises(VideoError) as err:
+        render(str(png_tree), "clip", str(tmp_path / "absent.mp4"), tmp_path / "out.mp4")
+    assert err.value.reason == "missing"
 
 
 def test_cli_render(make_video, png_tree, tmp_path):
