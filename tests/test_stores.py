@@ -248,3 +248,30 @@ def test_write_png_maps_layout(out):
     for path, image in zip(paths, maps):
         np.testing.assert_array_equal(decode_png(res_fs.cat_file(path)), image)
     assert png_name(9999) == "10000.png"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_video_with_no_maps_and_all_failed_shard(fmt, tmp_path):
+    uri = str(tmp_path / fmt)
+    empty = ok_result("empty", 0)
+    w = open_shard_writer(uri, "s", format=fmt, store_size=STORE, model_size=MODEL, run_info=RUN_INFO)
+    w.write(empty)
+    w.commit()
+    w = open_shard_writer(uri, "t", format=fmt, store_size=STORE, model_size=MODEL, run_info=RUN_INFO)
+    w.write(failed_result("bad"))
+    assert w.commit()["n_maps"] == 0
+    res = open_results(uri)
+    assert res.maps("empty").shape == (0, *STORE) and res.frame_indices("empty").size == 0
+    assert res.videos()["status"].to_pylist() == ["ok", "failed"]
+    res.verify()
+
+
+def test_verify_checks_png_files(tmp_path):
+    uri = str(tmp_path / "o")
+    w = open_shard_writer(uri, "s", format="png", store_size=STORE, model_size=MODEL, run_info=RUN_INFO)
+    w.write(ok_result("v", 3))
+    w.commit()
+    open_results(uri).verify()
+    next((tmp_path / "o").rglob("0003.png")).unlink()
+    with pytest.raises(StoreError, match="0003.png"):
+        open_results(uri).verify()

@@ -216,7 +216,15 @@ class ShardWriter:
             "n_maps": int(sum(row["n_maps"] for row in self._rows)),
             "files": files,
         }
-        layout.write_commit(self.fs, self.root, record)
+        try:
+            layout.write_commit(self.fs, self.root, record)
+        except StoreError as exc:
+            # The PUT may have landed (e.g. a timeout after the upload), so keep the data.
+            self._state = "failed"
+            raise StoreError(
+                f"shard {self.shard_id}: commit record not confirmed: {exc.message}",
+                "check read_commit(); if it is absent the shard is redone on resume",
+            ) from exc
         self._state = "committed"
         return record
 

@@ -142,6 +142,8 @@ class ParquetShardWriter(ShardWriter):
             ],
             schema=MAPS_SCHEMA,
         )
+        if n == 0:
+            return None
         self._pending.append(table)
         self._pending_bytes += sum(len(b) for b in blobs)
         if self._pending_bytes >= ROW_GROUP_BYTES:

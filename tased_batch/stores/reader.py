@@ -138,6 +138,13 @@ class Results:
                     raise StoreError(f"shard {sid}: committed file {entry['path']} is missing") from exc
                 if len(data) != entry["bytes"] or layout.sha256_hex(data) != entry["sha256"]:
                     raise StoreError(f"shard {sid}: {entry['path']} does not match its commit record", "redo that shard")
+            if record["format"] == "png":  # the PNGs are listed, with checksums, in frames.parquet
+                table = self._read_parquet(self._file(record, "frames.parquet"))
+                paths = [layout.join(self.root, p) for p in table["path"].to_pylist()]
+                expected = zip(paths, table["bytes"].to_pylist(), table["sha256"].to_pylist())
+                for (path, size, digest), data in zip(expected, layout.cat_many(self.fs, paths)):
+                    if not isinstance(data, bytes) or len(data) != size or layout.sha256_hex(data) != digest:
+                        raise StoreError(f"shard {sid}: {path} is missing or does not match frames.parquet", "redo that shard")
 
     # -- helpers ---------------------------------------------------------------------
     def _info(self, video_id: str) -> dict[str, Any]:

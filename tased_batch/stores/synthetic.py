@@ -27,12 +27,17 @@ def synthetic_saliency_maps(
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     n_blobs = int(rng.integers(1, 6))
     centre = rng.uniform((0, 0), (height, width), size=(n_blobs, 2))
-    velocity = rng.normal(0.0, 0.01 * max(height, width), size=(n_blobs, 2))
+    velocity = rng.normal(0.0, 0.004 * max(height, width), size=(n_blobs, 2))  # ~1.5 px/frame
     spread = rng.uniform(0.015, 0.12, size=n_blobs) * max(height, width)
     weight = rng.uniform(0.3, 1.0, size=n_blobs)
     out = np.empty((n_frames, height, width), np.uint8)
     for t in range(n_frames):
         centre = centre + velocity
+        # blobs bounce off the borders: a video keeps its salient regions in view
+        for axis, limit in ((0, height), (1, width)):
+            out_of_view = (centre[:, axis] < 0) | (centre[:, axis] > limit)
+            velocity[out_of_view, axis] *= -1
+            centre[:, axis] = np.clip(centre[:, axis], 0, limit)
         raw = np.zeros((height, width), np.float32)
         for (cy, cx), s, w in zip(centre, spread, weight):
             raw += w * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2.0 * s * s))
