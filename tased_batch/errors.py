@@ -42,6 +42,9 @@ class VideoError(TasedError):
     ``no-video-stream``, ``unsupported-codec``, ``missing``, ``permission``,
     ``corrupt-frame``, ``decode-error``) that status reports group failures by;
     ``transient`` marks errors worth retrying (network hiccups).
+    Decoding adds ``no-frames`` (a video stream without frames), ``bad-shard`` (a tar
+    shard that cannot be listed), ``too-large`` (a tar member over the spool budget),
+    ``io-error`` (storage/network failure, transient) and ``missing-dependency``.
     """
 
     def __init__(

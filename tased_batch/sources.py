@@ -275,14 +275,15 @@ def _list_glob(fs, pattern: str) -> Iterator[_Row]:
     yield from _list_entries(fs, base, sorted(matches.items()), expand_dirs=True)
 
 
-def _list_tree(fs, root: str) -> Iterator[_Row]:
+def _list_tree(fs, root: str, base: str | None = None) -> Iterator[_Row]:
+    """Everything under ``root``; ids are relative to ``base`` (default: ``root``)."""
     try:
         entries = fs.find(root, detail=True)
     except PermissionError as e:
         raise SourceError(f"{root!r} cannot be listed: permission denied", "check permissions or credentials") from e
     except OSError as e:
         raise SourceError(f"{root!r} cannot be listed: {e}", "check the URL and the network") from e
-    yield from _list_entries(fs, root, sorted(entries.items()), expand_dirs=False)
+    yield from _list_entries(fs, root if base is None else base, sorted(entries.items()), expand_dirs=False)
 
 
 def _relative(path: str, root: str) -> str:
@@ -303,7 +304,7 @@ def _list_entries(fs, root: str, entries: list[tuple[str, dict]], *, expand_dirs
     for path, info in entries:
         if info.get("type") == "directory":
             if expand_dirs:
-                yield from _list_tree(fs, path.rstrip("/"))
+                yield from _list_tree(fs, path.rstrip("/"), base=root)
             continue
         suffix = suffix_of(path)
         if suffix in VIDEO_EXTENSIONS:

@@ -79,6 +79,8 @@ def test_glob(make_video, tmp_path):
     for name in ("g/s1/one.mp4", "g/s2/two.mp4", "g/s2/three.avi"):
         make_video(name, n_frames=4)
     assert _ids(iter_sources(str(tmp_path / "g" / "*" / "*.mp4"))) == ["s1/one", "s2/two"]
+    # matched folders are listed recursively, ids still relative to the glob's fixed part
+    assert _ids(iter_sources(str(tmp_path / "g" / "s*"))) == ["s1/one", "s2/three", "s2/two"]
     with pytest.raises(SourceError, match="matches nothing"):
         list(iter_sources(str(tmp_path / "g" / "*.nothing")))
 
