@@ -65,3 +65,21 @@ def s3(s3_server, monkeypatch):
     fs.mkdir(bucket)
     yield {"endpoint": s3_server, "bucket": bucket, "fs": fs, "storage_options": opts}
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A calibrated random TASED-Net (maps vary with the input), eval mode, on CPU."""
+    from tased_batch.weights import calibrated_random_model
+
+    return calibrated_random_model(seed=0, size=SMALL)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tiny_model, tmp_path_factory):
+    """tiny_model saved in the released layout (``module.`` prefix, plain state dict)."""
+    import torch
+
+    path = tmp_path_factory.mktemp("weights") / "tiny_tased.pt"
+    torch.save({f"module.{k}": v for k, v in tiny_model.state_dict().items()}, path)
+    return path

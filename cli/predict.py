@@ -1,0 +1,61 @@
+"""`tased-batch predict`: one video or frame folder on this machine, PNGs as the released script writes them."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.console import Console
+
+from tased_batch.errors import TasedError
+
+err = Console(stderr=True)
+
+
+def predict(
+    input: str = typer.Argument(..., help="A video file or a folder of frame images (sorted by name)."),
+    output_dir: str = typer.Argument(..., help="Maps go to OUTPUT_DIR/<video name>/%04d.png (any fsspec URI)."),
+    weights: str = typer.Option(None, "--weights", "-w", help="Checkpoint path/URI; default the cached released file; 'random' = labelled stand-in."),
+    device: str = typer.Option(None, "--device", help="torch device (default: cuda if available, else cpu)."),
+    batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, help="Windows per forward pass."),
+    size: str = typer.Option("224x384", "--size", help="Model input size HxW (multiples of 32)."),
+    decoder: str = typer.Option("auto", "--decoder", help="decord | pyav | auto (decord, PyAV fallback)."),
+    exact_resize: bool = typer.Option(False, "--exact-resize", help="Decode full size and resize with OpenCV bilinear, as the released script."),
+) -> None:
+    """Compute one video's saliency maps without Ray (the parity path)."""
+    from tased_batch.engine import Engine, parse_size
+    from tased_batch.pipeline import default_device, predict_video
+    from tased_batch.stores.png import write_png_maps
+    from tased_batch.weights import load_model
+
+    try:
+        model_size = parse_size(size)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--size") from e
+    dev = device or default_device()
+    try:
+        model = load_model(weights, dev)
+    except TasedError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    if model.weights_info.kind == "random":
+        err.print("[yellow]warning:[/yellow] random stand-in weights: these maps show the pipeline, not saliency")
+    engine = Engine(model, device=dev, batch_size=batch_size)
+    start = time.perf_counter()
+    result = predict_video(
+        input, engine, size=model_size, decoder=decoder, resize="exact" if exact_resize else "decoder"
+    )
+    if not result.ok:
+        err.print(f"[red]error:[/red] {result.error}")
+        raise typer.Exit(1)
+    name = result.video_id
+    write_png_maps(output_dir, name, result.maps, result.frame_indices)
+    seconds = time.perf_counter() - start
+    typer.echo(
+        f"{name}: {len(result.maps)} maps -> {output_dir.rstrip('/')}/{name}/ "
+        f"({seconds:.1f} s, {len(result.maps) / max(seconds, 1e-9):.1f} frames/s)"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict)
