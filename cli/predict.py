@@ -21,10 +21,13 @@ def predict(
     size: str = typer.Option("224x384", "--size", help="Model input size HxW (multiples of 32)."),
     decoder: str = typer.Option("auto", "--decoder", help="decord | pyav | auto (decord, PyAV fallback)."),
     exact_resize: bool = typer.Option(False, "--exact-resize", help="Decode full size and resize with OpenCV bilinear, as the released script."),
+    fps: float = typer.Option(None, "--fps", help="Resample the video to this frame rate before windowing."),
+    every: int = typer.Option(None, "--every", help="Maps only for every N-th frame (each with its full window)."),
+    output_fps: float = typer.Option(None, "--output-fps", help="Maps only at this rate (e.g. 2 maps per second)."),
 ) -> None:
     """Compute one video's saliency maps without Ray (the parity path)."""
     from tased_batch.engine import Engine, parse_size
-    from tased_batch.pipeline import default_device, predict_video
+    from tased_batch.pipeline import DecodeOptions, default_device, predict_video
     from tased_batch.stores.png import write_png_maps
     from tased_batch.weights import load_model
 
@@ -42,9 +45,14 @@ def predict(
         err.print("[yellow]warning:[/yellow] random stand-in weights: these maps show the pipeline, not saliency")
     engine = Engine(model, device=dev, batch_size=batch_size)
     start = time.perf_counter()
-    result = predict_video(
-        input, engine, size=model_size, decoder=decoder, resize="exact" if exact_resize else "decoder"
+    options = DecodeOptions(
+        decoder=decoder, resize="exact" if exact_resize else "decoder", fps=fps, every=every, output_fps=output_fps
     )
+    try:
+        result = predict_video(input, engine, size=model_size, options=options)
+    except TasedError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
     if not result.ok:
         err.print(f"[red]error:[/red] {result.error}")
         raise typer.Exit(1)

@@ -83,3 +83,16 @@ def tiny_weights(tiny_model, tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "tiny_tased.pt"
     torch.save({f"module.{k}": v for k, v in tiny_model.state_dict().items()}, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def clip70(tiny_model):
+    """A 70-frame clip at SMALL and the released loop's maps for it (computed once: it is slow)."""
+    import numpy as np
+
+    from reference import released_loop
+
+    frames = synthetic_frames(70, *SMALL, seed=3)
+    ref = released_loop(tiny_model, frames)
+    assert sorted(ref) == list(range(70))
+    return frames, np.stack([ref[i] for i in range(70)])

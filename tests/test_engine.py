@@ -3,52 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from scipy.ndimage import gaussian_filter
 
 from tased_batch.engine import Engine, PostProcessor, blur_matrix, parse_size, window_frames
 from tased_batch.sample import synthetic_frames
 
 from conftest import SMALL
-
-
-def released_postprocess(raw: np.ndarray) -> np.ndarray:
-    """The released script's lines, written out here independently of the package."""
-    smap = (raw * 255.0).astype(int) / 255.0
-    smap = gaussian_filter(smap, sigma=7)
-    return (smap / np.max(smap) * 255.0).astype(np.uint8)
-
-
-def released_loop(model, frames: np.ndarray) -> dict[int, np.ndarray]:
-    """The released run_example.py loop: one window per step, batch 1, flipped clips for i < 31."""
-
-    def clip(snippet):
-        x = torch.from_numpy(np.concatenate(snippet, axis=-1)).permute(2, 0, 1).contiguous().float()
-        x = x.mul_(2.0).sub_(255).div(255)
-        h, w = snippet[0].shape[:2]
-        return x.view(1, -1, 3, h, w).permute(0, 2, 1, 3, 4)
-
-    def process(c):
-        with torch.no_grad():
-            return released_postprocess(model(c).cpu().data[0].numpy())
-
-    out, snippet = {}, []
-    for i in range(len(frames)):
-        snippet.append(frames[i])
-        if i >= 31:
-            c = clip(snippet)
-            out[i] = process(c)
-            if i < 2 * 32 - 2:
-                out[i - 31] = process(torch.flip(c, [2]))
-            del snippet[0]
-    return out
-
-
-def looped_reference(model, frames: np.ndarray) -> np.ndarray:
-    """The authors' advice for short videos: loop the video to >= 63 frames, keep the first N maps."""
-    n = len(frames)
-    reps = -(-63 // n)
-    maps = released_loop(model, np.concatenate([frames] * reps))
-    return np.stack([maps[i] for i in range(n)])
+from reference import looped_reference, released_loop, released_postprocess
 
 
 class WindowProbe(torch.nn.Module):
@@ -87,15 +47,6 @@ def test_maps_vary_with_input(tiny_model):
     b = Engine(tiny_model, batch_size=2).predict(synthetic_frames(33, *SMALL, seed=2), targets=[31, 32])
     assert a.std() > 3 and b.std() > 3  # a sigma-7 blur on a 32x64 map leaves little contrast
     assert np.abs(a.astype(int) - b.astype(int)).mean() > 2
-
-
-@pytest.fixture(scope="module")
-def clip70(tiny_model):
-    """A 70-frame clip and the released loop's maps for it (computed once: it is the slow part)."""
-    frames = synthetic_frames(70, *SMALL, seed=3)
-    ref = released_loop(tiny_model, frames)
-    assert sorted(ref) == list(range(70))
-    return frames, np.stack([ref[i] for i in range(70)])
 
 
 def test_engine_equals_released_loop_exactly_at_batch_one(tiny_model, clip70):
