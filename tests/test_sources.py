@@ -233,3 +233,41 @@ def test_s3_prefix_manifest_and_shard(s3, make_video, tmp_path):
             assert frames.shape == (10, 32, 64, 3)
     with pytest.raises(SourceError, match="does not exist"):
         list(iter_sources(f"s3://{bucket}/nothing-here/"))
+
+
+def test_s3_glob_shard_prefix_frame_folder_and_explicit_options(s3, make_video, tmp_path, monkeypatch):
+    import cv2
+
+    fs, bucket = s3["fs"], s3["bucket"]
+    clip = make_video("clip.mp4", n_frames=6)
+    fs.put(str(clip), f"{bucket}/v/x/one.mp4")
+    fs.put(str(clip), f"{bucket}/v/y/two.mkv")
+    shard = _make_shard(tmp_path / "s.tar", {"00000/k1": clip.read_bytes(), "00000/k2": clip.read_bytes()})
+    fs.put(str(shard), f"{bucket}/shards/00000.tar")
+    frames = _write_frames(tmp_path / "frames", n=4)
+    for p in sorted(frames.iterdir()):
+        fs.put(str(p), f"{bucket}/f/clip01/{p.name}")
+
+    assert _ids(iter_sources(f"s3://{bucket}/v/*/*.mp4")) == ["x/one"]
+    members = list(iter_sources(f"s3://{bucket}/shards/"))
+    assert [(s.video_id, s.member) for s in members] == [("00000/k1", "00000/k1.mp4"), ("00000/k2", "00000/k2.mp4")]
+    assert members[1].offset is not None
+    (folder,) = iter_sources(f"s3://{bucket}/f/")
+    assert folder.video_id == "clip01" and folder.uri == f"s3://{bucket}/f/clip01"
+    with open_video(folder, (32, 64)) as reader:
+        assert reader.backend == "frames" and reader.info.n_frames == 4
+        got = np.concatenate(list(reader.iter_frames(np.arange(4))))
+    local = sorted(frames.iterdir())
+    expected = np.stack([cv2.cvtColor(cv2.resize(cv2.imread(str(p)), (64, 32)), cv2.COLOR_BGR2RGB) for p in local])
+    assert np.array_equal(got, expected)
+
+    # --storage-option alone (no endpoint variable) reaches the same store
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    options = parse_storage_options([f"endpoint_url={s3['endpoint']}"])
+    assert _ids(iter_sources(f"s3://{bucket}/v/", storage_options=options)) == ["x/one", "y/two"]
+    with open_video(members[1], (32, 64), storage_options=options) as reader:
+        assert reader.info.n_frames == 6
