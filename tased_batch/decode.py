@@ -506,7 +506,10 @@ class VideoReader:
     def close(self) -> None:
         """Release decoders and delete any spooled copy (idempotent)."""
         if getattr(self, "_pid", None) != os.getpid():
-            return  # inherited through fork: the parent owns those resources
+            if hasattr(self, "_pid"):  # inherited through fork: the parent owns those resources
+                self._abandon()
+                self._reset()
+            return
         if self._backend is not None:
             self._backend.close()
             self._backend = None

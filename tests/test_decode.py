@@ -356,6 +356,16 @@ def _count_in_child(reader, queue):
     queue.put(sum(len(c) for c in reader.iter_frames(np.arange(reader.info.n_frames))))
 
 
+def _drop_in_child(reader, queue):
+    import gc
+
+    reader.close()  # must detach decord's handle: freeing it in a child segfaults
+    reader.__dict__.clear()
+    decode._INHERITED.clear()
+    gc.collect()
+    queue.put("dropped")
+
+
 def test_reader_survives_fork_and_pickle(make_video):
     path = make_video("clip.mp4", n_frames=20)
     reader = open_video(VideoSource("clip", str(path)), SIZE)
@@ -366,6 +376,11 @@ def test_reader_survives_fork_and_pickle(make_video):
     child.start()
     child.join(60)
     assert child.exitcode == 0 and queue.get(timeout=5) == 20
+    # a child that only closes/drops the inherited reader must not crash either
+    child = ctx.Process(target=_drop_in_child, args=(reader, queue))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0 and queue.get(timeout=5) == "dropped"
     clone = pickle.loads(pickle.dumps(reader))
     assert clone._backend is None and clone.info.n_frames == 20
     assert _all(reader).shape == (20, *SIZE, 3)  # the parent's reader still works
