@@ -275,3 +275,25 @@ def test_verify_checks_png_files(tmp_path):
     next((tmp_path / "o").rglob("0003.png")).unlink()
     with pytest.raises(StoreError, match="0003.png"):
         open_results(uri).verify()
+
+
+def test_late_zombie_commit_replaces_whole_shard_never_mixes(out):
+    uri, opts = out
+    kwargs = dict(store_size=STORE, model_size=MODEL, run_info=RUN_INFO, storage_options=opts)
+    assert open_results(uri, opts).videos().num_rows == 0  # nothing committed yet
+    zombie = open_shard_writer(uri, "s", **kwargs)
+    zombie.write(ok_result("v1", 3, seed=1))
+    zombie.write(ok_result("v2", 3, seed=2))
+    redo = open_shard_writer(uri, "s", **kwargs)
+    redo.write(ok_result("v1", 4, seed=3))
+    redo.write(ok_result("v2", 4, seed=4))
+    redo.commit()
+    assert open_results(uri, opts).maps("v1").shape[0] == 4
+    late = zombie.commit()  # the stalled worker wakes up and commits after the redo
+    res = open_results(uri, opts)
+    assert sorted(res.videos()["video_id"].to_pylist()) == ["v1", "v2"]
+    assert res.shards["s"] == late
+    np.testing.assert_array_equal(res.maps("v1"), resize_maps(ok_result("v1", 3, seed=1).maps, STORE))
+    np.testing.assert_array_equal(res.maps("v2"), resize_maps(ok_result("v2", 3, seed=2).maps, STORE))
+    assert remove_orphans(uri, opts) == [redo.prefix]
+    res.verify()
