@@ -118,7 +118,7 @@ def main() -> None:
             maps = {name: engine.predict(x, targets) for name, x in (("scaled", scaled), ("exact", exact), ("noisy", noisy))}
         report.update(weights=args.weights, maps=len(targets), model_seconds=round(time.perf_counter() - started, 1))
         for label, other in (("", "scaled"), ("noise_floor_", "noisy")):
-            ccs = [cc(a, b) for a, b in zip(maps[other], maps["exact"])]
+            ccs = [cc(a, b) for a, b in zip(maps[other], maps["exact"], strict=True)]
             grey = np.abs(maps[other].astype(np.int16) - maps["exact"].astype(np.int16))
             report.update(
                 {

@@ -480,7 +480,7 @@ class VideoReader:
         self.__dict__.update(state)
         self._reset()
 
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -547,7 +547,7 @@ class VideoReader:
         elif is_remote(src.uri):
             target = self._remote()
         else:
-            target = self._local_file(src.uri)
+            target = self._local_file(src.uri.removeprefix("file://"))
         if target is None:
             return  # a frame folder was opened
         head = self._head(target)

@@ -381,7 +381,7 @@ def _manifest_rows(f, suffix: str, url_col: str, id_col: str | None, name: str) 
         for batch in table.iter_batches(columns=wanted, batch_size=65536):
             urls = batch.column(url_col).to_pylist()
             keys = batch.column(id_col).to_pylist() if id_col else [None] * len(urls)
-            for url, key in zip(urls, keys):
+            for url, key in zip(urls, keys, strict=True):
                 line += 1
                 yield line, url, key
         return
