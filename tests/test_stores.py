@@ -49,10 +49,6 @@ def failed_result(video_id: str) -> VideoResult:
     return VideoResult.failed(video_id, f"/in/{video_id}.mp4", "truncated", "moov atom not found", fps=30.0)
 
 
-def output_uri(where: str, tmp_path, s3) -> str:
-    return str(tmp_path / "out") if where == "local" else f"s3://{s3['bucket']}/run"
-
-
 @pytest.fixture(params=["local", "s3"])
 def where(request):
     return request.param

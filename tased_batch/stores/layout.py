@@ -144,10 +144,11 @@ def read_commit(output: str, shard_id: str, storage_options: dict | None = None)
 def committed_shards(output: str, storage_options: dict | None = None) -> dict[str, dict[str, Any]]:
     """All committed shards of an output: ``{shard_id: commit record}`` (empty if none)."""
     fs, root = open_fs(output, storage_options)
-    return _committed(fs, root)
+    return list_commits(fs, root)
 
 
-def _committed(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict[str, Any]]:
+def list_commits(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict[str, Any]]:
+    """:func:`committed_shards` on an open filesystem (fresh listing, no cache)."""
     directory = join(root, COMMIT_DIR)
     try:
         fs.invalidate_cache(directory)
@@ -172,7 +173,7 @@ def remove_orphans(output: str, storage_options: dict | None = None) -> list[str
     record yet. Returns the removed folders, relative to the output.
     """
     fs, root = open_fs(output, storage_options)
-    live = {rec["attempt_prefix"] for rec in _committed(fs, root).values()}
+    live = {rec["attempt_prefix"] for rec in list_commits(fs, root).values()}
     removed: list[str] = []
     try:
         shard_dirs = fs.ls(join(root, SHARD_DIR), detail=False)

@@ -10,7 +10,6 @@ dictionary encoding (blobs never repeat) and no statistics (min/max of blobs are
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from typing import Any
 

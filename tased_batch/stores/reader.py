@@ -43,7 +43,7 @@ class Results:
         self.uri = uri
         self.storage_options = storage_options
         self.fs, self.root = layout.open_fs(uri, storage_options)
-        self.shards: dict[str, dict[str, Any]] = layout._committed(self.fs, self.root)
+        self.shards: dict[str, dict[str, Any]] = layout.list_commits(self.fs, self.root)
         self._table = self._load_videos()
         ids = self._table["video_id"].to_pylist()
         self._row: dict[str, int] = {}
