@@ -75,7 +75,10 @@ def _strip_prefix(state: dict) -> dict:
 
 def read_state_dict(uri: str, storage_options: dict | None = None) -> tuple[dict[str, torch.Tensor], str]:
     """Read a checkpoint and return (state dict without ``module.``, sha256 of the file)."""
-    data = _read_bytes(uri, storage_options)
+    return _state_from_bytes(_read_bytes(uri, storage_options), uri)
+
+
+def _state_from_bytes(data: bytes, uri: str) -> tuple[dict[str, torch.Tensor], str]:
     digest = hashlib.sha256(data).hexdigest()
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -237,19 +240,55 @@ def load_model(
     """
     if weights == RANDOM:
         model, info = _random_model()
+        model.weights_info = info
+        return model.eval().to(device)
+    uri = resolve_weights(weights)
+    state, digest = read_state_dict(uri, storage_options)
+    return _model_from_state(state, uri, digest, device, encoder_only=encoder_only)
+
+
+def _model_from_state(
+    state: dict[str, torch.Tensor], uri: str, digest: str, device, *, encoder_only: bool = False
+) -> TASEDNet:
+    kind = checkpoint_kind(state)
+    model = TASEDNet()
+    if kind == "s3d" or encoder_only:
+        _load_into(model, map_s3d_encoder(state) if kind == "s3d" else state, encoder_only=True)
     else:
-        uri = resolve_weights(weights)
-        state, digest = read_state_dict(uri, storage_options)
-        kind = checkpoint_kind(state)
-        model = TASEDNet()
-        if kind == "s3d" or encoder_only:
-            _load_into(model, map_s3d_encoder(state) if kind == "s3d" else state, encoder_only=True)
-        else:
-            _load_into(model, state, encoder_only=False)
-        released = kind == "tased" and Path(uri).name == RELEASED_FILE
-        info = WeightsInfo(kind=RELEASED if released else "custom", uri=str(uri), sha256=digest)
-    model.weights_info = info
+        _load_into(model, state, encoder_only=False)
+    released = kind == "tased" and Path(uri).name == RELEASED_FILE
+    model.weights_info = WeightsInfo(kind=RELEASED if released else "custom", uri=str(uri), sha256=digest)
     return model.eval().to(device)
+
+
+def weights_payload(weights: str | None, storage_options: dict | None = None) -> tuple[bytes, WeightsInfo]:
+    """Checkpoint bytes plus their description, read once by a driver and shared with its workers.
+
+    The bytes are checked here (they must load) so that a bad file fails before any worker starts.
+    """
+    if weights == RANDOM:
+        model, info = _random_model()
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        return buffer.getvalue(), info
+    uri = resolve_weights(weights)
+    data = _read_bytes(uri, storage_options)
+    state, digest = _state_from_bytes(data, uri)
+    info = _model_from_state(state, uri, digest, "cpu").weights_info
+    return data, info
+
+
+def model_from_payload(data: bytes, info: WeightsInfo, device: str | torch.device = "cpu") -> TASEDNet:
+    """The model a worker builds from :func:`weights_payload`'s bytes."""
+    state, _ = _state_from_bytes(data, info.uri)
+    if info.kind == RANDOM:
+        model = TASEDNet()
+        model.load_state_dict(state)
+        model.weights_info = info
+        return model.eval().to(device)
+    model = _model_from_state(state, info.uri, info.sha256, device)
+    model.weights_info = info
+    return model
 
 
 def weights_info(uri: str, storage_options: dict | None = None) -> dict:
