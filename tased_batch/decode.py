@@ -598,11 +598,11 @@ class VideoReader:
         if info.get("type") == "directory":
             self._open_frames(fs, path)
             return None
-        size = int(info.get("size") or 0)
+        size = info.get("size")  # None: the server does not say (some HTTP servers)
         if size == 0:
             raise VideoError(self.name, "empty-file", "the object is empty (0 bytes)", "upload it again")
-        if _Spool.reserve(size):
-            self._spooled_bytes = size
+        if size is not None and _Spool.reserve(int(size)):
+            self._spooled_bytes = int(size)
             dest = self._spool_path(path)
 
             def copy() -> None:
@@ -611,7 +611,7 @@ class VideoReader:
 
             self._remote_call(copy)
             return str(dest)
-        # Too large for the spool: stream it through PyAV (decord needs a file path).
+        # Too large for the spool, or of unknown size: stream it through PyAV (decord needs a path).
         self._stream_file = self._remote_call(lambda: fs.open(path, "rb", block_size=_COPY_BLOCK))
         return self._stream_file
 
