@@ -293,3 +293,21 @@ def test_late_zombie_commit_replaces_whole_shard_never_mixes(out):
     np.testing.assert_array_equal(res.maps("v2"), resize_maps(ok_result("v2", 3, seed=2).maps, STORE))
     assert remove_orphans(uri, opts) == [redo.prefix]
     res.verify()
+
+
+def test_unconfirmed_commit_record_keeps_data(tmp_path, monkeypatch):
+    from tased_batch.stores import layout
+
+    uri = str(tmp_path / "o")
+    w = open_shard_writer(uri, "s", store_size=STORE, model_size=MODEL, run_info=RUN_INFO)
+    w.write(ok_result("v"))
+
+    def lost(*args, **kwargs):
+        raise StoreError("connection reset")
+
+    monkeypatch.setattr(layout, "write_commit", lost)
+    with pytest.raises(StoreError, match="not confirmed"):
+        w.commit()
+    with pytest.raises(StoreError, match="kept"):
+        w.abort()
+    assert (tmp_path / "o" / w.prefix / "maps.parquet").exists()

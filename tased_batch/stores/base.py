@@ -230,8 +230,9 @@ class ShardWriter:
 
     def abort(self) -> None:
         """Drop this attempt: discard open uploads and remove what it wrote (best effort)."""
-        if self._state == "committed":
-            raise StoreError(f"shard {self.shard_id} is already committed; it cannot be aborted")
+        if self._state in ("committed", "failed"):
+            # "failed": the commit record may have landed and point at this data; keep it.
+            raise StoreError(f"shard {self.shard_id} writer is {self._state}; its data is kept")
         self._state = "aborted"
         try:
             self._discard()
