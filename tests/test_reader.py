@@ -158,3 +158,22 @@ def test_cli_export(cli_app, tmp_path):
     assert done.exit_code == 0 and decode_png((tmp_path / "small" / "clip" / "0002.png").read_bytes()).shape == (4, 6)
     done = runner.invoke(cli_app, ["export", uri, "nope", str(out)])
     assert done.exit_code == 2 and "no video 'nope'" in done.output
+
+
+def test_iterating_a_shard_reads_each_row_group_once(monkeypatch, tmp_path):
+    calls = []
+    original = pq.ParquetFile.read_row_group
+
+    def counting(self, i, *args, **kwargs):
+        calls.append(i)
+        return original(self, i, *args, **kwargs)
+
+    uri = str(tmp_path / "o")
+    maps = synthetic_saliency_maps(2, size=(32, 64), seed=1)
+    w = open_shard_writer(uri, "s", store_size=(8, 16), model_size=(32, 64), run_info=RUN_INFO)
+    for name in ("c", "a", "b"):
+        w.write(result(name, maps))
+    w.commit()
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counting)
+    assert [v.maps.shape for v in open_results(uri)] == [(2, 8, 16)] * 3
+    assert calls == [0]

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tased_batch.errors import StoreError
@@ -181,19 +183,44 @@ class ParquetShardWriter(ShardWriter):
                 self._handle.close()
 
 
-def read_maps_table(fs: Any, path: str, video_id: str | None = None) -> pa.Table:
-    """Rows of ``maps.parquet``, only from row groups whose statistics may hold ``video_id``."""
-    with fs.open(path, "rb") as handle:
-        pf = pq.ParquetFile(handle)
-        if video_id is None:
-            return pf.read()
-        column = pf.schema_arrow.get_field_index("video_id")
-        groups = []
-        for i in range(pf.metadata.num_row_groups):
-            stats = pf.metadata.row_group(i).column(column).statistics
-            if stats is None or not stats.has_min_max or stats.min <= video_id <= stats.max:
-                groups.append(i)
-        if not groups:
-            return MAPS_SCHEMA.empty_table()
-        table = pf.read_row_groups(groups)
-    return table.filter(pa.compute.equal(table["video_id"], video_id))
+class MapsFile:
+    """Reads one committed ``maps.parquet`` video by video.
+
+    The footer is read once; decoded row groups are kept in a small LRU, because a row
+    group holds many videos and iterating over a shard would otherwise fetch each group
+    once per video (on S3, many times the file's size).
+    """
+
+    def __init__(self, fs: Any, path: str, cached_groups: int = 4) -> None:
+        self._handle = fs.open(path, "rb")
+        self._file = pq.ParquetFile(self._handle)
+        meta = self._file.metadata
+        column = self._file.schema_arrow.get_field_index("video_id")
+        self._ranges: list[tuple[str | None, str | None]] = []
+        for i in range(meta.num_row_groups):
+            stats = meta.row_group(i).column(column).statistics
+            self._ranges.append((stats.min, stats.max) if stats is not None and stats.has_min_max else (None, None))
+        self._groups: OrderedDict[int, pa.Table] = OrderedDict()
+        self._cached_groups = cached_groups
+
+    def _group(self, index: int) -> pa.Table:
+        if index in self._groups:
+            self._groups.move_to_end(index)
+        else:
+            self._groups[index] = self._file.read_row_group(index)
+            while len(self._groups) > self._cached_groups:
+                self._groups.popitem(last=False)
+        return self._groups[index]
+
+    def rows(self, video_id: str) -> pa.Table:
+        """The rows of one video, in file order (row groups skipped by their statistics)."""
+        tables = [
+            self._group(i)
+            for i, (low, high) in enumerate(self._ranges)
+            if low is None or low <= video_id <= high
+        ]
+        tables = [t.filter(pc.equal(t["video_id"], video_id)) for t in tables]
+        return pa.concat_tables(tables) if tables else MAPS_SCHEMA.empty_table()
+
+    def close(self) -> None:
+        self._handle.close()

@@ -8,8 +8,9 @@ bilinear (``align_corners=False``) when enlarging, area when shrinking.
 from __future__ import annotations
 
 import io
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +23,9 @@ from tased_batch.stores.base import VIDEOS_SCHEMA
 from tased_batch.stores.resample import resize_maps
 
 Size = str | tuple[int, int]
+
+# Open per-shard readers kept at once (each caches up to 4 Parquet row groups, ~32 MiB).
+_CACHED_SHARDS = 4
 
 
 @dataclass
@@ -56,7 +60,7 @@ class Results:
                     "the plan assigned it twice; delete one shard's record under _commits/",
                 )
             self._row[video_id] = i
-        self._cache: dict[str, Any] = {}
+        self._cache: OrderedDict[str, Any] = OrderedDict()
 
     # -- loading ---------------------------------------------------------------------
     def _file(self, record: dict[str, Any], name: str) -> str:
@@ -153,6 +157,18 @@ class Results:
             raise StoreError(f"no video {video_id!r} in {self.uri}", f"it holds {len(self._row)} videos; see .videos()")
         return self._table.slice(row, 1).to_pylist()[0]
 
+    def _cached(self, key: str, load: Callable[[], Any]) -> Any:
+        """Per-shard readers of the last few shards used (videos are read shard by shard)."""
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        value = self._cache[key] = load()
+        while len(self._cache) > _CACHED_SHARDS:
+            _, old = self._cache.popitem(last=False)
+            if hasattr(old, "close"):
+                old.close()
+        return value
+
     def _target(self, info: dict[str, Any], size: Size) -> tuple[int, int]:
         if size == "stored":
             return info["store_height"], info["store_width"]
@@ -186,9 +202,10 @@ class Results:
         return frames, times, maps
 
     def _read_parquet_maps(self, record: dict[str, Any], video_id: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        from tased_batch.stores.parquet import decode_map, read_maps_table
+        from tased_batch.stores.parquet import MapsFile, decode_map
 
-        table = read_maps_table(self.fs, self._file(record, "maps.parquet"), video_id).sort_by("frame_index")
+        maps_file = self._cached(f"maps:{record['shard_id']}", lambda: MapsFile(self.fs, self._file(record, "maps.parquet")))
+        table = maps_file.rows(video_id).sort_by("frame_index")
         maps = np.empty((table.num_rows, *shape), np.uint8)
         rows = zip(table["data"].to_pylist(), table["encoding"].to_pylist(), table["height"].to_pylist(), table["width"].to_pylist())
         for i, (data, encoding, height, width) in enumerate(rows):
@@ -214,10 +231,9 @@ class Results:
     def _read_png(self, record: dict[str, Any], video_id: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from tased_batch.stores.png import decode_png
 
-        key = f"frames:{record['shard_id']}"
-        if key not in self._cache:
-            self._cache[key] = self._read_parquet(self._file(record, "frames.parquet"))
-        frames_table: pa.Table = self._cache[key]
+        frames_table: pa.Table = self._cached(
+            f"frames:{record['shard_id']}", lambda: self._read_parquet(self._file(record, "frames.parquet"))
+        )
         table = frames_table.filter(pc.equal(frames_table["video_id"], video_id)).sort_by("frame_index")
         paths = [layout.join(self.root, p) for p in table["path"].to_pylist()]
         contents = layout.cat_many(self.fs, paths)
