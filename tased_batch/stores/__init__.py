@@ -35,7 +35,7 @@ def open_shard_writer(
     shard_id: str,
     *,
     format: str = "parquet",
-    store_size: tuple[int, int] | None,
+    store_size: tuple[int, int] | None = None,
     model_size: tuple[int, int],
     run_info: dict[str, Any],
     storage_options: dict | None = None,
