@@ -26,7 +26,10 @@ ZSTD_LEVEL = 19  # measured: 9% smaller than level 9 on 128-frame chunks; decodi
 
 def zarr_store(fs: Any, path: str, storage_options: dict | None, read_only: bool) -> Any:
     """A zarr store at ``path`` of ``fs``: LocalStore on disk, FsspecStore elsewhere."""
-    from zarr.storage import FsspecStore, LocalStore
+    try:
+        from zarr.storage import FsspecStore, LocalStore
+    except ImportError as exc:
+        raise StoreError("the zarr format needs zarr >= 3", "install it (Python >= 3.11) or use --format parquet") from exc
 
     if layout.is_local(fs):
         return LocalStore(path, read_only=read_only)
