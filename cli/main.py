@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tased_batch.cli import evaluate, predict, render, results, weights
+from tased_batch.cli import evaluate, predict, render, results, run, weights
 
 app = typer.Typer(
     name="tased-batch",
@@ -14,7 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (evaluate, predict, render, results, weights):
+for module in (evaluate, predict, render, results, run, weights):
     module.register(app)
 
 

@@ -72,6 +72,7 @@ def test_round_trip(fmt, out):
         record = w.commit()
     assert record["n_videos"] == 3 and record["n_ok"] == 2 and record["n_failed"] == 1 and record["n_maps"] == 8
     assert record["weights"]["kind"] == "random" and record["config_fingerprint"] == "cfg-123"
+    assert [f["video_id"] for f in record["failures"]] == ["broken"] and record["failures"][0]["reason"]
     assert committed_shards(uri, opts) == {"s0001": record}
 
     res = open_results(uri, opts)

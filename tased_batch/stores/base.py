@@ -214,6 +214,11 @@ class ShardWriter:
             "n_ok": statuses.count("ok"),
             "n_failed": statuses.count("failed"),
             "n_maps": int(sum(row["n_maps"] for row in self._rows)),
+            "failures": [
+                {k: row[k] for k in ("video_id", "source", "reason", "error")}
+                for row in self._rows
+                if row["status"] != "ok"
+            ],
             "files": files,
         }
         try:

@@ -1,0 +1,245 @@
+"""Planning and resume state: sources -> shards, the stored config, and what is left to do.
+
+Under OUTPUT the planner keeps ``config.json`` (the run's config and its fingerprint) and
+``plan/videos.parquet`` (every video with its shard). A shard is done when its commit
+record exists (see :mod:`tased_batch.stores.layout`); everything else is pending. A
+re-run or ``resume`` reuses the stored plan, so the same video always lands in the same
+shard and nothing is processed twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tased_batch.config import RunConfig, differences, fingerprint
+from tased_batch.errors import ConfigError, StoreError
+from tased_batch.sources import VideoSource, iter_sources
+from tased_batch.stores import committed_shards
+from tased_batch.stores.layout import open_fs
+
+CONFIG_FILE = "config.json"
+PLAN_FILE = "plan/videos.parquet"
+SECRET_OPTION_KEYS = ("key", "secret", "token", "password", "aws_access_key_id", "aws_secret_access_key",
+                      "aws_session_token", "session_token")
+
+PLAN_SCHEMA = pa.schema([
+    ("video_id", pa.string()),
+    ("uri", pa.string()),
+    ("member", pa.string()),
+    ("offset", pa.int64()),
+    ("size", pa.int64()),
+    ("shard", pa.string()),
+])
+
+
+def shard_name(index: int) -> str:
+    return f"{index:06d}"
+
+
+@dataclass
+class Plan:
+    """Every video of the run and the shard it belongs to (videos of a shard are contiguous)."""
+
+    table: pa.Table
+    shard_ids: list[str]
+    offsets: list[int]  # row where each shard starts; offsets[-1] == number of videos
+
+    @property
+    def n_videos(self) -> int:
+        return self.table.num_rows
+
+    def videos(self, shard_id: str) -> list[VideoSource]:
+        i = self.shard_ids.index(shard_id) if shard_id != self.shard_ids[-1] else len(self.shard_ids) - 1
+        rows = self.table.slice(self.offsets[i], self.offsets[i + 1] - self.offsets[i]).to_pylist()
+        return [VideoSource(r["video_id"], r["uri"], r["member"], r["offset"], r["size"]) for r in rows]
+
+    def shard_sizes(self) -> dict[str, int]:
+        return {s: self.offsets[i + 1] - self.offsets[i] for i, s in enumerate(self.shard_ids)}
+
+
+def _plan_from_table(table: pa.Table) -> Plan:
+    shards = table.column("shard").to_pylist()
+    ids: list[str] = []
+    offsets: list[int] = []
+    for row, shard in enumerate(shards):
+        if not ids or ids[-1] != shard:
+            ids.append(shard)
+            offsets.append(row)
+    offsets.append(len(shards))
+    return Plan(table, ids, offsets)
+
+
+def build_plan(config: RunConfig) -> Plan:
+    """List the sources (streaming) and cut them into shards of ``shard_size`` videos."""
+    batch = 100_000
+    columns: dict[str, list] = {name: [] for name in PLAN_SCHEMA.names}
+    tables: list[pa.Table] = []
+    count = 0
+    for src in iter_sources(config.input, url_col=config.url_col, id_col=config.id_col,
+                            storage_options=config.storage_options):
+        columns["video_id"].append(src.video_id)
+        columns["uri"].append(src.uri)
+        columns["member"].append(src.member)
+        columns["offset"].append(src.offset)
+        columns["size"].append(src.size)
+        columns["shard"].append(shard_name(count // config.shard_size))
+        count += 1
+        if len(columns["video_id"]) >= batch:
+            tables.append(pa.table(columns, schema=PLAN_SCHEMA))
+            columns = {name: [] for name in PLAN_SCHEMA.names}
+    tables.append(pa.table(columns, schema=PLAN_SCHEMA))
+    table = pa.concat_tables(tables)
+    if table.num_rows == 0:
+        raise ConfigError(f"no videos found in {config.input}", "check the path, the glob or the manifest's URL column")
+    return _plan_from_table(table)
+
+
+def public_config(config: RunConfig) -> dict[str, Any]:
+    """The config as stored under OUTPUT: credentials are never written."""
+    data = config.to_dict()
+    data["storage_options"] = {
+        k: v for k, v in config.storage_options.items() if k.lower() not in SECRET_OPTION_KEYS
+    }
+    return data
+
+
+@dataclass
+class RunState:
+    """Which shards are done (committed) and which are pending, from the commit records."""
+
+    plan: Plan
+    records: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def done(self) -> list[str]:
+        return [s for s in self.plan.shard_ids if s in self.records]
+
+    @property
+    def pending(self) -> list[str]:
+        return [s for s in self.plan.shard_ids if s not in self.records]
+
+    def with_failures(self) -> list[str]:
+        return [s for s in self.done if self.records[s].get("n_failed", 0) > 0]
+
+    def summary(self) -> dict[str, Any]:
+        done = self.done
+        sizes = self.plan.shard_sizes()
+        failures = [f for s in done for f in self.records[s].get("failures", [])]
+        n_failed = sum(self.records[s].get("n_failed", 0) for s in done)
+        n_ok = sum(self.records[s].get("n_ok", 0) for s in done)
+        by_reason: dict[str, int] = {}
+        for f in failures:
+            by_reason[f.get("reason") or "unknown"] = by_reason.get(f.get("reason") or "unknown", 0) + 1
+        return {
+            "shards": {"total": len(self.plan.shard_ids), "done": len(done), "pending": len(self.plan.shard_ids) - len(done)},
+            "videos": {
+                "total": self.plan.n_videos,
+                "done": n_ok,
+                "failed": n_failed,
+                "pending": sum(sizes[s] for s in self.pending),
+            },
+            "frames_done": int(sum(self.records[s].get("n_maps", 0) for s in done)),
+            "failures": [
+                {"video_id": f.get("video_id"), "source": f.get("source"), "reason": f.get("reason"), "error": f.get("error")}
+                for f in failures
+            ],
+            "failures_by_reason": by_reason,
+        }
+
+
+class Output:
+    """The planner's view of an output URI: its stored config, plan and commit records."""
+
+    def __init__(self, uri: str, storage_options: dict | None = None) -> None:
+        self.uri = uri
+        self.storage_options = dict(storage_options or {})
+        self.fs, self.root = open_fs(uri, self.storage_options)
+
+    def _path(self, relative: str) -> str:
+        return f"{self.root}/{relative}"
+
+    def stored_config(self) -> dict[str, Any] | None:
+        path = self._path(CONFIG_FILE)
+        try:
+            with self.fs.open(path, "rb") as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            return None
+
+    def load_plan(self) -> Plan | None:
+        path = self._path(PLAN_FILE)
+        try:
+            with self.fs.open(path, "rb") as f:
+                return _plan_from_table(pq.read_table(f))
+        except FileNotFoundError:
+            return None
+
+    def save(self, config: RunConfig, fields: dict[str, Any], plan: Plan) -> None:
+        """Write the plan, then the config that points at it (the config marks a usable plan)."""
+        import io
+
+        buffer = io.BytesIO()
+        pq.write_table(plan.table, buffer, compression="zstd")
+        self.fs.makedirs(self._path("plan"), exist_ok=True)
+        self.fs.pipe(self._path(PLAN_FILE), buffer.getvalue())
+        record = {
+            "config": public_config(config),
+            "fingerprint": fingerprint(fields),
+            "fingerprint_fields": fields,
+            "n_videos": plan.n_videos,
+            "n_shards": len(plan.shard_ids),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        self.fs.pipe(self._path(CONFIG_FILE), json.dumps(record, indent=2).encode())
+
+    def state(self, plan: Plan) -> RunState:
+        return RunState(plan, committed_shards(self.uri, self.storage_options))
+
+    def check_writable(self) -> None:
+        probe = self._path(f"_probe-{uuid.uuid4().hex[:8]}")
+        try:
+            self.fs.makedirs(self.root, exist_ok=True)
+            self.fs.pipe(probe, b"ok")
+            self.fs.rm(probe)
+        except Exception as e:
+            raise StoreError(f"output {self.uri} is not writable: {e}", "check the path, permissions or credentials") from e
+
+    def clear(self) -> None:
+        """Remove a previous run's plan, config, commit records and shards (``--overwrite``)."""
+        for relative in (CONFIG_FILE, "plan", "_commits", "shards", "reports"):
+            path = self._path(relative)
+            if self.fs.exists(path):
+                self.fs.rm(path, recursive=True)
+
+
+def prepare(config: RunConfig, weights_sha256: str, *, persist: bool = True) -> tuple[Output, Plan, dict[str, Any]]:
+    """Plan a run or pick up the stored plan; refuse a changed config unless ``overwrite``.
+
+    Returns the output, the plan and the fingerprinted fields.
+    """
+    output = Output(config.output, config.storage_options)
+    fields = config.fingerprint_fields(weights_sha256)
+    stored = output.stored_config()
+    if stored is not None and not config.overwrite:
+        diff = differences(stored.get("fingerprint_fields", {}), fields)
+        if diff:
+            raise ConfigError(
+                f"{config.output} holds a run with a different config: " + "; ".join(diff),
+                "rerun with the original options, write to a new OUTPUT, or pass --overwrite to start over",
+            )
+        plan = output.load_plan()
+        if plan is not None:
+            return output, plan, fields
+    plan = build_plan(config)
+    if persist:
+        if config.overwrite and stored is not None:
+            output.clear()
+        output.save(config, fields, plan)
+    return output, plan, fields

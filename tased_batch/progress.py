@@ -1,0 +1,110 @@
+"""What the driver shows while a run goes: a rich progress display, JSON lines, or nothing.
+
+Every reporter receives the same events from the executor; the final summary and the JSON
+run report are built from the commit records, not from these events.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+
+class Reporter:
+    """Counts events; subclasses decide how to show them."""
+
+    def __init__(self, total_shards: int, total_videos: int) -> None:
+        self.total_shards = total_shards
+        self.total_videos = total_videos
+        self.shards_done = 0
+        self.videos_done = 0
+        self.videos_failed = 0
+        self.frames = 0
+        self.start = time.monotonic()
+
+    @property
+    def fps(self) -> float:
+        return self.frames / max(time.monotonic() - self.start, 1e-9)
+
+    def started(self, actors: int, resources: dict) -> None:
+        self.emit({"event": "started", "actors": actors, "resources": resources})
+
+    def video(self, event: dict[str, Any]) -> None:
+        self.videos_done += 1
+        self.frames += int(event.get("frames", 0))
+        if event.get("status") != "ok":
+            self.videos_failed += 1
+        self.emit(event)
+
+    def shard_done(self, shard: str, record: dict) -> None:
+        self.shards_done += 1
+        self.emit({"event": "shard", "shard": shard, "videos": record.get("n_videos"), "failed": record.get("n_failed"),
+                   "maps": record.get("n_maps"), "seconds": round(record.get("seconds", 0.0), 3)})
+
+    def shard_retry(self, shard: str, error: str) -> None:
+        self.emit({"event": "shard_retry", "shard": shard, "error": error})
+
+    def shard_failed(self, shard: str, error: str) -> None:
+        self.emit({"event": "shard_failed", "shard": shard, "error": error})
+
+    def actor_restarted(self, index: int, error: str) -> None:
+        self.emit({"event": "actor_restarted", "actor": index, "error": error})
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Show one event (no-op here)."""
+
+    def close(self) -> None:
+        """Stop any live display."""
+
+
+class QuietReporter(Reporter):
+    pass
+
+
+class JsonLinesReporter(Reporter):
+    """One JSON object per line on stdout, with running totals, for batch systems' logs."""
+
+    def emit(self, event: dict[str, Any]) -> None:
+        line = {"time": round(time.time(), 3), **event, "totals": {
+            "shards_done": self.shards_done, "shards_total": self.total_shards, "videos_done": self.videos_done,
+            "videos_failed": self.videos_failed, "videos_total": self.total_videos, "frames": self.frames,
+            "fps": round(self.fps, 2)}}
+        sys.stdout.write(json.dumps(line, default=str) + "\n")
+        sys.stdout.flush()
+
+
+class RichReporter(Reporter):
+    """A live progress bar: shards, videos, frames, frames/s, ETA, failures so far."""
+
+    def __init__(self, total_shards: int, total_videos: int) -> None:
+        super().__init__(total_shards, total_videos)
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("videos"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"), console=self.console, transient=False,
+        )
+        self.task = self.progress.add_task("saliency", total=total_videos, info="")
+        self.progress.start()
+
+    def emit(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "video" and event.get("status") != "ok":
+            self.console.print(f"[yellow]failed[/yellow] {event.get('video_id')}: {event.get('reason')}: {event.get('error')}")
+        elif kind in ("shard_retry", "shard_failed", "actor_restarted"):
+            self.console.print(f"[yellow]{kind.replace('_', ' ')}[/yellow] {event.get('shard', event.get('actor'))}: {event.get('error')}")
+        info = (f"shards {self.shards_done}/{self.total_shards}  frames {self.frames:,}  "
+                f"{self.fps:.1f} frames/s  failed {self.videos_failed}")
+        self.progress.update(self.task, completed=self.videos_done, info=info)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def make_reporter(mode: str, total_shards: int, total_videos: int) -> Reporter:
+    return {"rich": RichReporter, "jsonl": JsonLinesReporter, "quiet": QuietReporter}[mode](total_shards, total_videos)

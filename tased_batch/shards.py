@@ -1,0 +1,132 @@
+"""Process one shard: its videos -> decode -> engine -> store writer -> commit. No Ray here.
+
+A Ray actor holds one :class:`ShardProcessor` (one loaded TASED-Net) and calls
+:meth:`ShardProcessor.process` for each shard it is given. Writing runs in a background
+thread so the next video decodes and infers while the previous one is written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import torch
+
+from tased_batch.config import RunConfig
+from tased_batch.engine import Engine
+from tased_batch.pipeline import DecodeOptions, default_device, predict_video
+from tased_batch.records import VideoResult
+from tased_batch.sources import VideoSource
+from tased_batch.stores import open_shard_writer
+from tased_batch.weights import WeightsInfo, model_from_payload
+
+TRANSIENT_REASONS = ("io-error",)
+RETRY_DELAYS = (0.5, 2.0, 5.0)
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def run_info(config: RunConfig, weights: WeightsInfo, config_fingerprint: str) -> dict[str, Any]:
+    """What every shard records about the run that made it (a random stand-in is visible here)."""
+    return {
+        "config_fingerprint": config_fingerprint,
+        "weights": weights.to_dict(),
+        "size": config.size,
+        "precision": config.precision,
+        "decoder": config.decoder,
+        "resize": config.resize,
+        "fps": config.fps,
+        "every": config.every,
+        "output_fps": config.output_fps,
+    }
+
+
+class ShardProcessor:
+    """One loaded model that turns shards of videos into committed store shards."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        weights_bytes: bytes,
+        weights: WeightsInfo,
+        info: dict[str, Any],
+        *,
+        device: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.config = config
+        self.device = device or default_device()
+        model = model_from_payload(weights_bytes, weights, self.device)
+        self.engine = Engine(model, device=self.device, batch_size=config.batch_size, precision=config.precision)
+        self.options = DecodeOptions(
+            decoder=config.decoder, resize=config.resize, fps=config.fps, every=config.every, output_fps=config.output_fps
+        )
+        self.info = info
+        self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tased-writer")
+
+    def predict(self, source: VideoSource) -> VideoResult:
+        """One video, retrying transient storage errors with backoff."""
+        for delay in (*RETRY_DELAYS, None):
+            result = predict_video(
+                source, self.engine, size=self.config.model_size, options=self.options,
+                storage_options=self.config.storage_options,
+            )
+            if result.ok or result.reason not in TRANSIENT_REASONS or delay is None:
+                return result
+            time.sleep(delay)
+        return result
+
+    def process(
+        self,
+        shard_id: str,
+        videos: list[VideoSource],
+        *,
+        skip: dict[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Write and commit one shard; ``skip`` maps video ids to a reason to record instead of decoding.
+
+        Returns the commit record plus timing. Any exception leaves the shard uncommitted
+        (its partial attempt is aborted) so that it is redone.
+        """
+        skip = skip or {}
+        notify = progress or (lambda event: None)
+        started = time.perf_counter()
+        writer = open_shard_writer(
+            self.config.output, shard_id, format=self.config.format, store_size=self.config.store_shape,
+            model_size=self.config.model_size, run_info=self.info, storage_options=self.config.storage_options,
+        )
+        pending: Future | None = None
+        try:
+            for source in videos:
+                notify({"event": "start", "shard": shard_id, "video_id": source.video_id})
+                if source.video_id in skip:
+                    result = VideoResult.failed(source.video_id, source.display, "worker-crash", skip[source.video_id])
+                else:
+                    result = self.predict(source)
+                if pending is not None:
+                    pending.result()
+                pending = self._writer_thread.submit(writer.write, result)
+                notify({
+                    "event": "video", "shard": shard_id, "video_id": result.video_id, "status": result.status,
+                    "frames": int(len(result.maps)), "reason": result.reason, "error": result.error,
+                    "source": result.source,
+                })
+            if pending is not None:
+                pending.result()
+            record = writer.commit()
+        except BaseException:
+            if pending is not None:
+                pending.cancel()
+            try:
+                writer.abort()
+            except Exception:
+                pass
+            raise
+        record = dict(record)
+        record["seconds"] = time.perf_counter() - started
+        return record
