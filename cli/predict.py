@@ -9,7 +9,7 @@ from rich.console import Console
 
 from tased_batch.errors import TasedError
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def predict(

@@ -11,7 +11,7 @@ from rich.table import Table
 from tased_batch.errors import WeightsError
 
 weights_app = typer.Typer(help="Fetch and inspect TASED-Net checkpoints.", no_args_is_help=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 @weights_app.command("download")
