@@ -1,0 +1,55 @@
+"""Saliency maps as one step of your own Ray Data pipeline (the `tased_batch.ray` plugin).
+
+    python workflows/ray_data_saliency.py "s3://my-bucket/video2dataset/{00000..00127}.tar" \
+        s3://my-bucket/saliency/captions-ray/ --actors 8 --output-fps 2
+
+Reads WebDataset shards (``KEY.mp4`` + ``KEY.txt``), computes the maps on GPU actors that
+each load the model once, keeps each caption next to its maps, and writes Parquet. Unlike
+`tased-batch run` there are no commit records and no resume: use this when the maps feed
+straight into further steps of the same pipeline. Credentials: the standard AWS chain.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import ray
+from ray.data import ActorPoolStrategy, Dataset
+
+from tased_batch.ray import SaliencyPredictor
+
+
+def saliency(ds: Dataset, *, actors: int, gpus: float, batch_size: int = 2, **options: Any) -> Dataset:
+    """``ds`` rows of WebDataset samples (``__key__``, ``mp4``, ``txt``) -> one row of maps per sample.
+
+    ``options`` are `tased-batch run`'s model options (weights, size, output_fps, ...).
+    """
+    return ds.map_batches(
+        SaliencyPredictor,
+        fn_constructor_kwargs={"bytes_col": "mp4", "id_col": "__key__", "keep_cols": ["txt"], **options},
+        batch_size=batch_size,
+        num_gpus=gpus,
+        compute=ActorPoolStrategy(min_size=1, max_size=actors),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("shards", help='WebDataset shards, e.g. "s3://bucket/{00000..00127}.tar"')
+    parser.add_argument("output", help="folder for the Parquet files (local or s3://...)")
+    parser.add_argument("--actors", type=int, default=1, help="most GPU actors [1]")
+    parser.add_argument("--gpus", type=float, default=1.0, help="GPUs per actor [1]")
+    parser.add_argument("--weights", default="released", help="checkpoint path/URI [released]")
+    parser.add_argument("--output-fps", type=float, default=2.0, help="maps per second [2]")
+    args = parser.parse_args()
+    from tased_batch.sources import expand_braces
+
+    ray.init()  # joins $RAY_ADDRESS (a cluster, or `ray job submit`), else starts a local Ray
+    ds = ray.data.read_webdataset(expand_braces(args.shards))
+    maps = saliency(ds, actors=args.actors, gpus=args.gpus, weights=args.weights, output_fps=args.output_fps)
+    maps.write_parquet(args.output)
+
+
+if __name__ == "__main__":
+    main()
