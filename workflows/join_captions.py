@@ -3,7 +3,7 @@
     python workflows/join_captions.py OUTPUT SHARDS [--out joined.parquet]
 
     python workflows/join_captions.py s3://my-bucket/saliency/captions-v1/ \
-        "s3://my-bucket/video2dataset/{00000..00127}.tar" --out s3://my-bucket/saliency/captions-v1-joined.parquet
+        "s3://my-bucket/video2dataset/*.tar" --out s3://my-bucket/saliency/captions-v1-joined.parquet
 
 `tased-batch run` names each tar member's maps by its WebDataset sample key (``KEY.mp4``
 -> ``KEY``), the same key as ``KEY.txt`` (caption) and ``KEY.json`` (video2dataset's
@@ -86,7 +86,7 @@ def join(output: str, shards: str, storage_options: dict | None = None) -> pa.Ta
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output", help="the run's OUTPUT (local path or s3://...)")
-    parser.add_argument("shards", help='the run\'s INPUT shards, e.g. "s3://bucket/{00000..00127}.tar"')
+    parser.add_argument("shards", help='the run\'s INPUT shards: a glob or a brace range, e.g. "s3://bucket/wds/*.tar"')
     parser.add_argument("--out", default="joined.parquet", help="where to write the joined table [joined.parquet]")
     args = parser.parse_args()
     table = join(args.output, args.shards)

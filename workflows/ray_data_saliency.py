@@ -1,6 +1,6 @@
 """Saliency maps as one step of your own Ray Data pipeline (the `tased_batch.ray` plugin).
 
-    python workflows/ray_data_saliency.py "s3://my-bucket/video2dataset/{00000..00127}.tar" \
+    python workflows/ray_data_saliency.py "s3://my-bucket/video2dataset/*.tar" \
         s3://my-bucket/saliency/captions-ray/ --actors 8 --output-fps 2
 
 Reads WebDataset shards (``KEY.mp4`` + ``KEY.txt``), computes the maps on GPU actors that
@@ -34,19 +34,29 @@ def saliency(ds: Dataset, *, actors: int, gpus: float, batch_size: int = 2, **op
     )
 
 
+def shard_paths(pattern: str) -> list[str]:
+    """URIs of the shards a glob or brace range names (Ray's readers take plain paths)."""
+    import fsspec
+
+    from tased_batch.sources import expand_braces
+
+    paths = [f.full_name for p in expand_braces(pattern) for f in fsspec.open_files(p)]
+    if not paths:
+        raise SystemExit(f"no shards match {pattern}")
+    return paths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("shards", help='WebDataset shards, e.g. "s3://bucket/{00000..00127}.tar"')
+    parser.add_argument("shards", help='WebDataset shards: a glob or a brace range, e.g. "s3://bucket/wds/*.tar"')
     parser.add_argument("output", help="folder for the Parquet files (local or s3://...)")
     parser.add_argument("--actors", type=int, default=1, help="most GPU actors [1]")
     parser.add_argument("--gpus", type=float, default=1.0, help="GPUs per actor [1]")
     parser.add_argument("--weights", default="released", help="checkpoint path/URI [released]")
     parser.add_argument("--output-fps", type=float, default=2.0, help="maps per second [2]")
     args = parser.parse_args()
-    from tased_batch.sources import expand_braces
-
     ray.init()  # joins $RAY_ADDRESS (a cluster, or `ray job submit`), else starts a local Ray
-    ds = ray.data.read_webdataset(expand_braces(args.shards))
+    ds = ray.data.read_webdataset(shard_paths(args.shards))
     maps = saliency(ds, actors=args.actors, gpus=args.gpus, weights=args.weights, output_fps=args.output_fps)
     maps.write_parquet(args.output)
 
