@@ -10,7 +10,7 @@ could not finish and ``resume`` picks it up).
 from __future__ import annotations
 
 import os
-import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,7 +112,7 @@ def execute(
             return worker_cls.options(**resources).remote(config, weights_ref, weights, info, threads, queue)
 
         actors = [new_actor() for _ in range(count)]
-        todo = list(shards)
+        todo = deque(shards)
         attempts: dict[str, int] = {s: 0 for s in shards}
         in_progress: dict[str, str] = {}  # shard -> video being processed (from progress events)
         crashes: dict[str, int] = {}  # video id -> deaths while it was being processed
@@ -123,7 +123,7 @@ def execute(
         def dispatch() -> None:
             for i in range(count):
                 while todo and per_actor[i] < TASKS_PER_ACTOR:
-                    shard = todo.pop(0)
+                    shard = todo.popleft()
                     attempts[shard] += 1
                     ref = actors[i].process.remote(shard, plan.videos(shard), dict(skip[shard]))
                     in_flight[ref] = (i, shard)
@@ -177,7 +177,7 @@ def execute(
                         if j == i:  # tasks queued on the dead actor never ran: requeue them as they were
                             del in_flight[other]
                             attempts[s] -= 1
-                            todo.insert(0, s)
+                            todo.appendleft(s)
                     give_up_or_retry(shard, _short(e))
                 except Exception as e:
                     in_progress.pop(shard, None)

@@ -72,6 +72,11 @@ def run_job(config: RunConfig) -> JobResult:
         reporter.close()
     final = output.state(plan)
     summary = final.summary()
+    removed: list[str] = []
+    if not summary["shards"]["pending"]:
+        from tased_batch.stores import remove_orphans
+
+        removed = remove_orphans(config.output, config.storage_options)  # crashed or superseded attempts
     report = {
         "output": config.output,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -83,6 +88,7 @@ def run_job(config: RunConfig) -> JobResult:
         "frames_per_second": round(reporter.fps, 3),
         "actor_restarts": outcome.actor_restarts if outcome else 0,
         "unfinished_shards": outcome.unfinished if outcome else {},
+        "orphan_attempts_removed": len(removed),
         **summary,
     }
     report["exit_code"] = _exit_code(summary)

@@ -50,13 +50,17 @@ class Plan:
     table: pa.Table
     shard_ids: list[str]
     offsets: list[int]  # row where each shard starts; offsets[-1] == number of videos
+    _index: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index = {s: i for i, s in enumerate(self.shard_ids)}
 
     @property
     def n_videos(self) -> int:
         return self.table.num_rows
 
     def videos(self, shard_id: str) -> list[VideoSource]:
-        i = self.shard_ids.index(shard_id) if shard_id != self.shard_ids[-1] else len(self.shard_ids) - 1
+        i = self._index[shard_id]
         rows = self.table.slice(self.offsets[i], self.offsets[i + 1] - self.offsets[i]).to_pylist()
         return [VideoSource(r["video_id"], r["uri"], r["member"], r["offset"], r["size"]) for r in rows]
 

@@ -85,11 +85,11 @@ class RichReporter(Reporter):
 
         self.console = Console(stderr=True)
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("videos"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"), console=self.console, transient=False,
+            BarColumn(bar_width=20), MofNCompleteColumn(), TextColumn("videos"), TimeElapsedColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+            console=self.console, transient=False,
         )
-        self.task = self.progress.add_task("saliency", total=total_videos, info="")
+        self.task = self.progress.add_task("", total=total_videos, info="")
         self.progress.start()
 
     def emit(self, event: dict[str, Any]) -> None:
@@ -98,8 +98,8 @@ class RichReporter(Reporter):
             self.console.print(f"[yellow]failed[/yellow] {event.get('video_id')}: {event.get('reason')}: {event.get('error')}")
         elif kind in ("shard_retry", "shard_failed", "actor_restarted"):
             self.console.print(f"[yellow]{kind.replace('_', ' ')}[/yellow] {event.get('shard', event.get('actor'))}: {event.get('error')}")
-        info = (f"shards {self.shards_done}/{self.total_shards}  frames {self.frames:,}  "
-                f"{self.fps:.1f} frames/s  failed {self.videos_failed}")
+        info = (f"shards {self.shards_done}/{self.total_shards} · {self.frames:,} frames · "
+                f"{self.fps:.1f}/s · {self.videos_failed} failed")
         self.progress.update(self.task, completed=self.videos_done, info=info)
 
     def close(self) -> None:

@@ -52,7 +52,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 30, code
 
 def make_sample_videos(directory: str | os.PathLike, count: int = 3, size: tuple[int, int] = (180, 320)) -> list[Path]:
     """Write ``count`` short sample videos of different lengths (one shorter than a window pair)."""
-    lengths = [90, 48, 75, 120, 20][:count] + [60] * max(0, count - 5)
+    lengths = [48, 24, 36, 90, 20][:count] + [60] * max(0, count - 5)
     return [
         write_video(Path(directory) / f"sample_{i:02d}.mp4", synthetic_frames(n, size[0], size[1], seed=i))
         for i, n in enumerate(lengths)

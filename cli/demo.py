@@ -1,0 +1,37 @@
+"""`tased-batch demo`: the quickstart on synthesised sample videos, nothing to set up."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from tased_batch.errors import TasedError
+
+err = Console(stderr=True, soft_wrap=True)
+
+
+def demo(
+    directory: str = typer.Argument("tased-demo", help="Folder for the sample videos, the maps and an overlay video."),
+    weights: str = typer.Option(None, "--weights", "-w", help="Checkpoint (default: released, else the random stand-in)."),
+    size: str = typer.Option(None, "--size", help="Model input HxW [224x384 on GPU, 96x160 on CPU]."),
+) -> None:
+    """Make 3 sample videos, run the main job on them (local Ray), render one overlay."""
+    from tased_batch.demo import run_demo
+
+    try:
+        result, overlay = run_demo(directory, weights, size, say=lambda line: err.print(line))
+    except TasedError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    report = result.report
+    err.print(f"{report['videos']['done']} videos, {report['frames_done']:,} maps in {report['output']} "
+              f"({report['frames_per_second']:.1f} frames/s); weights: {report['weights']['kind']}")
+    if overlay.exists():
+        err.print(f"overlay: {overlay}")
+    err.print(f"read them back: python -c \"import tased_batch; r = tased_batch.open_results('{report['output']}'); "
+              "print(r.videos().select(['video_id', 'status', 'n_maps', 'weights_kind']))\"")
+    raise typer.Exit(result.exit_code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
