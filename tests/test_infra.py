@@ -66,6 +66,23 @@ def _strings(node) -> list[str]:
     return []
 
 
+def _shell_blocks(markdown: str) -> list[str]:
+    """The fenced code blocks of a Markdown file marked bash/sh/shell or unmarked, continuations joined."""
+    blocks: list[str] = []
+    language, lines = None, []
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            if language is None:
+                language, lines = line[3:].strip(), []
+            else:
+                if language in ("", "bash", "sh", "shell"):
+                    blocks.append("\n".join(lines).replace("\\\n", " "))
+                language = None
+        elif language is not None:
+            lines.append(line)
+    return blocks
+
+
 def _command_lines(path: Path) -> list[str]:
     """Shell text that may hold `tased-batch` commands: YAML values and comments, code blocks, RUN lines."""
     text = path.read_text()
@@ -74,8 +91,7 @@ def _command_lines(path: Path) -> list[str]:
         comments = [c for c in comments if c.startswith(COMMENT_COMMANDS)]  # commands, not prose
         return comments + [s for doc in yaml.safe_load_all(text) for s in _strings(doc)]
     if path.suffix == ".md":
-        blocks = re.findall(r"```(?:bash|sh|shell)?\n(.*?)```", text, re.S)
-        return [block.replace("\\\n", " ") for block in blocks]
+        return _shell_blocks(text)
     if path.name == "Dockerfile":
         return [args for kind, args in _dockerfile_instructions(path) if kind == "RUN"]
     return []

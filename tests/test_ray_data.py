@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import SMALL
+
 from tased_batch.errors import ConfigError
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
@@ -37,13 +37,13 @@ def local_ray():
 
 def _expected(path, weights) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
     """What the store would hold for ``path``: predict_video, then the store's resize and encoding."""
+    import torch
+
     from tased_batch.engine import Engine
     from tased_batch.pipeline import DecodeOptions, predict_video
     from tased_batch.stores.parquet import encode_map
     from tased_batch.stores.resample import resize_maps
     from tased_batch.weights import load_model
-
-    import torch
 
     # Ray runs a 1-CPU actor with one torch thread; the same thread count gives the same
     # float summation order, so the maps match bit for bit instead of within a grey level.

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SMALL
 from typer.testing import CliRunner
 
-from conftest import SMALL
 from tased_batch.config import FINGERPRINT_KEYS, RunConfig, build_config, read_config_file
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
@@ -116,7 +116,7 @@ def test_retry_workflow_continues_the_archive_run_and_redoes_failed_shards(s3, m
     flags = {"input": input, "output": _local(archive["output"], s3["bucket"]), "weights": str(tiny_weights)}
     config = build_config(str(ARCHIVE), flags)
     _, weights = weights_payload(config.weights)
-    output, plan, fields = prepare(config, weights.sha256)
+    _, plan, fields = prepare(config, weights.sha256)
     (shard,) = plan.shard_ids
     writer = open_shard_writer(config.output, shard, model_size=config.model_size,
                                run_info=run_info(config, weights, fingerprint(fields)))
