@@ -169,10 +169,9 @@ class SaliencyPredictor:
             value = batch[col][i] if col in batch else None
             return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
-        video_id = cell(self.id_col)
-        data = cell(self.bytes_col)
+        video_id, uri, data = cell(self.id_col), cell(self.url_col), cell(self.bytes_col)
         result = self.predict(None if video_id is None else str(video_id),
-                              uri=None if cell(self.url_col) is None else str(cell(self.url_col)),
+                              uri=None if uri is None else str(uri),
                               data=None if data is None else bytes(data))
         blobs: list[bytes] = []
         if result.ok:

@@ -30,6 +30,9 @@ def _load_example(name: str):
 def local_ray():
     import ray
 
+    if ray.is_initialized():  # another module's session: use it, leave it to its owner
+        yield ray
+        return
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
