@@ -21,6 +21,9 @@ RESIZES = ("decoder", "exact")
 PRECISIONS = ("fp32", "bf16", "fp16")
 LOG_MODES = ("rich", "jsonl", "quiet")
 
+SECRET_KEYS = ("key", "secret", "token", "password", "aws_access_key_id", "aws_secret_access_key",
+               "aws_session_token", "session_token")
+
 # Keys whose change alters the maps, which videos are planned, or how they are stored.
 FINGERPRINT_KEYS = (
     "input", "url_col", "id_col", "shard_size", "weights_sha256", "size", "store_size", "format",
@@ -97,6 +100,11 @@ class RunConfig:
             raise ConfigError("every and output_fps both choose output frames", "give only one of them")
         if not isinstance(self.storage_options, dict):
             raise ConfigError("storage_options must be a mapping of key: value")
+        if self.store_size is not None:
+            (sh, sw), (mh, mw) = _parse_plain_size(self.store_size), self.model_size
+            if sh > mh or sw > mw:
+                raise ConfigError(f"store_size {self.store_size} is larger than the model size {self.size}",
+                                  "maps are computed at the model size; store them at that size or smaller")
         return self
 
     @property
@@ -195,7 +203,12 @@ def read_config_file(uri: str, storage_options: dict | None = None) -> dict[str,
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{uri}: a config file must hold a mapping of option: value")
-    return check_keys(data, where=uri)
+    values = check_keys(data, where=uri)
+    secrets = sorted(k for k in values.get("storage_options") or {} if k.lower() in SECRET_KEYS)
+    if secrets:
+        raise ConfigError(f"{uri}: credentials in a config file ({', '.join(secrets)})",
+                          "config files get shared; use the AWS environment variables, a profile or an instance role")
+    return values
 
 
 def check_keys(data: dict[str, Any], where: str) -> dict[str, Any]:

@@ -37,12 +37,15 @@ def _start_ray(config: RunConfig) -> bool:
 
     if ray.is_initialized():
         return False
-    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k.startswith("TASED_")}
-    runtime_env = {"env_vars": env} if env else None
     if config.address:
-        ray.init(address=config.address, runtime_env=runtime_env, log_to_driver=False, configure_logging=False)
+        # Only non-secret settings travel; the cluster's own AWS chain (instance or pod roles) supplies credentials.
+        from tased_batch.submit import FORWARDED_ENV
+
+        env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+        ray.init(address=config.address, runtime_env={"env_vars": env} if env else None, log_to_driver=False,
+                 configure_logging=False)
         return True
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, runtime_env=runtime_env)
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)  # workers inherit this environment
     return True
 
 
@@ -57,6 +60,11 @@ def _actor_layout(config: RunConfig) -> tuple[int, dict[str, float], int]:
         per = {"num_gpus": config.gpus_per_actor, "num_cpus": config.cpus_per_actor or 1}
         count = config.actors or max(1, int(gpus // config.gpus_per_actor))
         return count, per, int(per["num_cpus"])
+    if config.address:
+        import warnings
+
+        warnings.warn("the Ray cluster has no GPUs (yet?): running CPU actors; wait for `ray status` to list GPU workers",
+                      stacklevel=2)
     count = config.actors or max(1, int(cpus // (config.cpus_per_actor or 2)))
     per_cpu = config.cpus_per_actor or max(1.0, cpus // count)
     return count, {"num_cpus": per_cpu}, max(1, int(per_cpu))

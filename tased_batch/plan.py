@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tased_batch.config import RunConfig, differences, fingerprint
+from tased_batch.config import SECRET_KEYS, RunConfig, differences, fingerprint
 from tased_batch.errors import ConfigError, StoreError
 from tased_batch.sources import VideoSource, iter_sources
 from tased_batch.stores import committed_shards
@@ -26,8 +26,6 @@ from tased_batch.stores.layout import open_fs
 
 CONFIG_FILE = "config.json"
 PLAN_FILE = "plan/videos.parquet"
-SECRET_OPTION_KEYS = ("key", "secret", "token", "password", "aws_access_key_id", "aws_secret_access_key",
-                      "aws_session_token", "session_token")
 
 PLAN_SCHEMA = pa.schema([
     ("video_id", pa.string()),
@@ -109,7 +107,7 @@ def public_config(config: RunConfig) -> dict[str, Any]:
     """The config as stored under OUTPUT: credentials are never written."""
     data = config.to_dict()
     data["storage_options"] = {
-        k: v for k, v in config.storage_options.items() if k.lower() not in SECRET_OPTION_KEYS
+        k: v for k, v in config.storage_options.items() if k.lower() not in SECRET_KEYS
     }
     return data
 

@@ -41,6 +41,7 @@ def test_formats(tmp_path, suffix, text):
     ({"every": 2, "output_fps": 1.0}, "give only one of them"),
     ({"batch_size": "many"}, "batch_size must be int"),
     ({"retry_failed": "yes"}, "retry_failed must be true or false"),
+    ({"store_size": "300x400"}, "larger than the model size"),
 ])
 def test_bad_values_are_named(values, message):
     with pytest.raises(ConfigError) as err:
@@ -80,3 +81,10 @@ def test_missing_input_is_refused(tmp_path, tiny_weights):
     result = CliRunner().invoke(app, ["run", str(tmp_path / "nowhere"), str(tmp_path / "out"), "--weights", str(tiny_weights), "--dry-run"])
     assert result.exit_code == 2
     assert "nowhere" in result.output
+
+
+def test_credentials_in_a_config_file_are_refused(tmp_path):
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text("input: in\noutput: out\nstorage_options: {key: AKIA, secret: s3cr3t}\n")
+    with pytest.raises(ConfigError, match="credentials in a config file"):
+        read_config_file(str(cfg))

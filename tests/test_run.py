@@ -151,3 +151,22 @@ def test_job_submission_to_a_local_head(tmp_path, videos, tiny_weights, ray_tmp)
     assert state == "SUCCEEDED", logs[-3000:]
     assert '"event": "summary"' in logs
     assert_every_frame_once(open_results(str(out)), LENGTHS)
+
+
+def test_retry_failed_redoes_only_shards_with_failures(tmp_path, videos, tiny_weights, ray_tmp):
+    (videos / "late.mp4").write_bytes(b"")  # not there yet: an empty upload
+    out = tmp_path / "out"
+    args = ["--weights", str(tiny_weights), "--size", SIZE, "--shard-size", "3", "--actors", "1",
+            "--cpus-per-actor", "1", "--quiet"]
+    first = run_cli(["run", str(videos), str(out), *args], ray_tmp)
+    assert first.returncode == 3, first.stderr[-3000:]
+    before = json.loads(run_cli(["status", str(out), "--json"], ray_tmp).stdout)
+    assert [f["video_id"] for f in before["failures"]] == ["late"]
+
+    from conftest import synthetic_frames, write_video
+
+    write_video(videos / "late.mp4", synthetic_frames(12, 72, 128, seed=9))  # the upload completed
+    retried = run_cli(["resume", str(out), "--retry-failed", "--actors", "1", "--cpus-per-actor", "1", "--log-json"], ray_tmp)
+    assert retried.returncode == 0, retried.stderr[-3000:]
+    assert json.loads(retried.stdout.strip().splitlines()[-1])["shards_run"] == 1  # only the shard with the failure
+    assert_every_frame_once(open_results(str(out)), {**LENGTHS, "late": 12})
