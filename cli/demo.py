@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 
-from tased_batch.errors import TasedError
-
-err = Console(stderr=True, soft_wrap=True)
+from tased_batch.cli.common import err, user_errors
 
 
 def demo(
     directory: str = typer.Argument("tased-demo", help="Folder for the sample videos, the maps and an overlay video."),
     weights: str = typer.Option(None, "--weights", "-w", help="Checkpoint (default: released, else the random stand-in)."),
-    size: str = typer.Option(None, "--size", help="Model input HxW [224x384 on GPU, 96x160 on CPU]."),
+    size: str = typer.Option(None, "--size", help="Model input HxW (default 224x384 on GPU, 96x160 on CPU)."),
 ) -> None:
     """Make 3 sample videos, run the main job on them (local Ray), render one overlay."""
     from tased_batch.demo import run_demo
 
-    try:
+    with user_errors():
         result, overlay = run_demo(directory, weights, size, say=lambda line: err.print(line))
-    except TasedError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
     report = result.report
     err.print(f"{report['videos']['done']} videos, {report['frames_done']:,} maps in {report['output']} "
               f"({report['frames_per_second']:.1f} frames/s); weights: {report['weights']['kind']}")

@@ -6,11 +6,9 @@ import json
 import os
 
 import typer
-from rich.console import Console
 
-from tased_batch.errors import TasedError
+from tased_batch.cli.common import user_errors
 
-err = Console(stderr=True, soft_wrap=True)
 jobs_app = typer.Typer(help="Follow jobs submitted to a Ray cluster.", no_args_is_help=True)
 
 ADDRESS_HELP = "Ray job API, e.g. http://HEAD:8265 (default: $RAY_ADDRESS)."
@@ -33,11 +31,8 @@ def submit(
     """Submit `tased-batch run ...` (or `resume ...`) as a Ray job: tased-batch submit --address URL -- run IN OUT ..."""
     from tased_batch.submit import submit as submit_job
 
-    try:
+    with user_errors():
         job_id = submit_job(_address(address), list(ctx.args), pip=pip, extra_env=runtime_env, submission_id=submission_id)
-    except TasedError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
     typer.echo(job_id)
 
 
@@ -46,7 +41,8 @@ def status(job_id: str, address: str = typer.Option(None, "--address", help=ADDR
     """Print the job's state (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED) as JSON."""
     from tased_batch.submit import job_status
 
-    typer.echo(json.dumps(job_status(_address(address), job_id), indent=2))
+    with user_errors():
+        typer.echo(json.dumps(job_status(_address(address), job_id), indent=2))
 
 
 @jobs_app.command("logs")
@@ -54,7 +50,8 @@ def logs(job_id: str, address: str = typer.Option(None, "--address", help=ADDRES
     """Print the job's driver log."""
     from tased_batch.submit import job_logs
 
-    typer.echo(job_logs(_address(address), job_id), nl=False)
+    with user_errors():
+        typer.echo(job_logs(_address(address), job_id), nl=False)
 
 
 @jobs_app.command("stop")
@@ -62,7 +59,8 @@ def stop(job_id: str, address: str = typer.Option(None, "--address", help=ADDRES
     """Ask Ray to stop the job; committed shards stay, `resume` continues it."""
     from tased_batch.submit import job_stop
 
-    typer.echo("stopping" if job_stop(_address(address), job_id) else "already finished")
+    with user_errors():
+        typer.echo("stopping" if job_stop(_address(address), job_id) else "already finished")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,20 +9,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tased_batch.errors import TasedError
+from tased_batch.cli.common import (ActorsOpt, AddressOpt, BatchOpt, CpusOpt, GpusOpt, LogJsonOpt, QuietOpt,
+                                    StorageOpt, err, log_mode, storage_options, user_errors)
 
-err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 EXIT_HELP = "Exit codes: 0 all videos done; 3 finished, some videos failed; 4 could not finish (resume it); 2 bad options."
-
-
-def _storage(pairs: list[str] | None) -> dict | None:
-    if not pairs:
-        return None
-    from tased_batch.sources import parse_storage_options
-
-    return parse_storage_options(pairs)
 
 
 def _print_summary(report: dict[str, Any]) -> None:
@@ -63,11 +55,8 @@ def _run(config) -> None:
 
     if config.weights == "random" and config.log != "jsonl":
         err.print("[yellow]warning:[/yellow] random stand-in weights (--weights random): the maps show the pipeline, not saliency")
-    try:
+    with user_errors():
         result = run_job(config)
-    except TasedError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
     _finish(result, config.log)
 
 
@@ -77,29 +66,29 @@ def run(
     config_file: str = typer.Option(None, "--config", help="YAML/JSON/TOML file with these options; flags override it."),
     weights: str = typer.Option(None, "--weights", "-w", help="Checkpoint path/URI; default 'released' (the cached file); 'random' = labelled stand-in."),
     format: str = typer.Option(None, "--format", help="parquet (default) | zarr | png."),
-    size: str = typer.Option(None, "--size", help="Model input HxW, multiples of 32 [224x384]."),
-    store_size: str = typer.Option(None, "--store-size", help="Stored map HxW [model size / 6, 38x64]."),
+    size: str = typer.Option(None, "--size", help="Model input HxW, multiples of 32 (default 224x384)."),
+    store_size: str = typer.Option(None, "--store-size", help="Stored map HxW (default model size / 6, 38x64)."),
     fps: float = typer.Option(None, "--fps", help="Resample videos to this frame rate before windowing."),
     every: int = typer.Option(None, "--every", help="Maps only for every N-th frame."),
     output_fps: float = typer.Option(None, "--output-fps", help="Maps only at this rate (maps per second)."),
     decoder: str = typer.Option(None, "--decoder", help="auto (decord, PyAV fallback) | decord | pyav."),
     resize: str = typer.Option(None, "--resize", help="decoder (fast) | exact (OpenCV, as the released script)."),
     precision: str = typer.Option(None, "--precision", help="fp32 | bf16 | fp16."),
-    batch_size: int = typer.Option(None, "--batch-size", "-b", help="Windows per forward pass [4]."),
-    shard_size: int = typer.Option(None, "--shard-size", help="Videos per shard [16]."),
-    url_col: str = typer.Option(None, "--url-col", help="Manifest column with video URIs [url]."),
+    batch_size: BatchOpt = None,
+    shard_size: int = typer.Option(None, "--shard-size", help="Videos per shard (default 16)."),
+    url_col: str = typer.Option(None, "--url-col", help="Manifest column with video URIs (default url)."),
     id_col: str = typer.Option(None, "--id-col", help="Manifest column with video ids."),
-    storage_option: list[str] = typer.Option(None, "--storage-option", "-s", help="fsspec option key=value (repeatable)."),
-    address: str = typer.Option(None, "--address", help="Ray cluster to join (default: start a local Ray)."),
-    actors: int = typer.Option(None, "--actors", help="Number of model actors [one per GPU; CPUs / 2 without GPUs]."),
-    gpus_per_actor: float = typer.Option(None, "--gpus-per-actor", help="GPUs per actor, may be fractional [1]."),
-    cpus_per_actor: float = typer.Option(None, "--cpus-per-actor", help="CPUs per actor."),
-    max_attempts: int = typer.Option(None, "--max-attempts", help="Attempts per shard before it is left pending [3]."),
+    storage_option: StorageOpt = None,
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
+    gpus_per_actor: GpusOpt = None,
+    cpus_per_actor: CpusOpt = None,
+    max_attempts: int = typer.Option(None, "--max-attempts", help="Attempts per shard before it is left pending (default 3)."),
     retry_failed: bool = typer.Option(None, "--retry-failed/--no-retry-failed", help="Redo shards that recorded failed videos."),
     overwrite: bool = typer.Option(None, "--overwrite/--no-overwrite", help="Start over when OUTPUT holds a run with another config."),
     dry_run: bool = typer.Option(None, "--dry-run/--no-dry-run", help="Check sources, weights, output and options; print the plan."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
-    log_json: bool = typer.Option(False, "--log-json", help="JSON lines on stdout instead of the progress display."),
+    quiet: QuietOpt = False,
+    log_json: LogJsonOpt = False,
 ) -> None:
     """Compute saliency maps for a video collection on Ray actors, resumably."""
     from tased_batch.config import build_config
@@ -107,60 +96,51 @@ def run(
     flags = dict(
         input=input, output=output, weights=weights, format=format, size=size, store_size=store_size, fps=fps,
         every=every, output_fps=output_fps, decoder=decoder, resize=resize, precision=precision, batch_size=batch_size,
-        shard_size=shard_size, url_col=url_col, id_col=id_col, storage_options=_storage(storage_option),
+        shard_size=shard_size, url_col=url_col, id_col=id_col, storage_options=storage_options(storage_option),
         address=address, actors=actors, gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor,
         max_attempts=max_attempts, retry_failed=retry_failed, overwrite=overwrite, dry_run=dry_run,
-        log="jsonl" if log_json else ("quiet" if quiet else None),
+        log=log_mode(quiet, log_json),
     )
-    try:
+    with user_errors():
         config = build_config(config_file, flags)
-    except TasedError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
     _run(config)
 
 
 def resume(
     output: str = typer.Argument(..., help="Output URI of an earlier run."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also redo shards that recorded failed videos."),
-    storage_option: list[str] = typer.Option(None, "--storage-option", "-s", help="fsspec option key=value (repeatable)."),
-    address: str = typer.Option(None, "--address", help="Ray cluster to join."),
-    actors: int = typer.Option(None, "--actors", help="Number of model actors."),
-    cpus_per_actor: float = typer.Option(None, "--cpus-per-actor", help="CPUs per actor."),
-    gpus_per_actor: float = typer.Option(None, "--gpus-per-actor", help="GPUs per actor."),
-    batch_size: int = typer.Option(None, "--batch-size", "-b", help="Windows per forward pass."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
-    log_json: bool = typer.Option(False, "--log-json", help="JSON lines on stdout."),
+    storage_option: StorageOpt = None,
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
+    cpus_per_actor: CpusOpt = None,
+    gpus_per_actor: GpusOpt = None,
+    batch_size: BatchOpt = None,
+    quiet: QuietOpt = False,
+    log_json: LogJsonOpt = False,
 ) -> None:
     """Process only the shards of OUTPUT's run that have no commit record yet."""
     from tased_batch.job import resume_config
 
     overrides = dict(
-        retry_failed=retry_failed or None, storage_options=_storage(storage_option), address=address, actors=actors,
-        cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, batch_size=batch_size,
-        log="jsonl" if log_json else ("quiet" if quiet else None),
+        retry_failed=retry_failed or None, storage_options=storage_options(storage_option), address=address,
+        actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, batch_size=batch_size,
+        log=log_mode(quiet, log_json),
     )
-    try:
+    with user_errors():
         config = resume_config(output, overrides)
-    except TasedError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
     _run(config)
 
 
 def status(
     output: str = typer.Argument(..., help="Output URI of a run."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    storage_option: list[str] = typer.Option(None, "--storage-option", "-s", help="fsspec option key=value (repeatable)."),
+    storage_option: StorageOpt = None,
 ) -> None:
     """Shards done and pending, videos done and failed, frames done, failures by reason."""
     from tased_batch.job import run_status
 
-    try:
-        summary = run_status(output, _storage(storage_option))
-    except TasedError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
+    with user_errors():
+        summary = run_status(output, storage_options(storage_option))
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return

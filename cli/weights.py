@@ -8,10 +8,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tased_batch.errors import WeightsError
+from tased_batch.cli.common import user_errors
 
 weights_app = typer.Typer(help="Fetch and inspect TASED-Net checkpoints.", no_args_is_help=True)
-err = Console(stderr=True, soft_wrap=True)
 
 
 @weights_app.command("download")
@@ -23,11 +22,8 @@ def download(
 
     from tased_batch.weights import download_released
 
-    try:
+    with user_errors():
         record = download_released(Path(dest) if dest else None)
-    except WeightsError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
     typer.echo(f"saved {record['file']}\nsha256 {record['sha256']}")
 
 
@@ -39,11 +35,8 @@ def info(
     """Tensor count, size, sha256, and whether the file is a full TASED-Net or an S3D encoder."""
     from tased_batch.weights import weights_info
 
-    try:
+    with user_errors():
         report = weights_info(uri)
-    except WeightsError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return

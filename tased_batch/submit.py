@@ -57,15 +57,23 @@ def submit(address: str, args: list[str], *, pip: list[str] | None = None, extra
                                        submission_id=submission_id)
 
 
+def _ask(address: str, job_id: str, call):
+    client = _client(address)
+    try:
+        return call(client)
+    except Exception as e:
+        raise ConfigError(f"job {job_id} at {address}: {e}", "check the job id with `ray job list`") from e
+
+
 def job_status(address: str, job_id: str) -> dict[str, Any]:
-    info = _client(address).get_job_info(job_id)
-    return {"job_id": job_id, "status": str(info.status.value if hasattr(info.status, "value") else info.status),
+    info = _ask(address, job_id, lambda c: c.get_job_info(job_id))
+    return {"job_id": job_id, "status": str(getattr(info.status, "value", info.status)),
             "message": info.message, "entrypoint": info.entrypoint}
 
 
 def job_logs(address: str, job_id: str) -> str:
-    return _client(address).get_job_logs(job_id)
+    return _ask(address, job_id, lambda c: c.get_job_logs(job_id))
 
 
 def job_stop(address: str, job_id: str) -> bool:
-    return bool(_client(address).stop_job(job_id))
+    return bool(_ask(address, job_id, lambda c: c.stop_job(job_id)))
