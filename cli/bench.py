@@ -1,0 +1,78 @@
+"""`tased-batch bench`: frames/s of the released algorithm, this pipeline and its model alone."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+
+err = Console(stderr=True)
+
+
+def bench(
+    size: str = typer.Option("224x384", "--size", help="Model input size HxW (multiples of 32)."),
+    frames: int = typer.Option(40, "--frames", min=1, help="Frames in the synthesised test video."),
+    batch_size: str = typer.Option("auto", "--batch-size", "-b", help="Windows per forward pass, or 'auto'."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 for (b) and (c); (a) is always fp32."),
+    device: str = typer.Option(None, "--device", help="torch device (default: cuda if available, else cpu)."),
+    weights: str = typer.Option("random", "--weights", "-w", help="Checkpoint path/URI, or 'random' (calibrated stand-in)."),
+    source_size: str = typer.Option("360x640", "--source-size", help="Resolution HxW of the synthesised video."),
+    exact_resize: bool = typer.Option(False, "--exact-resize", help="(b) decodes full size and resizes with OpenCV, like (a)."),
+    compile: bool = typer.Option(False, "--compile", help="Run (b) and (c) through torch.compile."),
+    repeat: int = typer.Option(1, "--repeat", min=1, help="Rounds of (a), (b), (c), interleaved; medians reported."),
+    peak_tflops: float = typer.Option(None, "--peak-tflops", help="Device peak at this precision, to report the model's share."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
+) -> None:
+    """Measure the speed-up over the released script and the pipeline's efficiency (docs/benchmarks.md)."""
+    from tased_batch.bench import BenchSettings, run_bench
+    from tased_batch.engine import AUTO, parse_size
+    from tased_batch.pipeline import default_device
+
+    try:
+        model_size = parse_size(size)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--size") from e
+    try:
+        src_h, src_w = (int(v) for v in source_size.lower().split("x"))
+    except ValueError as e:
+        raise typer.BadParameter("use HxW, e.g. 360x640", param_hint="--source-size") from e
+    if src_h % 2 or src_w % 2 or src_h <= 0 or src_w <= 0:
+        raise typer.BadParameter("H.264 needs a positive, even height and width", param_hint="--source-size")
+    if batch_size != AUTO and not (batch_size.isdigit() and int(batch_size) > 0):
+        raise typer.BadParameter("a positive integer or 'auto'", param_hint="--batch-size")
+    settings = BenchSettings(
+        size=model_size,
+        frames=frames,
+        batch_size=AUTO if batch_size == AUTO else int(batch_size),
+        precision=precision,
+        device=device or default_device(),
+        weights=weights,
+        source_size=(src_h, src_w),
+        resize="exact" if exact_resize else "decoder",
+        repeat=repeat,
+        compile=compile,
+        peak_tflops=peak_tflops,
+    )
+    try:
+        result = run_bench(settings, log=lambda line: err.print(line) if not as_json else None)
+    except ValueError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    s = result.settings
+    typer.echo(f"{s['frames']} frames at {size}, {s['device']} {s['precision']}, batch {s['batch_size']}, weights {s['weights']}")
+    typer.echo(f"(a) released algorithm   {result.reference_fps:8.3f} frames/s")
+    typer.echo(f"(b) this pipeline        {result.pipeline_fps:8.3f} frames/s")
+    typer.echo(f"(c) model forward alone  {result.model_fps:8.3f} frames/s  ({result.model_tflops:.2f} TFLOP/s)")
+    typer.echo(f"speed-up (b)/(a)         {result.speedup:8.2f}x")
+    typer.echo(f"efficiency (b)/(c)       {result.efficiency:8.2f}")
+    typer.echo(f"maps (b) vs (a)          {result.parity_within_1:.4%} of pixels within 1 grey level, max diff {result.parity_max_diff}")
+    if "peak_share" in s:
+        typer.echo(f"share of device peak     {s['peak_share']:.1%}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)

@@ -1,0 +1,261 @@
+"""`tased-batch bench`: the released script's algorithm vs this project, same machine, frames, weights.
+
+Three measurements, interleaved when repeated so that machine noise hits them alike:
+
+(a) ``reference``: the released ``run_example.py`` algorithm as it is: frames read and
+    resized one at a time with OpenCV, a host copy of each 32-frame clip, batch 1, fp32,
+    default memory format, per-frame scipy blur on the host, one PNG written per frame.
+(b) ``pipeline``: this project end to end: decode (background thread) -> :class:`Engine`
+    (batched, on-device post-processing) -> a Parquet shard written by a background writer.
+(c) ``model``: :meth:`Engine.forward` alone on prepared batches of the same sizes as (b).
+
+(b)/(a) is the speed-up, (b)/(c) the pipeline efficiency (how little besides the model
+costs). The maps of (a) and (b) are compared (fraction of pixels within one grey level).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tased_batch.engine import AUTO, Engine, postprocess_reference, window_frames
+from tased_batch.model import WINDOW
+
+# Model cost from the spec: about 157 GFLOP per window at 224x384, proportional to pixels.
+GFLOP_PER_WINDOW_224x384 = 157.0
+
+
+@dataclass
+class BenchSettings:
+    """What one bench run measures; all of it is reported with the figures."""
+
+    size: tuple[int, int] = (224, 384)
+    frames: int = 40
+    batch_size: int | str = AUTO
+    precision: str = "fp32"
+    device: str = "cpu"
+    weights: str = "random"
+    source_size: tuple[int, int] = (360, 640)
+    resize: str = "decoder"
+    repeat: int = 1
+    compile: bool = False
+    peak_tflops: float | None = None
+
+
+@dataclass
+class BenchResult:
+    """Frames per second of (a), (b), (c), their ratios, map parity and the settings."""
+
+    reference_fps: float
+    pipeline_fps: float
+    model_fps: float
+    speedup: float
+    efficiency: float
+    parity_within_1: float
+    parity_max_diff: int
+    model_tflops: float
+    settings: dict[str, Any] = field(default_factory=dict)
+    runs: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        settings = out.pop("settings")
+        return {**out, **settings}
+
+
+def gflop_per_window(size: tuple[int, int]) -> float:
+    return GFLOP_PER_WINDOW_224x384 * size[0] * size[1] / (224 * 384)
+
+
+def synthesise_video(path: Path, n_frames: int, source_size: tuple[int, int]) -> Path:
+    """A real H.264 file of moving blobs on texture, made here (no download, no fixture)."""
+    from tased_batch.sample import synthetic_frames, write_video
+
+    return write_video(path, synthetic_frames(n_frames, source_size[0], source_size[1], seed=7))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ----------------------------------------------------------------------------------------
+# (a) the released algorithm
+
+
+def _released_clip(snippet: list[np.ndarray]) -> torch.Tensor:
+    """The released ``transform``: concatenate on channels, permute, float, scale, 1x3x32xHxW."""
+    h, w = snippet[0].shape[:2]
+    x = torch.from_numpy(np.concatenate(snippet, axis=-1)).permute(2, 0, 1).contiguous().float()
+    x = x.mul_(2.0).sub_(255).div(255)
+    return x.view(1, -1, 3, h, w).permute(0, 2, 1, 3, 4)
+
+
+def reference_frames(video: str, size: tuple[int, int]) -> list[np.ndarray]:
+    """Frames as the released script prepares them: OpenCV decode, cv2.resize (bilinear), BGR -> RGB."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.resize(frame, (size[1], size[0]))[..., ::-1])
+    finally:
+        capture.release()
+    return frames
+
+
+def reference_maps(
+    model: torch.nn.Module, frames: list[np.ndarray], out_dir: str | None = None, targets: list[int] | None = None
+) -> np.ndarray:
+    """The released loop's work for every frame (or ``targets``): one window at a time, host post-processing.
+
+    Frame i's window is :func:`window_frames` (the released clip for i >= 31, the flipped
+    clip of i + 31 below, looped for videos under 63 frames). Each map is written as
+    ``out_dir/%04d.png`` with OpenCV when ``out_dir`` is given.
+    """
+    import cv2
+
+    device = next(model.parameters()).device
+    n = len(frames)
+    maps = []
+    for i in range(n) if targets is None else targets:
+        clip = _released_clip([frames[j] for j in window_frames(i, n)])
+        with torch.no_grad():
+            raw = model(clip.to(device)).cpu().data[0].numpy()
+        smap = postprocess_reference(raw)
+        if out_dir is not None:
+            cv2.imwrite(os.path.join(out_dir, "%04d.png" % (i + 1)), smap)
+        maps.append(smap)
+    return np.stack(maps)
+
+
+def run_reference(model: torch.nn.Module, video: Path, size: tuple[int, int], out_dir: str) -> tuple[float, np.ndarray]:
+    """Seconds for (a) on ``video`` and its maps."""
+    device = next(model.parameters()).device
+    _sync(device)
+    start = time.perf_counter()
+    maps = reference_maps(model, reference_frames(str(video), size), out_dir)
+    _sync(device)
+    return time.perf_counter() - start, maps
+
+
+# ----------------------------------------------------------------------------------------
+# (b) this project end to end, (c) its model alone
+
+
+def run_pipeline(engine: Engine, video: Path, settings: BenchSettings, out_dir: str, run_info: dict) -> tuple[float, np.ndarray]:
+    """Seconds for (b): decode -> engine -> committed Parquet shard; and the maps at model size."""
+    from tased_batch.pipeline import BackgroundWriter, DecodeOptions, predict_video
+    from tased_batch.stores import open_shard_writer
+
+    _sync(engine.device)
+    start = time.perf_counter()
+    writer = open_shard_writer(out_dir, "bench", format="parquet", store_size=None, model_size=settings.size, run_info=run_info)
+    with BackgroundWriter(writer) as background:
+        result = predict_video(str(video), engine, size=settings.size, options=DecodeOptions(resize=settings.resize))
+        if not result.ok:
+            raise RuntimeError(f"the bench video failed: {result.error}")
+        background.submit(result)
+    writer.commit()
+    return time.perf_counter() - start, result.maps
+
+
+def run_model(engine: Engine, n_windows: int, size: tuple[int, int]) -> float:
+    """Seconds for (c): the engine's forward on prepared device batches, the sizes (b) uses."""
+    batch = engine.resolve_batch_size(size)
+    generator = torch.Generator().manual_seed(0)
+    full = torch.rand(batch, 3, WINDOW, *size, generator=generator).mul(2).sub(1).to(engine.device)
+    sizes = [min(batch, n_windows - i) for i in range(0, n_windows, batch)]
+    _sync(engine.device)
+    start = time.perf_counter()
+    for b in sizes:
+        engine.forward(full[:b])
+    _sync(engine.device)
+    return time.perf_counter() - start
+
+
+def _warm(engine: Engine, reference: torch.nn.Module, size: tuple[int, int]) -> None:
+    """One untimed pass of each model: one-time costs (kernel choice, compilation) are not speed."""
+    batch = engine.resolve_batch_size(size)
+    engine.forward(torch.zeros(batch, 3, WINDOW, *size, device=engine.device))
+    with torch.no_grad():
+        reference(torch.zeros(1, 3, WINDOW, *size, device=engine.device))
+    _sync(engine.device)
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "cpu": platform.processor() or platform.machine(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def run_bench(settings: BenchSettings, log=print) -> BenchResult:
+    """Measure (a), (b) and (c) ``settings.repeat`` times, interleaved; report medians."""
+    from tased_batch.weights import load_model
+
+    device = torch.device(settings.device)
+    model = load_model(settings.weights, device)
+    weights_info = model.weights_info
+    reference = copy.deepcopy(model).eval()  # the engine turns its model channels-last in place
+    engine = Engine(
+        model, device=device, batch_size=settings.batch_size, precision=settings.precision, compile=settings.compile
+    )
+    run_info = {"config_fingerprint": "bench", "weights": weights_info.to_dict()}
+    times: dict[str, list[float]] = {"reference": [], "pipeline": [], "model": []}
+    with tempfile.TemporaryDirectory(prefix="tased-bench-") as tmp:
+        video = synthesise_video(Path(tmp) / "bench.mp4", settings.frames, settings.source_size)
+        log(f"warming up ({settings.size[0]}x{settings.size[1]}, {settings.device}, {settings.precision})")
+        _warm(engine, reference, settings.size)
+        for r in range(settings.repeat):
+            png_dir = Path(tmp) / f"reference-{r}"
+            png_dir.mkdir()
+            seconds, ref_maps = run_reference(reference, video, settings.size, str(png_dir))
+            times["reference"].append(seconds)
+            log(f"[{r + 1}/{settings.repeat}] (a) reference {settings.frames / seconds:.3f} frames/s")
+            seconds, maps = run_pipeline(engine, video, settings, str(Path(tmp) / f"store-{r}"), run_info)
+            times["pipeline"].append(seconds)
+            log(f"[{r + 1}/{settings.repeat}] (b) pipeline  {settings.frames / seconds:.3f} frames/s")
+            seconds = run_model(engine, settings.frames, settings.size)
+            times["model"].append(seconds)
+            log(f"[{r + 1}/{settings.repeat}] (c) model     {settings.frames / seconds:.3f} frames/s")
+    fps = {k: settings.frames / statistics.median(v) for k, v in times.items()}
+    if ref_maps.shape != maps.shape:
+        raise RuntimeError(f"reference made {ref_maps.shape} maps, pipeline {maps.shape}: the decoders disagree")
+    diff = np.abs(ref_maps.astype(np.int16) - maps.astype(np.int16))
+    model_tflops = fps["model"] * gflop_per_window(settings.size) / 1000
+    reported = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
+    reported.update(batch_size=engine.batch_size, weights=weights_info.kind, **machine())
+    if settings.peak_tflops:
+        reported["peak_share"] = model_tflops / settings.peak_tflops
+    return BenchResult(
+        reference_fps=fps["reference"],
+        pipeline_fps=fps["pipeline"],
+        model_fps=fps["model"],
+        speedup=fps["pipeline"] / fps["reference"],
+        efficiency=fps["pipeline"] / fps["model"],
+        parity_within_1=float((diff <= 1).mean()),
+        parity_max_diff=int(diff.max()),
+        model_tflops=model_tflops,
+        settings=reported,
+        runs={k: [settings.frames / s for s in v] for k, v in times.items()},
+    )

@@ -1,0 +1,175 @@
+"""Speed options must not change what is computed: auto batch size, precision, compile, overlap threads."""
+
+import copy
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from tased_batch import engine as engine_module
+from tased_batch.engine import AUTO, CPU_AUTO_BATCH, Engine, auto_batch_size, precision_supported
+from tased_batch.pipeline import BackgroundWriter, prefetch
+from tased_batch.sample import synthetic_frames
+
+from conftest import SMALL
+
+
+class Probe(torch.nn.Module):
+    """Cheap, order-sensitive stand-in (as in test_engine) so that these tests stay fast."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.linspace(0.1, 3.2, 32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid((x.mean(1) * self.weight[None, :, None, None]).sum(1) / 8)
+
+
+def test_auto_batch_size_arithmetic():
+    assert auto_batch_size(free_bytes=10_000, window_bytes=1_000, cap=32) == 8  # 80% of free memory
+    assert auto_batch_size(free_bytes=10_000, window_bytes=1_000, cap=4) == 4
+    assert auto_batch_size(free_bytes=500, window_bytes=1_000, cap=32) == 1  # never below one window
+
+
+def test_auto_batch_on_cpu_is_the_measured_choice_unless_memory_is_short(monkeypatch):
+    frames = synthetic_frames(40, *SMALL, seed=1)
+    engine = Engine(Probe(), batch_size=AUTO, channels_last=False)
+    assert engine.batch_size is None  # resolved at the first chunk: it depends on the frame size
+    calls = []
+    original = engine.forward
+    engine.forward = lambda w: calls.append(len(w)) or original(w)
+    maps = engine.predict(frames, chunk=40)
+    assert engine.batch_size == CPU_AUTO_BATCH and max(calls) == CPU_AUTO_BATCH
+    np.testing.assert_array_equal(maps, Engine(Probe(), batch_size=1, channels_last=False).predict(frames))
+
+    class Scarce:
+        available = 3 * engine_module.CPU_BYTES_PER_PIXEL * 224 * 384 // 2
+
+    import psutil
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Scarce())
+    assert Engine(Probe(), batch_size=AUTO).resolve_batch_size((224, 384)) == 1
+
+
+@pytest.mark.parametrize("bad", [0, -2, "four", "8"])
+def test_bad_batch_sizes_are_refused(bad):
+    with pytest.raises(ValueError):
+        Engine(Probe(), batch_size=bad)
+
+
+def test_unsupported_precision_is_refused(monkeypatch):
+    monkeypatch.setattr(engine_module, "precision_supported", lambda precision, device: precision == "fp32")
+    with pytest.raises(ValueError, match="bf16"):
+        Engine(Probe(), precision="bf16")
+    with pytest.raises(ValueError):
+        Engine(Probe(), precision="fp8")
+
+
+def test_cpu_bf16_support_follows_onednn():
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    assert precision_supported("bf16", "cpu") == bool(probe is not None and probe())
+    assert precision_supported("fp32", "cpu")
+
+
+@pytest.mark.skipif(not precision_supported("bf16", "cpu"), reason="this CPU has no bf16 kernels")
+def test_bf16_maps_correlate_with_fp32(tiny_model):
+    frames = synthetic_frames(36, *SMALL, seed=9)
+    targets = [3, 33, 35]
+    fp32 = Engine(copy.deepcopy(tiny_model), batch_size=3).predict(frames, targets).astype(np.float64)
+    bf16 = Engine(copy.deepcopy(tiny_model), batch_size=3, precision="bf16").predict(frames, targets).astype(np.float64)
+    cc = np.corrcoef(fp32.ravel(), bf16.ravel())[0, 1]
+    # The untrained stand-in amplifies rounding (raw-output CC about 0.6 at this size; see
+    # docs/benchmarks.md), so this checks that bf16 computes the same maps, not its accuracy.
+    assert cc > 0.7, cc
+
+
+def test_compile_pads_short_batches_to_one_shape(monkeypatch):
+    shapes = []
+
+    def fake_compile(module, dynamic):
+        assert dynamic is False
+
+        def run(x):
+            shapes.append(tuple(x.shape))
+            return module(x)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    frames = synthetic_frames(42, *SMALL, seed=2)
+    compiled = Engine(Probe(), batch_size=4, channels_last=False, compile=True).predict(frames, chunk=9)
+    plain = Engine(Probe(), batch_size=4, channels_last=False).predict(frames, chunk=9)
+    np.testing.assert_array_equal(compiled, plain)
+    assert len(set(shapes)) == 1 and shapes[0][0] == 4  # 42 maps = 10 full batches + a padded 2
+
+
+def test_prefetch_decodes_ahead_in_another_thread():
+    produced_second = threading.Event()
+    threads = set()
+
+    def produce():
+        for i in range(4):
+            threads.add(threading.current_thread().name)
+            if i == 1:
+                produced_second.set()
+            yield i
+
+    seen = []
+    for item in prefetch(produce(), depth=2):
+        if item == 0:  # the second item arrives while the consumer still holds the first
+            assert produced_second.wait(timeout=10)
+        seen.append(item)
+    assert seen == [0, 1, 2, 3]
+    assert threads == {"tased-prefetch"}
+
+
+def test_prefetch_raises_producer_errors_and_stops_when_closed():
+    def broken():
+        yield 1
+        raise RuntimeError("decoder broke")
+
+    with pytest.raises(RuntimeError, match="decoder broke"):
+        list(prefetch(broken()))
+
+    stopped = threading.Event()
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            stopped.set()
+
+    stream = prefetch(endless(), depth=1)
+    assert next(stream) == 0
+    stream.close()  # joins the thread: it must notice and leave, not block on a full queue
+    assert not any(t.name == "tased-prefetch" for t in threading.enumerate())
+
+
+def test_background_writer_writes_in_order_and_reports_errors():
+    written = []
+    gate = threading.Event()
+
+    class Sink:
+        def write(self, result):
+            gate.wait(timeout=10)
+            written.append(result)
+
+    with BackgroundWriter(Sink(), depth=4) as writer:
+        for i in range(3):
+            writer.submit(i)  # returns although the sink is still blocked
+        assert written == []
+        gate.set()
+    assert written == [0, 1, 2]
+
+    class Failing:
+        def write(self, result):
+            raise OSError("disk full")
+
+    writer = BackgroundWriter(Failing())
+    writer.submit(1)
+    with pytest.raises(OSError, match="disk full"):
+        writer.close()
