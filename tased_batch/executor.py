@@ -121,7 +121,8 @@ def execute(
 
         actors = [new_actor() for _ in range(count)]
         todo = deque(shards)
-        attempts: dict[str, int] = {s: 0 for s in shards}
+        attempts: dict[str, int] = {s: 0 for s in shards}  # failed tries that count against max_attempts
+        dispatched: dict[str, int] = {s: 0 for s in shards}  # every hand-out, a backstop against endless requeues
         in_progress: dict[str, str] = {}  # shard -> video being processed (from progress events)
         crashes: dict[str, int] = {}  # video id -> deaths while it was being processed
         skip: dict[str, dict[str, str]] = {s: {} for s in shards}
@@ -133,6 +134,7 @@ def execute(
                 while todo and per_actor[i] < TASKS_PER_ACTOR:
                     shard = todo.popleft()
                     attempts[shard] += 1
+                    dispatched[shard] += 1
                     ref = actors[i].process.remote(shard, plan.videos(shard), dict(skip[shard]))
                     in_flight[ref] = (i, shard)
                     per_actor[i] += 1
@@ -163,30 +165,33 @@ def execute(
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
             drain()
             for ref in ready:
+                if ref not in in_flight:
+                    continue  # a task of an actor already replaced below
                 i, shard = in_flight.pop(ref)
                 per_actor[i] -= 1
                 try:
                     record = ray.get(ref)
                 except (RayActorError, ActorDiedError, ActorUnavailableError) as e:
-                    suspect = in_progress.pop(shard, None)
-                    if suspect is not None:
-                        crashes[suspect] = crashes.get(suspect, 0) + 1
-                        if crashes[suspect] >= CRASHES_BEFORE_SKIP:
-                            skip[shard][suspect] = (
-                                f"the worker died {crashes[suspect]} times while processing this video "
-                                "(out of memory or a decoder crash); check the file or give actors more memory"
-                            )
                     outcome.actor_restarts += 1
                     reporter.actor_restarted(i, _short(e))
                     ray.kill(actors[i], no_restart=True)
                     actors[i] = new_actor()
                     per_actor[i] = 0
-                    for other, (j, s) in list(in_flight.items()):
-                        if j == i:  # tasks queued on the dead actor never ran: requeue them as they were
-                            del in_flight[other]
-                            attempts[s] -= 1
+                    lost = [shard] + [s for other, (j, s) in list(in_flight.items()) if j == i and in_flight.pop(other)]
+                    for s in lost:
+                        suspect = in_progress.pop(s, None)
+                        if suspect is None and dispatched[s] < 2 * config.max_attempts:
+                            attempts[s] -= 1  # queued behind the crash, never started: requeue as it was
                             todo.appendleft(s)
-                    give_up_or_retry(shard, _short(e))
+                            continue
+                        if suspect is not None:
+                            crashes[suspect] = crashes.get(suspect, 0) + 1
+                            if crashes[suspect] >= CRASHES_BEFORE_SKIP:
+                                skip[s][suspect] = (
+                                    f"the worker died {crashes[suspect]} times while processing this video "
+                                    "(out of memory or a decoder crash); check the file or give actors more memory"
+                                )
+                        give_up_or_retry(s, _short(e))
                 except Exception as e:
                     in_progress.pop(shard, None)
                     reporter.shard_retry(shard, _short(e))
