@@ -55,7 +55,7 @@ def bench(
         peak_tflops=peak_tflops,
     )
     try:
-        result = run_bench(settings, log=lambda line: err.print(line) if not as_json else None)
+        result = run_bench(settings, log=err.print)
     except ValueError as e:
         err.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from e
@@ -69,7 +69,8 @@ def bench(
     typer.echo(f"(c) model forward alone  {result.model_fps:8.3f} frames/s  ({result.model_tflops:.2f} TFLOP/s)")
     typer.echo(f"speed-up (b)/(a)         {result.speedup:8.2f}x")
     typer.echo(f"efficiency (b)/(c)       {result.efficiency:8.2f}")
-    typer.echo(f"maps (b) vs (a)          {result.parity_within_1:.4%} of pixels within 1 grey level, max diff {result.parity_max_diff}")
+    typer.echo(f"parity, same frames      {result.parity_within_1:.4%} of pixels within 1 grey level, max diff {result.parity_max_diff}")
+    typer.echo(f"CC of (b)'s maps, (a)'s  {result.pipeline_cc:.4f} (different decoders)")
     if "peak_share" in s:
         typer.echo(f"share of device peak     {s['peak_share']:.1%}")
 

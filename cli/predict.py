@@ -17,7 +17,9 @@ def predict(
     output_dir: str = typer.Argument(..., help="Maps go to OUTPUT_DIR/<video name>/%04d.png (any fsspec URI)."),
     weights: str = typer.Option(None, "--weights", "-w", help="Checkpoint path/URI; default the cached released file; 'random' = labelled stand-in."),
     device: str = typer.Option(None, "--device", help="torch device (default: cuda if available, else cpu)."),
-    batch_size: int = typer.Option(4, "--batch-size", "-b", min=1, help="Windows per forward pass."),
+    batch_size: str = typer.Option("4", "--batch-size", "-b", help="Windows per forward pass, or 'auto' (from free device memory)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 (autocast; bf16 on CPUs only with bf16 instructions)."),
+    compile: bool = typer.Option(False, "--compile", help="Run the model through torch.compile (pays off on long videos)."),
     size: str = typer.Option("224x384", "--size", help="Model input size HxW (multiples of 32)."),
     decoder: str = typer.Option("auto", "--decoder", help="decord | pyav | auto (decord, PyAV fallback)."),
     exact_resize: bool = typer.Option(False, "--exact-resize", help="Decode full size and resize with OpenCV bilinear, as the released script."),
@@ -26,7 +28,7 @@ def predict(
     output_fps: float = typer.Option(None, "--output-fps", help="Maps only at this rate (e.g. 2 maps per second)."),
 ) -> None:
     """Compute one video's saliency maps without Ray (the parity path)."""
-    from tased_batch.engine import Engine, parse_size
+    from tased_batch.engine import AUTO, Engine, parse_size
     from tased_batch.pipeline import DecodeOptions, default_device, predict_video
     from tased_batch.stores.png import write_png_maps
     from tased_batch.weights import load_model
@@ -35,6 +37,8 @@ def predict(
         model_size = parse_size(size)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--size") from e
+    if batch_size != AUTO and not (batch_size.isdigit() and int(batch_size) > 0):
+        raise typer.BadParameter("a positive integer or 'auto'", param_hint="--batch-size")
     dev = device or default_device()
     try:
         model = load_model(weights, dev)
@@ -43,7 +47,12 @@ def predict(
         raise typer.Exit(2) from e
     if model.weights_info.kind == "random":
         err.print("[yellow]warning:[/yellow] random stand-in weights: these maps show the pipeline, not saliency")
-    engine = Engine(model, device=dev, batch_size=batch_size)
+    try:
+        engine = Engine(
+            model, device=dev, batch_size=AUTO if batch_size == AUTO else int(batch_size), precision=precision, compile=compile
+        )
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--precision") from e
     start = time.perf_counter()
     options = DecodeOptions(
         decoder=decoder, resize="exact" if exact_resize else "decoder", fps=fps, every=every, output_fps=output_fps

@@ -63,5 +63,5 @@ def test_bench_command_reports_consistent_figures():
     assert np.isclose(report["efficiency"], report["pipeline_fps"] / report["model_fps"])
     assert report["size"] == [32, 64] and report["frames"] == 40 and report["precision"] == "fp32"
     assert report["weights"] == "random" and isinstance(report["batch_size"], int)
-    assert 0 <= report["parity_within_1"] <= 1 and report["parity_max_diff"] >= 0
+    assert 0 <= report["parity_within_1"] <= 1 and report["parity_max_diff"] >= 0 and -1 <= report["pipeline_cc"] <= 1
     assert all(len(v) == 1 for v in report["runs"].values())

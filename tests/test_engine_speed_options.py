@@ -87,8 +87,8 @@ def test_bf16_maps_correlate_with_fp32(tiny_model):
 def test_compile_pads_short_batches_to_one_shape(monkeypatch):
     shapes = []
 
-    def fake_compile(module, dynamic):
-        assert dynamic is False
+    def fake_compile(module, dynamic, options):
+        assert dynamic is False and options == {"freezing": True}
 
         def run(x):
             shapes.append(tuple(x.shape))
@@ -173,3 +173,17 @@ def test_background_writer_writes_in_order_and_reports_errors():
     writer.submit(1)
     with pytest.raises(OSError, match="disk full"):
         writer.close()
+
+
+def test_predict_command_checks_the_speed_options(tiny_weights, make_video, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tased_batch.cli.main import app
+
+    video = make_video(n_frames=8)
+    runner = CliRunner()
+    bad_batch = runner.invoke(app, ["predict", str(video), str(tmp_path), "-w", str(tiny_weights), "-b", "zero"])
+    assert bad_batch.exit_code == 2 and "auto" in bad_batch.output
+    monkeypatch.setattr(engine_module, "precision_supported", lambda precision, device: precision == "fp32")
+    bad_precision = runner.invoke(app, ["predict", str(video), str(tmp_path), "-w", str(tiny_weights), "--precision", "bf16"])
+    assert bad_precision.exit_code == 2 and "fp32" in bad_precision.output
