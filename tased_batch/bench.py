@@ -24,6 +24,8 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +124,17 @@ def reference_frames(video: str, size: tuple[int, int]) -> list[np.ndarray]:
     return frames
 
 
+@contextmanager
+def released_cudnn() -> Iterator[None]:
+    """The released script sets ``cudnn.benchmark = False``; the engine turns it on globally."""
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
 def reference_maps(
     model: torch.nn.Module, frames: list[np.ndarray], out_dir: str | None = None, targets: list[int] | None = None
 ) -> np.ndarray:
@@ -138,7 +151,7 @@ def reference_maps(
     maps = []
     for i in range(n) if targets is None else targets:
         clip = _released_clip([frames[j] for j in window_frames(i, n)])
-        with torch.no_grad():
+        with torch.no_grad(), released_cudnn():
             raw = model(clip.to(device)).cpu().data[0].numpy()
         smap = postprocess_reference(raw)
         if out_dir is not None:
@@ -212,7 +225,7 @@ def warm_up(engine: Engine, reference: torch.nn.Module, size: tuple[int, int]) -
     """One untimed pass of each model: one-time costs (kernel choice, compilation) are not speed."""
     batch = engine.resolve_batch_size(size)
     engine.forward(torch.zeros(batch, 3, WINDOW, *size, device=engine.device))
-    with torch.no_grad():
+    with torch.no_grad(), released_cudnn():
         reference(torch.zeros(1, 3, WINDOW, *size, device=engine.device))
     _sync(engine.device)
 

@@ -171,9 +171,12 @@ def window_bytes_cuda(model: torch.nn.Module, size: tuple[int, int], forward) ->
     """Peak CUDA memory one more window adds: the peak of a batch of 2 minus a batch of 1.
 
     The difference leaves out the weights, cuDNN workspaces and anything else already
-    allocated, which do not grow with the batch.
+    allocated, which do not grow with the batch. ``forward`` should be the eager model:
+    a compiled one would compile for both batch sizes.
     """
     device = next(model.parameters()).device
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
     peaks = []
     for b in (1, 2):
         torch.cuda.synchronize(device)
@@ -181,7 +184,9 @@ def window_bytes_cuda(model: torch.nn.Module, size: tuple[int, int], forward) ->
         forward(torch.zeros(b, 3, WINDOW, *size, device=device))
         torch.cuda.synchronize(device)
         peaks.append(torch.cuda.max_memory_allocated(device))
-    return max(peaks[1] - peaks[0], 1)
+    # cuDNN autotuning can make the two workspaces differ: never count less than half of
+    # what a batch of 2 took above the weights
+    return max(peaks[1] - peaks[0], (peaks[1] - base) // 2, 1)
 
 
 def auto_batch_size(free_bytes: int, window_bytes: int, cap: int) -> int:
@@ -309,7 +314,7 @@ class Engine:
         if self.batch_size is None:
             if self.device.type == "cuda":
                 free, _ = torch.cuda.mem_get_info(self.device)
-                per_window = window_bytes_cuda(self.model, size, self._raw_forward)
+                per_window = window_bytes_cuda(self.model, size, lambda w: self._raw_forward(w, self.model))
                 self.batch_size = auto_batch_size(free, per_window, MAX_AUTO_BATCH)
             elif self.device.type == "cpu":
                 import psutil
@@ -320,11 +325,11 @@ class Engine:
                 self.batch_size = CPU_AUTO_BATCH
         return self.batch_size
 
-    def _raw_forward(self, windows: torch.Tensor) -> torch.Tensor:
+    def _raw_forward(self, windows: torch.Tensor, net: torch.nn.Module | None = None) -> torch.Tensor:
         if self.channels_last:
             windows = windows.contiguous(memory_format=torch.channels_last_3d)
         with torch.inference_mode(), self._autocast():
-            return self._net(windows).float()
+            return (net or self._net)(windows).float()
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """Raw model output (B, H, W) float32 for a batch of windows (B, 3, 32, H, W)."""

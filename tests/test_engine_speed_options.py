@@ -75,9 +75,9 @@ def test_cpu_bf16_support_follows_onednn():
 @pytest.mark.skipif(not precision_supported("bf16", "cpu"), reason="this CPU has no bf16 kernels")
 def test_bf16_maps_correlate_with_fp32(tiny_model):
     frames = synthetic_frames(36, *SMALL, seed=9)
-    targets = [3, 33, 35]
-    fp32 = Engine(copy.deepcopy(tiny_model), batch_size=3).predict(frames, targets).astype(np.float64)
-    bf16 = Engine(copy.deepcopy(tiny_model), batch_size=3, precision="bf16").predict(frames, targets).astype(np.float64)
+    targets = [3, 35]
+    fp32 = Engine(copy.deepcopy(tiny_model), batch_size=2).predict(frames, targets).astype(np.float64)
+    bf16 = Engine(copy.deepcopy(tiny_model), batch_size=2, precision="bf16").predict(frames, targets).astype(np.float64)
     cc = np.corrcoef(fp32.ravel(), bf16.ravel())[0, 1]
     # The untrained stand-in amplifies rounding (raw-output CC about 0.6 at this size; see
     # docs/benchmarks.md), so this checks that bf16 computes the same maps, not its accuracy.
