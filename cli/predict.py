@@ -30,7 +30,7 @@ def predict(
     """Compute one video's saliency maps without Ray (the parity path)."""
     from tased_batch.engine import AUTO, Engine, parse_size
     from tased_batch.pipeline import DecodeOptions, default_device, predict_video
-    from tased_batch.stores.png import write_png_maps
+    from tased_batch.stores.png import weights_text, write_png_maps
     from tased_batch.weights import load_model
 
     try:
@@ -66,7 +66,7 @@ def predict(
         err.print(f"[red]error:[/red] {result.error}")
         raise typer.Exit(1)
     name = result.video_id
-    write_png_maps(output_dir, name, result.maps, result.frame_indices)
+    write_png_maps(output_dir, name, result.maps, result.frame_indices, text=weights_text(model.weights_info.to_dict()))
     seconds = time.perf_counter() - start
     typer.echo(
         f"{name}: {len(result.maps)} maps -> {output_dir.rstrip('/')}/{name}/ "

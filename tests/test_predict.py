@@ -32,6 +32,7 @@ def test_frame_folder_gives_the_released_pngs(tmp_path, tiny_weights, clip70):
     assert [f.name for f in files] == [f"{i:04d}.png" for i in range(1, 71)]
     maps = np.stack([np.asarray(Image.open(f)) for f in files])
     assert Image.open(files[0]).mode == "L" and maps.shape == (70, *SMALL)
+    assert Image.open(files[0]).text["tased-batch:weights-kind"] == "custom"  # which weights made the maps
     diff = np.abs(maps.astype(int) - ref.astype(int))
     assert (diff <= 1).mean() >= 0.97
 

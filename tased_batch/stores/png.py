@@ -35,13 +35,30 @@ FRAMES_SCHEMA = pa.schema(
 )
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """One uint8 H x W map as an 8-bit grey PNG (zlib level 9: maps are tiny and smooth)."""
-    from PIL import Image
+def encode_png(image: np.ndarray, text: dict[str, str] | None = None) -> bytes:
+    """One uint8 H x W map as an 8-bit grey PNG (zlib level 9: maps are tiny and smooth).
 
+    ``text`` goes into tEXt chunks: metadata (which weights made the map) that travels with
+    each file without changing its pixels or the released folder layout.
+    """
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = None
+    if text:
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, str(value))
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="L").save(buffer, format="PNG", compress_level=9)
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="L").save(
+        buffer, format="PNG", compress_level=9, pnginfo=info
+    )
     return buffer.getvalue()
+
+
+def weights_text(weights: dict[str, Any]) -> dict[str, str]:
+    """The PNG metadata that labels maps with the weights that made them (a random stand-in shows)."""
+    return {"tased-batch:weights-kind": weights["kind"], "tased-batch:weights-sha256": weights["sha256"]}
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -68,7 +85,9 @@ def folder_name(video_id: str) -> str:
     return "_" if name in ("", ".", "..") else name
 
 
-def _write_pngs(fs: Any, directory: str, maps: np.ndarray, frame_indices: np.ndarray) -> list[tuple[str, bytes]]:
+def _write_pngs(
+    fs: Any, directory: str, maps: np.ndarray, frame_indices: np.ndarray, text: dict[str, str] | None = None
+) -> list[tuple[str, bytes]]:
     if maps.ndim != 3 or maps.dtype != np.uint8:
         raise StoreError(f"maps must be uint8 N x H x W, got {maps.dtype} {maps.shape}")
     if len(frame_indices) != maps.shape[0]:
@@ -78,7 +97,7 @@ def _write_pngs(fs: Any, directory: str, maps: np.ndarray, frame_indices: np.nda
     written: list[tuple[str, bytes]] = []
     for start in range(0, maps.shape[0], _PUT_BATCH):
         batch = {
-            f"{directory}/{png_name(idx)}": encode_png(image)
+            f"{directory}/{png_name(idx)}": encode_png(image, text)
             for image, idx in zip(maps[start : start + _PUT_BATCH], frame_indices[start : start + _PUT_BATCH])
         }
         try:
@@ -95,14 +114,16 @@ def write_png_maps(
     maps: np.ndarray,
     frame_indices: np.ndarray,
     storage_options: dict | None = None,
+    text: dict[str, str] | None = None,
 ) -> list[str]:
     """Write ``out_dir/<video_name>/%04d.png`` (1-based source frame index, 8-bit grey).
 
-    ``out_dir`` is any fsspec URI. Maps are written at the size given. Returns the paths.
+    ``out_dir`` is any fsspec URI. Maps are written at the size given, with ``text`` as PNG
+    metadata. Returns the paths.
     """
     fs, root = layout.open_fs(out_dir, storage_options)
     directory = layout.join(root, folder_name(video_name))
-    return [path for path, _ in _write_pngs(fs, directory, np.asarray(maps), np.asarray(frame_indices))]
+    return [path for path, _ in _write_pngs(fs, directory, np.asarray(maps), np.asarray(frame_indices), text)]
 
 
 class PngShardWriter(ShardWriter):
@@ -123,7 +144,7 @@ class PngShardWriter(ShardWriter):
             folder = f"{base}~{n}"
         self._folders.add(folder)
         location = f"png/{folder}"
-        written = _write_pngs(self.fs, self._path(location), maps, frames)
+        written = _write_pngs(self.fs, self._path(location), maps, frames, weights_text(self.run_info["weights"]))
         rel = [f"{self.prefix}/{location}/{png_name(i)}" for i in frames]
         self._frames.append(
             pa.Table.from_arrays(
