@@ -78,9 +78,38 @@ def main() -> None:
         if precision != "fp32" and "fp32" in maps:
             report[precision]["vs_fp32"] = compare(maps[precision], maps["fp32"])
         print(precision, json.dumps(report[precision]), flush=True)
+    report["sensitivity"] = sensitivity(model, frames, args.device)
+    print("sensitivity", json.dumps(report["sensitivity"]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
+
+
+def sensitivity(model, frames: np.ndarray, device: str) -> dict:
+    """How much the model's raw output moves for tiny input or weight changes (rounding-sized).
+
+    A model that moves a lot (the random stand-in does) makes every parity figure a worst case.
+    """
+    import torch
+
+    from tased_batch.engine import normalise
+
+    generator = torch.Generator().manual_seed(0)
+    x = normalise(torch.from_numpy(frames[:32]))[None].to(device)
+    out = {}
+    with torch.no_grad():
+        base = model(x)
+        for eps in (1e-6, 1e-4):
+            moved = model(x + eps * torch.randn(x.shape, generator=generator).to(device))
+            out[f"input_noise_{eps:g}"] = {"max_abs": float((moved - base).abs().max()),
+                                           "raw_cc": float(np.corrcoef(base.cpu().ravel(), moved.cpu().ravel())[0, 1])}
+        noisy = copy.deepcopy(model)
+        for p in noisy.parameters():
+            p.mul_(1 + 2**-9 * torch.randn(p.shape, generator=generator).to(device))
+        moved = noisy(x)
+        out["weight_noise_2^-9"] = {"max_abs": float((moved - base).abs().max()),
+                                    "raw_cc": float(np.corrcoef(base.cpu().ravel(), moved.cpu().ravel())[0, 1])}
+    return out
 
 
 if __name__ == "__main__":
