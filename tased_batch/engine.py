@@ -26,7 +26,7 @@ TRUNCATE = 4.0
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 AUTO = "auto"
 # CPU batch for "auto": per-window time at 224x384 drops from batch 1 to 2 to 4 on a 2-core
-# AVX-512 EPYC and is flat beyond (docs/benchmarks.md); larger batches only add latency.
+# AVX-512 EPYC; batch 8 gains under 10% more for twice the memory (docs/benchmarks.md).
 CPU_AUTO_BATCH = 4
 MAX_AUTO_BATCH = 32
 MEMORY_FRACTION = 0.8  # share of free memory "auto" may fill (allocator slack, other tenants)
