@@ -42,6 +42,6 @@ AddressOpt = Annotated[Optional[str], typer.Option("--address", help="Ray cluste
 ActorsOpt = Annotated[Optional[int], typer.Option("--actors", help="Number of model actors (default one per GPU; CPUs / 2 without GPUs).")]
 GpusOpt = Annotated[Optional[float], typer.Option("--gpus-per-actor", help="GPUs per actor, may be fractional (default 1).")]
 CpusOpt = Annotated[Optional[float], typer.Option("--cpus-per-actor", help="CPUs per actor.")]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Windows per forward pass (default 4).")]
+BatchOpt = Annotated[Optional[str], typer.Option("--batch-size", "-b", help="Windows per forward pass, or auto (default: from free device memory).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 LogJsonOpt = Annotated[bool, typer.Option("--log-json", help="JSON lines on stdout instead of the progress display.")]

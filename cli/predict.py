@@ -23,6 +23,7 @@ def predict(
     size: str = typer.Option("224x384", "--size", help="Model input size HxW (multiples of 32)."),
     decoder: str = typer.Option("auto", "--decoder", help="decord | pyav | auto (decord, PyAV fallback)."),
     exact_resize: bool = typer.Option(False, "--exact-resize", help="Decode full size and resize with OpenCV bilinear, as the released script."),
+    first_windows: str = typer.Option("reversed", "--first-windows", help="Windows of the first 31 frames: reversed (time-reversed) | released (run_example.py's code to the letter)."),
     fps: float = typer.Option(None, "--fps", help="Resample the video to this frame rate before windowing."),
     every: int = typer.Option(None, "--every", help="Maps only for every N-th frame (each with its full window)."),
     output_fps: float = typer.Option(None, "--output-fps", help="Maps only at this rate (e.g. 2 maps per second)."),
@@ -49,10 +50,11 @@ def predict(
         err.print("[yellow]warning:[/yellow] random stand-in weights: these maps show the pipeline, not saliency")
     try:
         engine = Engine(
-            model, device=dev, batch_size=AUTO if batch_size == AUTO else int(batch_size), precision=precision, compile=compile
+            model, device=dev, batch_size=AUTO if batch_size == AUTO else int(batch_size), precision=precision, compile=compile,
+            first_windows=first_windows,
         )
     except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--precision") from e
+        raise typer.BadParameter(str(e)) from e
     start = time.perf_counter()
     options = DecodeOptions(
         decoder=decoder, resize="exact" if exact_resize else "decoder", fps=fps, every=every, output_fps=output_fps

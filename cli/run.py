@@ -74,6 +74,7 @@ def run(
     decoder: str = typer.Option(None, "--decoder", help="auto (decord, PyAV fallback) | decord | pyav."),
     resize: str = typer.Option(None, "--resize", help="decoder (fast) | exact (OpenCV, as the released script)."),
     precision: str = typer.Option(None, "--precision", help="fp32 | bf16 | fp16."),
+    first_windows: str = typer.Option(None, "--first-windows", help="Windows of the first 31 frames: reversed (time-reversed, default) | released (run_example.py's code to the letter)."),
     batch_size: BatchOpt = None,
     shard_size: int = typer.Option(None, "--shard-size", help="Videos per shard (default 16)."),
     url_col: str = typer.Option(None, "--url-col", help="Manifest column with video URIs (default url)."),
@@ -95,7 +96,7 @@ def run(
 
     flags = dict(
         input=input, output=output, weights=weights, format=format, size=size, store_size=store_size, fps=fps,
-        every=every, output_fps=output_fps, decoder=decoder, resize=resize, precision=precision, batch_size=batch_size,
+        every=every, output_fps=output_fps, decoder=decoder, resize=resize, precision=precision, first_windows=first_windows, batch_size=batch_size,
         shard_size=shard_size, url_col=url_col, id_col=id_col, storage_options=storage_options(storage_option),
         address=address, actors=actors, gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor,
         max_attempts=max_attempts, retry_failed=retry_failed, overwrite=overwrite, dry_run=dry_run,

@@ -16,6 +16,7 @@ from typing import Any
 from tased_batch.errors import ConfigError
 
 FORMATS = ("parquet", "zarr", "png")
+FIRST_WINDOWS = ("reversed", "released")
 DECODERS = ("auto", "decord", "pyav")
 RESIZES = ("decoder", "exact")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -27,7 +28,7 @@ SECRET_KEYS = ("key", "secret", "token", "password", "aws_access_key_id", "aws_s
 # Keys whose change alters the maps, which videos are planned, or how they are stored.
 FINGERPRINT_KEYS = (
     "input", "url_col", "id_col", "shard_size", "weights_sha256", "size", "store_size", "format",
-    "fps", "every", "output_fps", "decoder", "resize", "precision",
+    "fps", "every", "output_fps", "decoder", "resize", "precision", "first_windows",
 )
 
 
@@ -47,7 +48,8 @@ class RunConfig:
     decoder: str = "auto"
     resize: str = "decoder"
     precision: str = "fp32"
-    batch_size: int = 4
+    first_windows: str = "reversed"
+    batch_size: int | str = "auto"
     shard_size: int = 16
     url_col: str = "url"
     id_col: str | None = None
@@ -71,7 +73,7 @@ class RunConfig:
         if not self.output:
             raise ConfigError("no output given", "pass OUTPUT or set `output` in the config file")
         for key, allowed in (("format", FORMATS), ("decoder", DECODERS), ("resize", RESIZES),
-                             ("precision", PRECISIONS), ("log", LOG_MODES)):
+                             ("precision", PRECISIONS), ("log", LOG_MODES), ("first_windows", FIRST_WINDOWS)):
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}")
         for key in ("size", "store_size"):
@@ -85,7 +87,9 @@ class RunConfig:
                     _parse_plain_size(value)
             except ValueError as e:
                 raise ConfigError(f"{key}: {e}") from e
-        for key in ("batch_size", "shard_size", "max_attempts"):
+        if self.batch_size != "auto" and (isinstance(self.batch_size, str) or self.batch_size < 1):
+            raise ConfigError(f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}")
+        for key in ("shard_size", "max_attempts"):
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.actors is not None and self.actors < 1:
@@ -149,7 +153,7 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 _FIELDS = {f.name: f for f in fields(RunConfig)}
 _TYPES = {"input": str, "output": str, "weights": str, "format": str, "size": str, "store_size": str,
           "fps": float, "every": int, "output_fps": float, "decoder": str, "resize": str, "precision": str,
-          "batch_size": int, "shard_size": int, "url_col": str, "id_col": str, "storage_options": dict,
+          "first_windows": str, "batch_size": int, "shard_size": int, "url_col": str, "id_col": str, "storage_options": dict,
           "address": str, "actors": int, "gpus_per_actor": float, "cpus_per_actor": float,
           "max_attempts": int, "retry_failed": bool, "overwrite": bool, "dry_run": bool, "log": str}
 
@@ -157,6 +161,8 @@ _TYPES = {"input": str, "output": str, "weights": str, "format": str, "size": st
 def _coerce(key: str, value: Any, where: str) -> Any:
     if value is None:
         return None
+    if key == "batch_size" and str(value).strip().lower() == "auto":
+        return "auto"
     kind = _TYPES[key]
     if kind is bool:
         if isinstance(value, bool):

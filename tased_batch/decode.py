@@ -8,7 +8,9 @@ released script does). Design notes from decord's issue tracker:
   #294: readers shared across forked workers deadlock); a reader that finds itself in a new
   process re-opens, and pickling drops the native objects;
 * ``import decord`` happens only when a decord reader is built (#251: importing it before
-  torch can hang forked data loaders);
+  torch can hang forked data loaders), and always after OpenCV: once decord is loaded
+  first, ``cv2.imdecode`` fails on every PNG ("libpng error: bad parameters to zlib"),
+  which broke frame folders read by a worker that had decoded a video before;
 * frames are read in bounded, increasing chunks with ``get_batch``; long sequential reads
   must not grow memory (#208, #197), which tests/test_decode_memory.py checks;
 * pip wheels have no CUDA, so decoding is on the CPU;
@@ -278,6 +280,7 @@ class _DecordBackend:
     name = "decord"
 
     def __init__(self, path: str, size: tuple[int, int], resize: str, threads: int) -> None:
+        _cv2()  # OpenCV must load before decord: decord's bundled zlib breaks cv2's PNG decoding after it
         import decord
 
         self._size = size

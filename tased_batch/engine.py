@@ -46,10 +46,21 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def window_frames(i: int, n: int) -> list[int]:
-    """Frame indices of the window whose map is frame ``i``'s, for a video of ``n`` frames."""
+FIRST_WINDOWS = ("reversed", "released")
+
+
+def window_frames(i: int, n: int, first: str = "reversed") -> list[int]:
+    """Frame indices of the window whose map is frame ``i``'s, for a video of ``n`` frames.
+
+    For i < 31, ``first="reversed"`` gives the following frames reversed in time (i+31..i,
+    the documented intent); ``"released"`` gives them in time order (i..i+31), which is what
+    the released run_example.py feeds the model: its ``torch.flip(clip, [1])`` flips the
+    colour channels of a (1, 3, 32, H, W) clip, not time (the engine flips the channels too).
+    """
     if i >= WINDOW - 1:
         return list(range(i - WINDOW + 1, i + 1))
+    if first == "released":
+        return [(i + k) % n for k in range(WINDOW)]
     return [(i + WINDOW - 1 - k) % n for k in range(WINDOW)]
 
 
@@ -274,7 +285,11 @@ class Engine:
         precision: str = "fp32",
         channels_last: bool = True,
         compile: bool = False,
+        first_windows: str = "reversed",
     ) -> None:
+        if first_windows not in FIRST_WINDOWS:
+            raise ValueError(f"first windows must be one of {', '.join(FIRST_WINDOWS)}, got {first_windows!r}")
+        self.first_windows = first_windows
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -347,10 +362,15 @@ class Engine:
 
     def _compute(self, buffer: torch.Tensor, start: int, targets: list[int], n: int) -> np.ndarray | _HostCopy:
         """Queue one batch: gather its windows, run the model, post-process; maps (or their copy)."""
-        positions = torch.tensor([window_frames(t, n) for t in targets]) - start
+        positions = torch.tensor([window_frames(t, n, self.first_windows) for t in targets]) - start
         if buffer.is_cuda:  # a pageable upload would wait for the compute stream: pin it
             positions = positions.pin_memory().to(buffer.device, non_blocking=True)
-        windows = buffer[:, positions].permute(1, 0, 2, 3, 4)
+        windows = buffer[:, positions]  # a gathered copy: (3, B, 32, H, W)
+        if self.first_windows == "released":
+            head = [b for b, t in enumerate(targets) if t < WINDOW - 1]
+            if head:  # the released script's flip: colour channels (RGB -> BGR) of the head windows
+                windows[:, head] = windows[:, head].flip(0)
+        windows = windows.permute(1, 0, 2, 3, 4)
         raw = self.forward(windows)
         maps = self._postprocessor(raw.shape[1], raw.shape[2])(raw)
         return _HostCopy(maps) if maps.is_cuda else maps.cpu().numpy()

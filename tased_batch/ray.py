@@ -99,8 +99,8 @@ class SaliencyPredictor:
         device: str | None = None,
         **options: Any,
     ) -> None:
-        from tased_batch.engine import Engine
         from tased_batch.pipeline import DecodeOptions, default_device
+        from tased_batch.shards import engine_for
         from tased_batch.stores.base import default_store_size
         from tased_batch.stores.parquet import ENCODINGS
         from tased_batch.weights import load_model
@@ -119,7 +119,7 @@ class SaliencyPredictor:
         # Loaded once per actor: Ray Data builds the class once and calls it for every batch.
         model = load_model(self.config.weights, self.device, storage_options=self.config.storage_options)
         self.weights_info = model.weights_info
-        self.engine = Engine(model, device=self.device, batch_size=self.config.batch_size, precision=self.config.precision)
+        self.engine = engine_for(self.config, model, self.device)
         self.options = DecodeOptions(decoder=self.config.decoder, resize=self.config.resize, fps=self.config.fps,
                                      every=self.config.every, output_fps=self.config.output_fps)
 

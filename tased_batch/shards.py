@@ -40,7 +40,14 @@ def run_info(config: RunConfig, weights: WeightsInfo, config_fingerprint: str) -
         "fps": config.fps,
         "every": config.every,
         "output_fps": config.output_fps,
+        "first_windows": config.first_windows,
     }
+
+
+def engine_for(config: RunConfig, model: torch.nn.Module, device: str) -> Engine:
+    """The engine a run's config asks for (shared by the Ray actors and the Ray Data plugin)."""
+    return Engine(model, device=device, batch_size=config.batch_size, precision=config.precision,
+                  first_windows=config.first_windows)
 
 
 class ShardProcessor:
@@ -61,7 +68,7 @@ class ShardProcessor:
         self.config = config
         self.device = device or default_device()
         model = model_from_payload(weights_bytes, weights, self.device)
-        self.engine = Engine(model, device=self.device, batch_size=config.batch_size, precision=config.precision)
+        self.engine = engine_for(config, model, self.device)
         self.options = DecodeOptions(
             decoder=config.decoder, resize=config.resize, fps=config.fps, every=config.every, output_fps=config.output_fps
         )

@@ -15,8 +15,12 @@ def released_postprocess(raw: np.ndarray) -> np.ndarray:
     return (smap / np.max(smap) * 255.0).astype(np.uint8)
 
 
-def released_loop(model, frames: np.ndarray) -> dict[int, np.ndarray]:
-    """The released run_example.py loop: one window per step, batch 1, flipped clips for i < 31."""
+def released_loop(model, frames: np.ndarray, flip_dim: int = 2) -> dict[int, np.ndarray]:
+    """The released run_example.py loop: one window per step, batch 1, flipped clips for i < 31.
+
+    ``flip_dim=2`` flips time, as the spec describes; ``flip_dim=1`` is the released code
+    to the letter (``torch.flip(clip, [1])`` on a (1, 3, 32, H, W) clip flips colour).
+    """
 
     def clip(snippet):
         x = torch.from_numpy(np.concatenate(snippet, axis=-1)).permute(2, 0, 1).contiguous().float()
@@ -35,7 +39,7 @@ def released_loop(model, frames: np.ndarray) -> dict[int, np.ndarray]:
             c = clip(snippet)
             out[i] = process(c)
             if i < 2 * 32 - 2:
-                out[i - 31] = process(torch.flip(c, [2]))
+                out[i - 31] = process(torch.flip(c, [flip_dim]))
             del snippet[0]
     return out
 

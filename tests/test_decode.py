@@ -386,3 +386,28 @@ def test_reader_survives_fork_and_pickle(make_video):
     assert _all(reader).shape == (20, *SIZE, 3)  # the parent's reader still works
     reader.close()
     clone.close()
+
+
+def test_frame_folder_reads_after_decord_was_loaded_in_a_fresh_process(tmp_path, make_video):
+    """decord loaded before OpenCV broke cv2's PNG decoding; a worker decodes videos and folders alike."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    video = make_video("v.mp4", n_frames=4)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((24, 32, 3), 40 * i, np.uint8)).save(folder / f"{i:03d}.png")
+    code = (
+        "import numpy as np, sys\n"
+        "from tased_batch.decode import open_video\n"
+        "with open_video(sys.argv[1], (32, 64), decoder='decord') as r:\n"
+        "    list(r.iter_frames(np.arange(4)))\n"
+        "with open_video(sys.argv[2], (32, 64)) as r:\n"
+        "    print(sum(len(c) for c in r.iter_frames(np.arange(3))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(video), str(folder)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "3"

@@ -55,6 +55,19 @@ def test_engine_equals_released_loop_exactly_at_batch_one(tiny_model, clip70):
     np.testing.assert_array_equal(ours, ref)
 
 
+def test_released_first_windows_reproduce_the_released_code_to_the_letter(tiny_model):
+    """run_example.py flips the colour channels of the first windows, not time: that mode is exact too."""
+    frames = synthetic_frames(63, *SMALL, seed=8)
+    ref = released_loop(tiny_model, frames, flip_dim=1)
+    engine = Engine(tiny_model, batch_size=1, channels_last=False, first_windows="released")
+    ours = engine.predict(frames, targets=range(0, 40), chunk=16)
+    np.testing.assert_array_equal(ours[:31], np.stack([ref[i] for i in range(31)]))
+    default = Engine(tiny_model, batch_size=3, channels_last=False).predict(frames, targets=range(0, 31), chunk=16)
+    assert np.abs(default.astype(int) - ours[:31].astype(int)).mean() > 1  # the two modes really differ
+    assert window_frames(0, 100, "released") == list(range(0, 32))
+    assert window_frames(5, 10, "released") == [(5 + k) % 10 for k in range(32)]
+
+
 def test_batched_channels_last_engine_is_within_parity(tiny_model, clip70):
     """Batching and channels-last change float rounding only: nearly all pixels within 1 level."""
     frames, ref = clip70
