@@ -1,22 +1,22 @@
 """Process one shard: its videos -> decode -> engine -> store writer -> commit. No Ray here.
 
 A Ray actor holds one :class:`ShardProcessor` (one loaded TASED-Net) and calls
-:meth:`ShardProcessor.process` for each shard it is given. Writing runs in a background
-thread so the next video decodes and infers while the previous one is written.
+:meth:`ShardProcessor.process` for each shard it is given. Decoding runs ahead in a
+background thread (see :func:`tased_batch.pipeline.predict_video`) and writing in another,
+so the model rarely waits.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import torch
 
 from tased_batch.config import RunConfig
 from tased_batch.engine import Engine
-from tased_batch.pipeline import DecodeOptions, default_device, predict_video
+from tased_batch.pipeline import BackgroundWriter, DecodeOptions, default_device, predict_video
 from tased_batch.records import VideoResult
 from tased_batch.sources import VideoSource
 from tased_batch.stores import open_shard_writer
@@ -73,7 +73,6 @@ class ShardProcessor:
             decoder=config.decoder, resize=config.resize, fps=config.fps, every=config.every, output_fps=config.output_fps
         )
         self.info = info
-        self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tased-writer")
 
     def predict(self, source: VideoSource) -> VideoResult:
         """One video, retrying transient storage errors with backoff."""
@@ -107,7 +106,7 @@ class ShardProcessor:
             self.config.output, shard_id, format=self.config.format, store_size=self.config.store_shape,
             model_size=self.config.model_size, run_info=self.info, storage_options=self.config.storage_options,
         )
-        pending: Future | None = None
+        background = BackgroundWriter(writer)
         try:
             for source in videos:
                 notify({"event": "start", "shard": shard_id, "video_id": source.video_id})
@@ -115,20 +114,19 @@ class ShardProcessor:
                     result = VideoResult.failed(source.video_id, source.display, "worker-crash", skip[source.video_id])
                 else:
                     result = self.predict(source)
-                if pending is not None:
-                    pending.result()
-                pending = self._writer_thread.submit(writer.write, result)
+                background.submit(result)  # written while the next video decodes and runs
                 notify({
                     "event": "video", "shard": shard_id, "video_id": result.video_id, "status": result.status,
                     "frames": int(len(result.maps)), "reason": result.reason, "error": result.error,
                     "source": result.source,
                 })
-            if pending is not None:
-                pending.result()
+            background.close()
             record = writer.commit()
         except BaseException:
-            if pending is not None:
-                pending.cancel()
+            try:
+                background.close()
+            except BaseException:
+                pass  # the first error is the one raised below
             try:
                 writer.abort()
             except Exception:

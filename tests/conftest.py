@@ -6,10 +6,26 @@ from __future__ import annotations
 import socket
 
 import pytest
+import torch
 
 from tased_batch.sample import synthetic_frames, write_video  # noqa: F401  (re-exported for tests)
 
 SMALL = (32, 64)  # model input size used by most tests (H, W): the smallest legal size, fast on CPU
+
+
+class WindowProbe(torch.nn.Module):
+    """A cheap stand-in whose output depends on every frame of the window and on their order.
+
+    Streaming, ordering and looping are model-agnostic; this keeps those tests fast while
+    the real TASED-Net is checked against the released loop (tests/reference.py).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.linspace(0.1, 3.2, 32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid((x.mean(1) * self.weight[None, :, None, None]).sum(1) / 8)
 
 
 @pytest.fixture

@@ -7,23 +7,8 @@ import torch
 from tased_batch.engine import Engine, PostProcessor, blur_matrix, parse_size, window_frames
 from tased_batch.sample import synthetic_frames
 
-from conftest import SMALL
+from conftest import SMALL, WindowProbe
 from reference import looped_reference, released_loop, released_postprocess
-
-
-class WindowProbe(torch.nn.Module):
-    """A cheap stand-in whose output depends on every frame of the window and on their order.
-
-    Streaming, ordering and looping are model-agnostic; this keeps those tests fast while
-    the real TASED-Net is checked against the released loop above.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.linspace(0.1, 3.2, 32))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid((x.mean(1) * self.weight[None, :, None, None]).sum(1) / 8)
 
 
 def test_window_frames_follow_the_released_script():

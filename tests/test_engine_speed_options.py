@@ -13,17 +13,7 @@ from tased_batch.pipeline import BackgroundWriter, prefetch
 from tased_batch.sample import synthetic_frames
 
 from conftest import SMALL
-
-
-class Probe(torch.nn.Module):
-    """Cheap, order-sensitive stand-in (as in test_engine) so that these tests stay fast."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.linspace(0.1, 3.2, 32))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid((x.mean(1) * self.weight[None, :, None, None]).sum(1) / 8)
+from conftest import WindowProbe as Probe
 
 
 def test_auto_batch_size_arithmetic():
