@@ -7,6 +7,9 @@ import json
 import typer
 from rich.console import Console
 
+from tased_batch.cli.common import batch_size as batch_size_option
+from tased_batch.cli.common import model_size
+
 err = Console(stderr=True)
 
 
@@ -26,25 +29,20 @@ def bench(
 ) -> None:
     """Measure the speed-up over the released script and the pipeline's efficiency (docs/benchmarks.md)."""
     from tased_batch.bench import BenchSettings, run_bench
-    from tased_batch.engine import AUTO, parse_size
     from tased_batch.pipeline import default_device
 
-    try:
-        model_size = parse_size(size)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--size") from e
+    size_hw = model_size(size)
     try:
         src_h, src_w = (int(v) for v in source_size.lower().split("x"))
     except ValueError as e:
         raise typer.BadParameter("use HxW, e.g. 360x640", param_hint="--source-size") from e
     if src_h % 2 or src_w % 2 or src_h <= 0 or src_w <= 0:
         raise typer.BadParameter("H.264 needs a positive, even height and width", param_hint="--source-size")
-    if batch_size != AUTO and not (batch_size.isdigit() and int(batch_size) > 0):
-        raise typer.BadParameter("a positive integer or 'auto'", param_hint="--batch-size")
+    batch = batch_size_option(batch_size)
     settings = BenchSettings(
-        size=model_size,
+        size=size_hw,
         frames=frames,
-        batch_size=AUTO if batch_size == AUTO else int(batch_size),
+        batch_size=batch,
         precision=precision,
         device=device or default_device(),
         weights=weights,

@@ -45,3 +45,24 @@ CpusOpt = Annotated[Optional[float], typer.Option("--cpus-per-actor", help="CPUs
 BatchOpt = Annotated[Optional[str], typer.Option("--batch-size", "-b", help="Windows per forward pass, or auto (default: from free device memory).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 LogJsonOpt = Annotated[bool, typer.Option("--log-json", help="JSON lines on stdout instead of the progress display.")]
+
+
+def model_size(text: str) -> tuple[int, int]:
+    """``--size`` as (H, W), or a usage error naming the option."""
+    from tased_batch.engine import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--size") from e
+
+
+def batch_size(text: str) -> int | str:
+    """``--batch-size``: a positive integer or ``auto``."""
+    from tased_batch.engine import AUTO
+
+    if text == AUTO:
+        return AUTO
+    if not (text.isdigit() and int(text) > 0):
+        raise typer.BadParameter("a positive integer or 'auto'", param_hint="--batch-size")
+    return int(text)

@@ -7,6 +7,8 @@ import time
 import typer
 from rich.console import Console
 
+from tased_batch.cli.common import batch_size as batch_size_option
+from tased_batch.cli.common import model_size
 from tased_batch.errors import TasedError
 
 err = Console(stderr=True, soft_wrap=True)
@@ -17,7 +19,7 @@ def predict(
     output_dir: str = typer.Argument(..., help="Maps go to OUTPUT_DIR/<video name>/%04d.png (any fsspec URI)."),
     weights: str = typer.Option(None, "--weights", "-w", help="Checkpoint path/URI; default the cached released file; 'random' = labelled stand-in."),
     device: str = typer.Option(None, "--device", help="torch device (default: cuda if available, else cpu)."),
-    batch_size: str = typer.Option("4", "--batch-size", "-b", help="Windows per forward pass, or 'auto' (from free device memory)."),
+    batch_size: str = typer.Option("auto", "--batch-size", "-b", help="Windows per forward pass, or 'auto' (from free device memory; 4 on CPUs)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 (autocast; bf16 on CPUs only with bf16 instructions)."),
     compile: bool = typer.Option(False, "--compile", help="Run the model through torch.compile (pays off on long videos)."),
     size: str = typer.Option("224x384", "--size", help="Model input size HxW (multiples of 32)."),
@@ -29,17 +31,13 @@ def predict(
     output_fps: float = typer.Option(None, "--output-fps", help="Maps only at this rate (e.g. 2 maps per second)."),
 ) -> None:
     """Compute one video's saliency maps without Ray (the parity path)."""
-    from tased_batch.engine import AUTO, Engine, parse_size
+    from tased_batch.engine import Engine
     from tased_batch.pipeline import DecodeOptions, default_device, predict_video
     from tased_batch.stores.png import weights_text, write_png_maps
     from tased_batch.weights import load_model
 
-    try:
-        model_size = parse_size(size)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--size") from e
-    if batch_size != AUTO and not (batch_size.isdigit() and int(batch_size) > 0):
-        raise typer.BadParameter("a positive integer or 'auto'", param_hint="--batch-size")
+    size_hw = model_size(size)
+    batch = batch_size_option(batch_size)
     dev = device or default_device()
     try:
         model = load_model(weights, dev)
@@ -50,7 +48,7 @@ def predict(
         err.print("[yellow]warning:[/yellow] random stand-in weights: these maps show the pipeline, not saliency")
     try:
         engine = Engine(
-            model, device=dev, batch_size=AUTO if batch_size == AUTO else int(batch_size), precision=precision, compile=compile,
+            model, device=dev, batch_size=batch, precision=precision, compile=compile,
             first_windows=first_windows,
         )
     except ValueError as e:
@@ -60,7 +58,7 @@ def predict(
         decoder=decoder, resize="exact" if exact_resize else "decoder", fps=fps, every=every, output_fps=output_fps
     )
     try:
-        result = predict_video(input, engine, size=model_size, options=options)
+        result = predict_video(input, engine, size=size_hw, options=options)
     except TasedError as e:
         err.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from e

@@ -13,7 +13,7 @@ import pytest
 from tased_batch import open_results
 
 from conftest import SMALL
-from runhelpers import (CLI, assert_every_frame_once, cli_env, json_lines, kill_ray, killpg, ray_processes,
+from runhelpers import (assert_every_frame_once, cli_env, json_lines, kill_ray, killpg, ray_processes,
                         run_cli, start_cli)
 
 SIZE = f"{SMALL[0]}x{SMALL[1]}"
