@@ -13,13 +13,11 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from tased_batch.errors import ConfigError
-
-FORMATS = ("parquet", "zarr", "png")
-FIRST_WINDOWS = ("reversed", "released")
-DECODERS = ("auto", "decord", "pyav")
-RESIZES = ("decoder", "exact")
-PRECISIONS = ("fp32", "bf16", "fp16")
+from tased_batch.decode import DECODERS, RESIZES
+from tased_batch.engine import FIRST_WINDOWS, PRECISIONS, parse_size
+from tased_batch.errors import ConfigError, StoreError
+from tased_batch.stores import FORMATS
+from tased_batch.stores import parse_size as parse_store_size
 LOG_MODES = ("rich", "jsonl", "quiet")
 
 SECRET_KEYS = ("key", "secret", "token", "password", "aws_access_key_id", "aws_secret_access_key",
@@ -66,8 +64,6 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         """Raise ConfigError naming the first bad value."""
-        from tased_batch.engine import parse_size
-
         if not self.input:
             raise ConfigError("no input given", "pass INPUT or set `input` in the config file")
         if not self.output:
@@ -81,11 +77,8 @@ class RunConfig:
             if value is None:
                 continue
             try:
-                if key == "size":
-                    parse_size(value)
-                else:
-                    _parse_plain_size(value)
-            except ValueError as e:
+                parse_size(value) if key == "size" else parse_store_size(value)
+            except (ValueError, StoreError) as e:
                 raise ConfigError(f"{key}: {e}") from e
         if self.batch_size != "auto" and (isinstance(self.batch_size, str) or self.batch_size < 1):
             raise ConfigError(f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}")
@@ -105,7 +98,7 @@ class RunConfig:
         if not isinstance(self.storage_options, dict):
             raise ConfigError("storage_options must be a mapping of key: value")
         if self.store_size is not None:
-            (sh, sw), (mh, mw) = _parse_plain_size(self.store_size), self.model_size
+            (sh, sw), (mh, mw) = parse_store_size(self.store_size), self.model_size
             if sh > mh or sw > mw:
                 raise ConfigError(f"store_size {self.store_size} is larger than the model size {self.size}",
                                   "maps are computed at the model size; store them at that size or smaller")
@@ -113,13 +106,11 @@ class RunConfig:
 
     @property
     def model_size(self) -> tuple[int, int]:
-        from tased_batch.engine import parse_size
-
         return parse_size(self.size)
 
     @property
     def store_shape(self) -> tuple[int, int] | None:
-        return None if self.store_size is None else _parse_plain_size(self.store_size)
+        return None if self.store_size is None else parse_store_size(self.store_size)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,16 +119,6 @@ class RunConfig:
         values = {k: getattr(self, k) for k in FINGERPRINT_KEYS if k != "weights_sha256"}
         values["weights_sha256"] = weights_sha256
         return {k: values[k] for k in FINGERPRINT_KEYS}
-
-
-def _parse_plain_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in str(text).lower().split("x"))
-    except ValueError as e:
-        raise ValueError(f"size must look like HxW, got {text!r}") from e
-    if h < 1 or w < 1:
-        raise ValueError(f"size must be positive, got {text!r}")
-    return h, w
 
 
 def fingerprint(values: dict[str, Any]) -> str:

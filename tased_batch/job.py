@@ -18,7 +18,6 @@ from tased_batch.plan import Output, Plan, RunState, prepare
 from tased_batch.progress import make_reporter
 
 EXIT_OK = 0
-EXIT_USAGE = 2
 EXIT_SOME_FAILED = 3
 EXIT_INCOMPLETE = 4
 

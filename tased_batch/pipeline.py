@@ -161,7 +161,7 @@ def predict_video(
             meta = dict(n_frames=info.n_frames, fps=info.fps, width=info.width, height=info.height, duration=info.duration)
             sampling = sample_frames(info, fps=opts.fps, every=opts.every, output_fps=opts.output_fps)
             if len(sampling.targets) == 0:
-                raise VideoError(uri, "empty", "the video has no frames to compute maps for", "check the file")
+                raise VideoError(uri, "no-frames", "the video has no frames to compute maps for", "check the file")
             positions, maps = [], []
             chunks = prefetch(reader.iter_frames(sampling.sequence, opts.chunk), PREFETCH_CHUNKS)
             try:
@@ -173,7 +173,7 @@ def predict_video(
     except VideoError as e:
         return VideoResult.failed(video_id, uri, e.reason, str(e), **meta)
     positions = np.concatenate(positions)
-    if len(positions) != len(sampling.targets):
+    if not np.array_equal(positions, sampling.targets):
         return VideoResult.failed(
             video_id, uri, "truncated",
             f"{uri}: only {len(positions)} of {len(sampling.targets)} maps could be computed",
@@ -182,8 +182,8 @@ def predict_video(
     return VideoResult(
         video_id=video_id,
         source=uri,
-        frame_indices=sampling.sequence[positions],
-        timestamps=positions.astype(np.float64) / sampling.fps,
+        frame_indices=sampling.target_frames(),
+        timestamps=sampling.target_times(),
         maps=np.concatenate(maps),
         **meta,
     )

@@ -42,7 +42,7 @@ from tased_batch.sources import VideoSource
 
 # The RunConfig keys that change the maps; the rest (output, format, actors, ...) belong to `run`.
 PREDICTOR_KEYS = ("weights", "size", "store_size", "fps", "every", "output_fps", "decoder", "resize",
-                  "precision", "batch_size", "storage_options")
+                  "precision", "first_windows", "batch_size", "storage_options")
 
 OUTPUT_SCHEMA = pa.schema(
     [
