@@ -411,3 +411,45 @@ def test_frame_folder_reads_after_decord_was_loaded_in_a_fresh_process(tmp_path,
     done = subprocess.run([sys.executable, "-c", code, str(video), str(folder)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "3"
+
+
+# ---- torchcodec (optional) -------------------------------------------------------------
+
+
+def test_torchcodec_missing_is_one_clear_line_and_auto_skips_it(make_video, monkeypatch):
+    """Without torchcodec (or without a GPU) nothing crashes: explicit use is a config error, auto uses decord."""
+    path = make_video("clip.mp4", n_frames=12)
+    monkeypatch.setattr(decode.BACKENDS["torchcodec"], "unavailable", classmethod(lambda cls: "torchcodec cannot be loaded (x)"))
+    with pytest.raises(ConfigError) as e:
+        open_video(str(path), SIZE, decoder="torchcodec")
+    assert "torchcodec" in str(e.value) and "\n" not in str(e.value)
+    with open_video(str(path), SIZE, device="cuda") as reader:  # auto on a GPU machine without torchcodec
+        assert reader.backend == "decord" and _all(reader).shape == (12, *SIZE, 3)
+    assert decode.backend_order("auto", "cuda")[0] == "torchcodec"
+    assert decode.backend_order("auto", "cpu") == ["decord", "pyav"]
+
+
+def _torchcodec_or_skip() -> None:
+    reason = decode.BACKENDS["torchcodec"].unavailable()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_torchcodec_frames_match_pyav(make_video, device):
+    _torchcodec_or_skip()
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device: torchcodec's NVDEC path is not tested here")
+    path = make_video("clip.mp4", n_frames=40)
+    with open_video(str(path), SIZE, decoder="pyav") as reader:
+        expected = _all(reader).astype(np.int16)
+    with open_video(str(path), SIZE, decoder="torchcodec", device=device) as reader:
+        assert reader.backend == "torchcodec" and reader.info.n_frames == 40
+        chunks = list(reader.iter_frames(np.array([0, 1, 1, 2, *range(3, 40)]), chunk=16))
+    got = np.concatenate([c.cpu().numpy() if hasattr(c, "cpu") else c for c in chunks]).astype(np.int16)
+    got = np.delete(got, 2, axis=0)  # the repeated frame
+    assert got.shape == expected.shape
+    diff = np.abs(got - expected)
+    assert diff.mean() < 3 and np.percentile(diff, 99) <= 24
