@@ -39,6 +39,7 @@ from tased_batch.decode.reader import (
     decoders,
     open_video,
     resolve_device,
+    source_of,
 )
 from tased_batch.decode.sampling import FOLDER_FPS, Sampling, VideoInfo, sample_frames
 from tased_batch.decode.spool import (
@@ -86,5 +87,5 @@ __all__ = [
     "probe",
     "register",
     "resolve_device",
-    "sample_frames",
+    "sample_frames", "source_of",
 ]

@@ -326,6 +326,12 @@ def _as_index(inverse: np.ndarray, frames: Any) -> Any:
     return torch.as_tensor(inverse, device=frames.device)
 
 
+def source_of(uri: str) -> VideoSource:
+    """A single video named by its URI; its id is the file name without extension."""
+    stem = uri.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or "video"
+    return VideoSource(stem, uri)
+
+
 def open_video(
     source: VideoSource | str,
     size: tuple[int, int],
@@ -347,8 +353,7 @@ def open_video(
     torchcodec decodes (``cpu``, ``cuda``, ``cuda:1``; default: the GPU if there is one).
     """
     if isinstance(source, str):
-        stem = source.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or "video"
-        source = VideoSource(stem, source)
+        source = source_of(source)
     return VideoReader(
         source, size, decoder=decoder, resize=resize, storage_options=storage_options, threads=threads,
         device=device, display=display,
