@@ -26,8 +26,14 @@ def bench(
     repeat: int = typer.Option(1, "--repeat", min=1, help="Rounds of (a), (b), (c), interleaved; medians reported."),
     peak_tflops: float = typer.Option(None, "--peak-tflops", help="Device peak at this precision, to report the model's share."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
+    feed: bool = typer.Option(False, "--feed", help="Measure the decode feed alone (frames/s to a no-op model) instead."),
+    feed_clips: int = typer.Option(160, "--feed-clips", min=1, help="--feed: two-second 360p clips in the clips workload."),
+    feed_long_frames: int = typer.Option(3000, "--feed-long-frames", min=64, help="--feed: frames of the long 720p video."),
 ) -> None:
     """Measure the speed-up over the released script and the pipeline's efficiency (docs/benchmarks.md)."""
+    if feed:
+        _feed_bench(model_size(size), feed_clips, feed_long_frames, as_json)
+        return
     from tased_batch.bench import BenchSettings, run_bench
     from tased_batch.pipeline import default_device
 
@@ -71,6 +77,18 @@ def bench(
     typer.echo(f"CC of (b)'s maps, (a)'s  {result.pipeline_cc:.4f} (different decoders)")
     if "peak_share" in s:
         typer.echo(f"share of device peak     {s['peak_share']:.1%}")
+
+
+def _feed_bench(size: tuple[int, int], clips: int, long_frames: int, as_json: bool) -> None:
+    from tased_batch.feed_bench import run_feed_bench
+
+    result = run_feed_bench(size, long_frames=long_frames, clips=clips, log=err.print)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    for p in result.feed:
+        typer.echo(f"{p.workload:<6} {p.decode_workers} worker(s) x {p.decoder_threads or 'auto'} thread(s) {p.frames_per_s:9.1f} frames/s")
+    typer.echo(f"per-clip overhead (fetch, open, probe, stream) {result.clip_overhead_ms:.1f} ms")
 
 
 def register(app: typer.Typer) -> None:

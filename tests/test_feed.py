@@ -179,3 +179,22 @@ def test_objects_are_prefetched_and_shared_by_segments(s3, make_video, tmp_path,
             assert start.source.startswith("s3://") and np.array_equal(delivered, reference[start.first : start.last])
     assert len(videos["long"]) == 3
     assert not list(spool.rglob("*.mp4")), "spooled copies are removed when their last segment is done"
+
+
+def test_bench_feed_prints_one_json_object(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tased_batch.cli.main import app
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    done = CliRunner().invoke(app, ["bench", "--feed", "--json", "--size", "32x64", "--feed-clips", "3", "--feed-long-frames", "64"])
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    points = {(p["workload"], p["decode_workers"], p["decoder_threads"]) for p in result["feed"]}
+    assert points == {(w, n, t) for w in ("long", "clips") for n, t in ((1, 1), (2, 1), (1, 0))}
+    assert all(p["frames_per_s"] > 0 for p in result["feed"]) and result["clip_overhead_ms"] >= 0

@@ -1,0 +1,153 @@
+"""`tased-batch bench --feed`: frames/s the decode stage delivers to one model actor, model excluded.
+
+On CPUs a real run is model-bound even at tiny sizes, so the feed is measured against a
+no-op model: it consumes the :class:`~tased_batch.decode` feed's events, touches every
+chunk's frames (one reduction) and makes a uint8 map of the same shape per frame, as the
+engine would. Workloads, synthesised with PyAV (libx264):
+
+* ``long``: one 720p H.264 video (``long_frames`` frames; split into segments, so several
+  workers share it);
+* ``clips``: ``clips`` two-second 360p clips (60 frames each).
+
+Each runs for 1 and 2 decode workers of one decoding thread each, and 1 worker with the
+decoder's own threading (``decoder_threads`` 0). Time runs from the first stream's start
+to the last event, so worker start-up (once per actor, not per video) is not counted.
+
+``clip_overhead_ms``: what a clip costs beyond decoding its frames. One worker decodes the
+clips, then one 360p video of as many frames (the clips' content, back to back); the
+difference over the number of clips is the per-clip cost of fetching (local files here),
+opening, probing, sampling and the stream's messages. Writing maps is not in it: the
+streaming store sinks are measured by the shard benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tased_batch.streams import FrameChunk, StreamEnd, StreamFailed, StreamStart
+
+CLIP_FRAMES = 60  # two seconds at 30 fps
+
+
+@dataclass(frozen=True)
+class FeedPoint:
+    workload: str
+    decode_workers: int
+    decoder_threads: int
+    frames_per_s: float
+
+
+@dataclass
+class FeedBenchResult:
+    feed: list[FeedPoint] = field(default_factory=list)
+    clip_overhead_ms: float = 0.0
+    settings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"feed": [asdict(p) for p in self.feed], "clip_overhead_ms": self.clip_overhead_ms, "settings": self.settings}
+
+
+def _encode(path: Path, base: np.ndarray, n_frames: int, offset: int = 0) -> Path:
+    """Encode ``n_frames`` of ``base`` played back and forth (continuous motion), H.264 at 30 fps."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.height, stream.width, stream.pix_fmt = base.shape[1], base.shape[2], "yuv420p"
+        stream.options = {"crf": "23", "preset": "ultrafast", "g": "60"}
+        period = 2 * len(base) - 2
+        for i in range(offset, offset + n_frames):
+            k = i % period
+            frame = base[k if k < len(base) else period - k]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def make_workloads(directory: Path, long_frames: int, clips: int) -> dict[str, list[str]]:
+    """The videos of each workload (cached in ``directory``)."""
+    from tased_batch.sample import synthetic_frames
+
+    directory.mkdir(parents=True, exist_ok=True)
+    long_path = directory / f"long_720p_{long_frames}.mp4"
+    if not long_path.exists():
+        _encode(long_path, synthetic_frames(48, 720, 1280, seed=1), long_frames)
+    base = synthetic_frames(48, 360, 640, seed=2)
+    clip_paths = []
+    for i in range(clips):
+        path = directory / f"clip_{i:04d}.mp4"
+        if not path.exists():
+            _encode(path, base, CLIP_FRAMES, offset=7 * i)
+        clip_paths.append(str(path))
+    joined = directory / f"joined_360p_{clips}.mp4"
+    if not joined.exists():
+        _encode(joined, base, CLIP_FRAMES * clips)
+    return {"long": [str(long_path)], "clips": clip_paths, "joined": [str(joined)]}
+
+
+def consume(events, size: tuple[int, int]) -> tuple[int, float]:
+    """The no-op model: frames delivered and seconds from the first stream's start to the end."""
+    frames = 0
+    began = None
+    checksum = 0
+    for event in events:
+        if isinstance(event, StreamStart):
+            if began is None:
+                began = time.perf_counter()
+        elif isinstance(event, FrameChunk):
+            chunk = event.frames
+            checksum += int(chunk[:, :: size[0] // 4, :: size[1] // 4].sum())  # touch the frames
+            np.zeros((len(chunk), *size), np.uint8)  # the maps a model would hand on
+            frames += len(chunk)
+        elif isinstance(event, StreamFailed):
+            raise RuntimeError(f"the benchmark's own video failed: {event.error}")
+        elif not isinstance(event, StreamEnd):
+            raise TypeError(event)
+    return frames, time.perf_counter() - (began or time.perf_counter())
+
+
+def measure(paths: list[str], size: tuple[int, int], workers: int, threads: int, **feed_options) -> float:
+    from tased_batch.feed import DecodeFeed
+
+    with DecodeFeed(paths, size, workers=workers, decoder_threads=threads, decoder="auto", **feed_options) as feed:
+        frames, seconds = consume(feed, size)
+    return frames / seconds
+
+
+def run_feed_bench(
+    size: tuple[int, int] = (224, 384),
+    long_frames: int = 3000,
+    clips: int = 160,
+    workdir: str | None = None,
+    log: Callable[[str], None] = print,
+) -> FeedBenchResult:
+    directory = Path(workdir or os.path.join(tempfile.gettempdir(), "tased-feed-bench"))
+    log(f"synthesising workloads in {directory} (cached)...")
+    workloads = make_workloads(directory, long_frames, clips)
+    result = FeedBenchResult(settings={
+        "size": list(size), "long_frames": long_frames, "clips": clips, "clip_frames": CLIP_FRAMES,
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+    })
+    for workload in ("long", "clips"):
+        for workers, threads in ((1, 1), (2, 1), (1, 0)):
+            fps = measure(workloads[workload], size, workers, threads)
+            log(f"{workload:<6} {workers} worker(s) x {threads or 'auto'} thread(s): {fps:8.1f} frames/s")
+            result.feed.append(FeedPoint(workload, workers, threads, round(fps, 1)))
+    clips_fps = next(p.frames_per_s for p in result.feed if p.workload == "clips" and p.decode_workers == 1 and p.decoder_threads == 1)
+    joined_fps = measure(workloads["joined"], size, 1, 1, segment=10**9)
+    total = clips * CLIP_FRAMES
+    result.clip_overhead_ms = round(max(0.0, total / clips_fps - total / joined_fps) / clips * 1000, 2)
+    result.settings["joined_frames_per_s"] = round(joined_fps, 1)
+    result.settings["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
+    log(f"one 360p video of the same {total} frames: {joined_fps:.1f} frames/s -> {result.clip_overhead_ms} ms a clip")
+    return result
