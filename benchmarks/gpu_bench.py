@@ -8,7 +8,12 @@ and weights:
 (b) this pipeline and (c) its model alone, for fp32, bf16 and fp16, interleaved and
     repeated (medians), with the batch size chosen from free GPU memory;
 the maps' parity with (a) on (a)'s own frames, and the CC of bf16/fp16 maps with fp32's; the model's
-TFLOP/s and its share of the GPU's dense peak at that precision. Writes one JSON.
+TFLOP/s and its share of the GPU's dense peak at that precision;
+(d) the decode feed alone (``tased_batch.feed_bench``: frames/s delivered to a no-op model,
+    a long 720p video and 360p clips) for 1, 2, 4 and 8 decode workers on the CPU and, where
+    torchcodec and NVDEC work, 1, 2, 4 and 8 GPU decoding threads, so (b), (c) and (d) side by
+    side say at once whether decoding or the model is the limit. ``--feed only`` runs (d)
+    alone (about 2-3 minutes), ``--feed off`` skips it. Writes one JSON.
 """
 
 from __future__ import annotations
@@ -74,6 +79,10 @@ def main() -> None:
     parser.add_argument("--batch-size", default=AUTO)
     parser.add_argument("--compile", action="store_true", help="also measure bf16 through torch.compile")
     parser.add_argument("--device", default="cuda", help="cpu only to try the script out at a small --size")
+    parser.add_argument("--feed", choices=("also", "only", "off"), default="also", help="measure (d), the decode feed")
+    parser.add_argument("--feed-workers", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--feed-clips", type=int, default=160)
+    parser.add_argument("--feed-long-frames", type=int, default=3000)
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -93,6 +102,12 @@ def main() -> None:
         report["seconds"] = time.perf_counter() - started
         out.write_text(json.dumps(report, indent=1))
 
+    if args.feed != "off":
+        report["feed"] = measure_feed(args, size, device)
+        save()
+        if args.feed == "only":
+            print(json.dumps(report, indent=1))
+            return
     model = load_model("random", "cpu")
     weights = model.weights_info
     run_info = {"config_fingerprint": "gpu-bench", "weights": weights.to_dict()}
@@ -146,9 +161,39 @@ def main() -> None:
             if "fp32" in same_input and name != "fp32":
                 v["vs_fp32"] = compare(same_input[name], same_input["fp32"])
             v["runs_fps"] = {k: [args.frames / s for s in t] for k, t in times[name].items()}
+    if "feed" in report:
+        best = max((p["frames_per_s"] for p in report["feed"]["points"] if p["decode"] == "cpu"), default=0.0)
+        fastest_model = max(v["model_fps"] for v in report["variants"].values())
+        report["feed"]["limit"] = "decoding" if best < fastest_model else "model"
+        print(f"(d) best CPU feed {best:.0f} frames/s vs (c) fastest model {fastest_model:.0f} frames/s: "
+              f"{report['feed']['limit']} is the limit", flush=True)
     report["ray_imported"] = any(m == "ray" or m.startswith("ray.") for m, mod in sys.modules.items() if mod is not None)
     save()
     print(json.dumps(report, indent=1))
+
+
+def measure_feed(args: argparse.Namespace, size: tuple[int, int], device: torch.device) -> dict:
+    """(d): frames/s of the decode feed per workload, decode worker count and decoding device."""
+    from tased_batch.decode import BACKENDS
+    from tased_batch.feed_bench import make_workloads, measure
+
+    workloads = make_workloads(Path(tempfile.gettempdir()) / "tased-feed-bench", args.feed_long_frames, args.feed_clips)
+    gpu_reason = BACKENDS["torchcodec"].unavailable()
+    if gpu_reason is None and device.type != "cuda":
+        gpu_reason = "not a CUDA run"
+    result: dict = {"points": [], "gpu_decoding": gpu_reason or "measured"}
+    if gpu_reason:
+        print(f"(d) GPU decoding skipped: {gpu_reason}", flush=True)
+    for workload in ("long", "clips"):
+        for workers in args.feed_workers:
+            for decode in ("cpu", "gpu"):
+                if decode == "gpu" and gpu_reason:
+                    continue
+                options = {"decoder": "torchcodec", "device": str(device)} if decode == "gpu" else {"device": "cpu"}
+                fps = measure(workloads[workload], size, workers, 1, **options)
+                print(f"(d) {workload:<5} {decode} x{workers}: {fps:.1f} frames/s", flush=True)
+                result["points"].append({"workload": workload, "decode": decode, "decode_workers": workers, "frames_per_s": fps})
+    return result
 
 
 if __name__ == "__main__":

@@ -11,9 +11,16 @@
 # Then, from the repo root on the GPU machine (writes $OUT/gpu_bench.json, or ./gpu_bench.json):
 #
 #   bash benchmarks/gpu_bench.sh [extra gpu_bench.py options, e.g. --compile --frames 300]
+#
+# The decode feed (d) runs first (about 2-3 min; --feed only: nothing else, --feed off: skip it).
+# GPU decoding in (d) needs a torchcodec wheel built for the machine's torch in .whl/ too
+# (optional; without it (d) says "GPU decoding skipped" and measures the CPU decoders).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ls .whl/decord-*.whl .whl/av-*.whl > /dev/null || { echo "put the decord and av wheels in .whl/ (see above)"; exit 2; }
+if ls .whl/torchcodec-*.whl > /dev/null 2>&1 && ! command -v ffmpeg > /dev/null; then
+    echo "torchcodec needs FFmpeg's libraries: apt-get install -y ffmpeg (GPU decoding will be skipped)"
+fi
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/gpu-bench-site .whl/*.whl
 export PYTHONPATH="/tmp/gpu-bench-site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export TASED_BATCH_CACHE="${TASED_BATCH_CACHE:-/tmp/tased-batch-cache}"
