@@ -36,12 +36,15 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import itertools
 import os
 import pickle
 import queue
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -242,12 +245,38 @@ class _Decoder:
         raise NotImplementedError
 
 
+SLOTS = 2  # chunk slots of shared memory per worker: one being filled, one being copied out
+SHM_DIR = "/dev/shm"
+
+
+def _ring_file(slot_bytes: int) -> str | None:
+    """A fresh file in shared memory (tmpfs) for a worker's chunk slots; None where there is no room."""
+    if not os.path.isdir(SHM_DIR) or shutil.disk_usage(SHM_DIR).free < 4 * SLOTS * slot_bytes:
+        return None
+    fd, path = tempfile.mkstemp(prefix="tased-feed-", dir=SHM_DIR)
+    try:
+        os.ftruncate(fd, SLOTS * slot_bytes)
+    finally:
+        os.close(fd)
+    return path
+
+
 class _ProcessDecoder(_Decoder):
+    """A worker process. Frames come through a ring of shared-memory slots (copied out here,
+    then the slot is handed back), or as raw bytes through the result pipe where /dev/shm is
+    too small; benchmarks/feed_transport.py measured the ring ~2.8x cheaper."""
+
     def __init__(self, ident: int, opts: FeedOptions) -> None:
         super().__init__(ident)
+        slot_bytes = opts.chunk * opts.size[0] * opts.size[1] * 3
+        self.ring_path = _ring_file(slot_bytes)
+        self.ring: np.ndarray | None = None
+        if self.ring_path is not None:
+            self.ring = np.memmap(self.ring_path, np.uint8, "r+", shape=(SLOTS, opts.chunk, *opts.size, 3))
         task_read, task_write = os.pipe()
         result_read, result_write = os.pipe()
-        cmd = [sys.executable, "-m", "tased_batch.feed_worker", str(task_read), str(result_write), str(os.getpid())]
+        cmd = [sys.executable, "-m", "tased_batch.feed_worker", str(task_read), str(result_write), str(os.getpid()),
+               self.ring_path or ""]
         try:
             self.proc = subprocess.Popen(cmd, pass_fds=(task_read, result_write), close_fds=True)
         finally:
@@ -267,6 +296,13 @@ class _ProcessDecoder(_Decoder):
             frames = np.empty(shape, dtype)
             self.conn.recv_bytes_into(frames.data.cast("B"))
             return ("chunk", key, start, frames)
+        if message[0] == "slot":
+            _, key, start, slot, count = message
+            assert self.ring is not None
+            frames = np.array(self.ring[slot, :count])
+            with contextlib.suppress(OSError):  # a retiring worker may have exited: its pipe tells if it died
+                self.tasks_conn.send_bytes(pickle.dumps(("free", slot)))
+            return ("chunk", key, start, frames)
         return message
 
     def kill(self) -> None:
@@ -275,6 +311,11 @@ class _ProcessDecoder(_Decoder):
         self.proc.wait()
         for conn in (self.conn, self.tasks_conn):
             conn.close()
+        self.ring = None
+        if self.ring_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.ring_path)
+            self.ring_path = None
 
 
 class _ThreadDecoder(_Decoder):
@@ -539,10 +580,11 @@ class DecodeFeed:
     def _receive(self) -> None:
         """Wait for the next messages from decoders, enforcing deadlines while waiting."""
         began = time.monotonic()
+        messages: list[tuple[_Decoder | None, tuple]] = []
         if self.in_process:
             try:
                 ident, message = self._out.get(timeout=0.2)
-                messages = [(self._by_ident(ident), message)]
+                messages.append((self._by_ident(ident), message))
                 while True:
                     ident, message = self._out.get_nowait()
                     messages.append((self._by_ident(ident), message))
@@ -552,7 +594,6 @@ class DecodeFeed:
         else:
             procs = [d for d in self._decoders if isinstance(d, _ProcessDecoder)]
             ready = wait([d.conn for d in procs], 0.2)
-            messages = []
             for dec in procs:
                 if dec.conn in ready:
                     try:

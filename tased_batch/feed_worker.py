@@ -9,6 +9,7 @@ and an orphaned decoder would otherwise run on. It never imports torch.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import os
 import pickle
@@ -43,19 +44,40 @@ def die_with_parent(parent: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    tasks_fd, results_fd, parent = (int(v) for v in argv)
+    tasks_fd, results_fd, parent = (int(v) for v in argv[:3])
+    ring_path = argv[3] if len(argv) > 3 else ""
     die_with_parent(parent)
     tasks = Connection(tasks_fd, writable=False)
     results = Connection(results_fd, readable=False)
-    from tased_batch.feed import (
-        run_task,  # after the watchdog: importing decoders takes a while
+    from tased_batch.feed import (  # after the watchdog: importing decoders takes a while
+        SLOTS,
+        run_task,
     )
 
     options = pickle.loads(tasks.recv_bytes())
+    ring = None
+    if ring_path:
+        ring = np.memmap(ring_path, np.uint8, "r+", shape=(SLOTS, options.chunk, *options.size, 3))
+    free = list(range(SLOTS))
+    inbox: collections.deque = collections.deque()  # tasks that arrived while waiting for a free slot
+
+    def wait_for_slot() -> int:
+        while not free:
+            message = pickle.loads(tasks.recv_bytes())
+            if isinstance(message, tuple) and message[0] == "free":
+                free.append(message[1])
+            else:
+                inbox.append(message)
+        return free.pop()
 
     def emit(message: tuple) -> None:
         if message[0] == "chunk":
             _, key, start, frames = message
+            if ring is not None and frames.dtype == np.uint8 and frames.shape[1:] == ring.shape[2:] and len(frames) <= ring.shape[1]:
+                slot = wait_for_slot()
+                ring[slot, : len(frames)] = frames
+                results.send_bytes(pickle.dumps(("slot", key, start, slot, len(frames))))
+                return
             frames = np.ascontiguousarray(frames)
             results.send_bytes(pickle.dumps(("chunk", key, start, frames.shape, frames.dtype.str)))
             results.send_bytes(frames.data.cast("B"))
@@ -63,7 +85,10 @@ def main(argv: list[str]) -> None:
             results.send_bytes(pickle.dumps(message))
 
     while True:
-        task = pickle.loads(tasks.recv_bytes())
+        task = inbox.popleft() if inbox else pickle.loads(tasks.recv_bytes())
+        if isinstance(task, tuple):  # a slot handed back between tasks
+            free.append(task[1])
+            continue
         if task is None:
             return
         run_task(task, options, emit)

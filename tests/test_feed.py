@@ -115,7 +115,9 @@ def test_workers_are_recycled(make_video):
     clips = [make_video(f"c{i}.mp4", n_frames=8, seed=i) for i in range(5)]
     with DecodeFeed([str(c) for c in clips], SIZE, workers=1, max_videos_per_worker=2) as feed:
         videos = _collect(feed)
-    assert all(isinstance(parts[0][2], StreamEnd) for parts in videos.values()) and len(videos) == 5
+    assert len(videos) == 5 and all(isinstance(parts[0][2], StreamEnd) for parts in videos.values()), [
+        p[0][2] for p in videos.values()
+    ]
     assert feed.decoders_started == 3
 
 
@@ -198,3 +200,14 @@ def test_bench_feed_prints_one_json_object(tmp_path, monkeypatch):
     points = {(p["workload"], p["decode_workers"], p["decoder_threads"]) for p in result["feed"]}
     assert points == {(w, n, t) for w in ("long", "clips") for n, t in ((1, 1), (2, 1), (1, 0))}
     assert all(p["frames_per_s"] > 0 for p in result["feed"]) and result["clip_overhead_ms"] >= 0
+
+
+def test_frames_travel_through_the_pipe_where_shared_memory_is_missing(make_video, tmp_path, monkeypatch):
+    from tased_batch import feed as feed_module
+
+    monkeypatch.setattr(feed_module, "SHM_DIR", str(tmp_path / "no-shm"))
+    clip = make_video("c.mp4", n_frames=40)
+    with DecodeFeed([str(clip)], SIZE, workers=1, chunk=16) as feed:
+        videos = _collect(feed)
+    [(start, delivered, end)] = videos["c"]
+    assert isinstance(end, StreamEnd) and np.array_equal(delivered, _reference(clip)[0])
