@@ -253,12 +253,28 @@ def _ring_file(slot_bytes: int) -> str | None:
     """A fresh file in shared memory (tmpfs) for a worker's chunk slots; None where there is no room."""
     if not os.path.isdir(SHM_DIR) or shutil.disk_usage(SHM_DIR).free < 4 * SLOTS * slot_bytes:
         return None
-    fd, path = tempfile.mkstemp(prefix="tased-feed-", dir=SHM_DIR)
+    _sweep_rings()
+    fd, path = tempfile.mkstemp(prefix=f"tased-feed-{os.getpid()}-", dir=SHM_DIR)
     try:
         os.ftruncate(fd, SLOTS * slot_bytes)
     finally:
         os.close(fd)
     return path
+
+
+def _sweep_rings() -> None:
+    """Remove ring files of consumers that died before their workers mapped them (normally the worker unlinks it)."""
+    for name in os.listdir(SHM_DIR):
+        parts = name.split("-")
+        if len(parts) < 4 or parts[:2] != ["tased", "feed"] or not parts[2].isdigit():
+            continue
+        try:
+            os.kill(int(parts[2]), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(SHM_DIR, name))
+        except PermissionError:
+            pass
 
 
 class _ProcessDecoder(_Decoder):

@@ -10,6 +10,7 @@ and an orphaned decoder would otherwise run on. It never imports torch.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import os
 import pickle
@@ -58,6 +59,8 @@ def main(argv: list[str]) -> None:
     ring = None
     if ring_path:
         ring = np.memmap(ring_path, np.uint8, "r+", shape=(SLOTS, options.chunk, *options.size, 3))
+        with contextlib.suppress(OSError):
+            os.unlink(ring_path)  # both sides have it mapped: nothing is left in /dev/shm whoever dies
     free = list(range(SLOTS))
     inbox: collections.deque = collections.deque()  # tasks that arrived while waiting for a free slot
 

@@ -142,6 +142,10 @@ def test_workers_die_with_their_consumer(tmp_path):
     try:
         worker = int(consumer.stdout.readline())
         os.kill(worker, 0)  # alive
+        ring = f"tased-feed-{consumer.pid}-"
+        up = time.monotonic() + 30
+        while [n for n in os.listdir("/dev/shm") if n.startswith(ring)] and time.monotonic() < up:
+            time.sleep(0.1)  # the worker maps its shared-memory ring, then unlinks the file
         consumer.send_signal(signal.SIGKILL)
         consumer.wait(10)
         deadline = time.monotonic() + 10
@@ -154,6 +158,7 @@ def test_workers_die_with_their_consumer(tmp_path):
         else:
             os.kill(worker, signal.SIGKILL)
             pytest.fail("the decode worker outlived its consumer")
+        assert not [n for n in os.listdir("/dev/shm") if n.startswith(ring)], "nothing is left in /dev/shm"
     finally:
         consumer.kill()
 
