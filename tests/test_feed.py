@@ -190,15 +190,13 @@ def test_objects_are_prefetched_and_shared_by_segments(s3, make_video, tmp_path,
 
 def test_bench_feed_prints_one_json_object(tmp_path, monkeypatch):
     import json
+    import tempfile
 
     from typer.testing import CliRunner
 
     from tased_batch.cli.main import app
 
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the synthesised workloads go there
     done = CliRunner().invoke(app, ["bench", "--feed", "--json", "--size", "32x64", "--feed-clips", "3", "--feed-long-frames", "64"])
     assert done.exit_code == 0, done.output
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -214,5 +212,5 @@ def test_frames_travel_through_the_pipe_where_shared_memory_is_missing(make_vide
     clip = make_video("c.mp4", n_frames=40)
     with DecodeFeed([str(clip)], SIZE, workers=1, chunk=16) as feed:
         videos = _collect(feed)
-    [(start, delivered, end)] = videos["c"]
+    [(_, delivered, end)] = videos["c"]
     assert isinstance(end, StreamEnd) and np.array_equal(delivered, _reference(clip)[0])
