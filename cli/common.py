@@ -33,18 +33,7 @@ def storage_options(pairs: list[str] | None) -> dict | None:
     return parse_storage_options(pairs)
 
 
-def log_mode(quiet: bool, log_json: bool) -> str | None:
-    return "jsonl" if log_json else ("quiet" if quiet else None)
-
-
 StorageOpt = Annotated[Optional[list[str]], typer.Option("--storage-option", "-s", help="fsspec option key=value (repeatable).")]
-AddressOpt = Annotated[Optional[str], typer.Option("--address", help="Ray cluster to join (default: start a local Ray).")]
-ActorsOpt = Annotated[Optional[int], typer.Option("--actors", help="Number of model actors (default one per GPU; CPUs / 2 without GPUs).")]
-GpusOpt = Annotated[Optional[float], typer.Option("--gpus-per-actor", help="GPUs per actor, may be fractional (default 1).")]
-CpusOpt = Annotated[Optional[float], typer.Option("--cpus-per-actor", help="CPUs per actor.")]
-BatchOpt = Annotated[Optional[str], typer.Option("--batch-size", "-b", help="Windows per forward pass, or auto (default: from free device memory).")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
-LogJsonOpt = Annotated[bool, typer.Option("--log-json", help="JSON lines on stdout instead of the progress display.")]
 
 
 def model_size(text: str) -> tuple[int, int]:

@@ -54,7 +54,8 @@ class Spec:
     """Everything about an option besides its name, type and default (which its field holds)."""
 
     help: str
-    short: str | None = None  # one-letter flag besides --name-with-dashes, e.g. "-w"
+    flag: str | None = None  # the command-line flag when it is not --name-with-dashes
+    short: str | None = None  # one-letter flag besides the long one, e.g. "-w"
     choices: tuple[str, ...] | None = None
     parse: Callable[[Any], Any] | None = None  # text -> value (e.g. "224x384" -> (224, 384)); raises on bad text
     dump: Callable[[Any], Any] | None = None  # value -> its JSON/config-file form
@@ -153,7 +154,7 @@ class StoreOptions:
                                                 parse=parse_store_size, dump=format_size, fingerprint=True,
                                                 predictor=True, metavar="HxW", example=(16, 32))
     storage_options: dict[str, Any] = option({}, "fsspec option key=value (repeatable); no credentials in config files.",
-                                             short="-s", resume=True, predictor=True, metavar="KEY=VALUE",
+                                             flag="--storage-option", short="-s", resume=True, predictor=True, metavar="KEY=VALUE",
                                              example={"anon": True})
     crop: str | None = option(None, "Also store maps cropped to this aspect ratio W:H (e.g. 9:16).", check=_check_crop,
                               fingerprint="if set", run_info=True, metavar="W:H", example="9:16")
@@ -206,7 +207,7 @@ class Option:
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return self.spec.flag or "--" + self.name.replace("_", "-")
 
     @property
     def help(self) -> str:

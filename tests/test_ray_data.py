@@ -65,7 +65,7 @@ def _expected(path, weights) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
 def test_map_batches_matches_predict_video_and_store_encoding(local_ray, make_video, tiny_weights, tmp_path):
     from ray.data import ActorPoolStrategy
 
-    from tased_batch.ray import SaliencyPredictor
+    from tased_batch.ray_data import SaliencyPredictor
     from tased_batch.stores.parquet import decode_map
 
     good = make_video("good.mp4", n_frames=24)
@@ -116,7 +116,7 @@ def test_webdataset_example_keys_maps_by_sample_key(local_ray, make_video, tiny_
 
 
 def test_options_are_checked_by_the_run_schema(tiny_weights):
-    from tased_batch.ray import SaliencyPredictor
+    from tased_batch.ray_data import SaliencyPredictor
 
     with pytest.raises(ConfigError, match="unknown option 'output_fsp'"):
         SaliencyPredictor(weights=str(tiny_weights), output_fsp=2)

@@ -1,4 +1,4 @@
-"""Saliency maps as one step of your own Ray Data pipeline (the `tased_batch.ray` plugin).
+"""Saliency maps as one step of your own Ray Data pipeline (the `tased_batch.ray_data` plugin).
 
     python workflows/ray_data_saliency.py "s3://my-bucket/video2dataset/*.tar" \
         s3://my-bucket/saliency/captions-ray/ --actors 8 --output-fps 2
@@ -17,7 +17,7 @@ from typing import Any
 import ray
 from ray.data import ActorPoolStrategy, Dataset
 
-from tased_batch.ray import SaliencyPredictor
+from tased_batch.ray_data import SaliencyPredictor
 
 
 def saliency(ds: Dataset, *, actors: int, gpus: float, batch_size: int = 2, **options: Any) -> Dataset:
