@@ -108,7 +108,7 @@ def test_webdataset_example_keys_maps_by_sample_key(local_ray, make_video, tiny_
         tar.add(caption, arcname="000001.txt")
     example = _load_example("ray_data_saliency.py")
     ds = local_ray.data.read_webdataset(str(shard))
-    rows = example.saliency(ds, actors=1, gpus=0, batch_size=1, weights=str(tiny_weights), **OPTIONS).take_all()
+    rows = example.saliency(ds, actors=1, gpus=0, rows_per_batch=1, weights=str(tiny_weights), **OPTIONS).take_all()
     assert len(rows) == 1
     row = rows[0]
     assert (row["video_id"], row["status"], row["txt"]) == ("000001", "ok", "a red square"), row["error"]
