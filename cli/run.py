@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -75,7 +75,7 @@ def _param(option: Option, show_default: bool) -> list[inspect.Parameter]:
     spec, panel = option.spec, PANELS[option.group]
     if spec.argument:
         info: Any = typer.Argument(None, help=option.help, show_default=False)
-        return [inspect.Parameter(option.name, KEYWORD, annotation=Optional[str], default=info)]
+        return [inspect.Parameter(option.name, KEYWORD, annotation=str | None, default=info)]
     default = option.dump(option.default)
     show = "" if default in (None, False, {}) or not show_default else f" (default: {default})"
     decls = [f"{option.flag}/--no-{option.flag[2:]}"] if option.kind is bool else [option.flag]
@@ -91,7 +91,7 @@ def _param(option: Option, show_default: bool) -> list[inspect.Parameter]:
     metavar = spec.metavar or ("N|auto" if option.auto else None)
     extra: dict[str, Any] = {"metavar": metavar} if metavar else {}
     info = typer.Option(*decls, help=option.help + show, rich_help_panel=panel, show_default=False, **extra)
-    params = [inspect.Parameter(option.name, KEYWORD, annotation=Annotated[Optional[kind], info], default=None)]
+    params = [inspect.Parameter(option.name, KEYWORD, annotation=Annotated[kind | None, info], default=None)]
     for i, switch in enumerate(spec.switches):
         flag = typer.Option(*switch.flags, help=switch.help, rich_help_panel=panel)
         params.append(inspect.Parameter(f"{option.name}_switch{i}", KEYWORD, annotation=Annotated[bool, flag],
@@ -148,7 +148,7 @@ def resume_command(output: str, flags: dict[str, Any]) -> None:
     _run(config)
 
 
-CONFIG_PARAM = inspect.Parameter("config_file", KEYWORD, annotation=Annotated[Optional[str], typer.Option(
+CONFIG_PARAM = inspect.Parameter("config_file", KEYWORD, annotation=Annotated[str | None, typer.Option(
     "--config", help="YAML/JSON/TOML file with these options (dashes or underscores); flags override it.")],
     default=None)
 OUTPUT_PARAM = inspect.Parameter("output", KEYWORD, annotation=Annotated[str, typer.Argument(

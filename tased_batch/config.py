@@ -14,9 +14,25 @@ import json
 from typing import Any
 
 from tased_batch.errors import ConfigError
-from tased_batch.options import (FINGERPRINT_KEYS, GROUPS, LOG_MODES, OPTIONS, ExecutionOptions, IoOptions,
-                                 ModelOptions, SamplingOptions, StoreOptions, check_rules, defaults, differences,
-                                 dump_values, fingerprint_fields, group_values, parse_options, run_info_fields)
+from tased_batch.options import (
+    FINGERPRINT_KEYS,
+    GROUPS,
+    LOG_MODES,
+    OPTIONS,
+    ExecutionOptions,
+    IoOptions,
+    ModelOptions,
+    SamplingOptions,
+    StoreOptions,
+    check_rules,
+    defaults,
+    differences,
+    dump_values,
+    fingerprint_fields,
+    group_values,
+    parse_options,
+    run_info_fields,
+)
 
 __all__ = ["FINGERPRINT_KEYS", "LOG_MODES", "SECRET_KEYS", "RunConfig", "build_config", "check_keys", "differences",
            "fingerprint", "read_config_file"]
