@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -37,21 +37,21 @@ StorageOpt = Annotated[Optional[list[str]], typer.Option("--storage-option", "-s
 
 
 def model_size(text: str) -> tuple[int, int]:
-    """``--size`` as (H, W), or a usage error naming the option."""
-    from tased_batch.engine import parse_size
-
-    try:
-        return parse_size(text)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--size") from e
+    """``--size`` as (H, W), or a usage error naming the option (the `run` schema's check)."""
+    return _schema_value("size", text)
 
 
 def batch_size(text: str) -> int | str:
-    """``--batch-size``: a positive integer or ``auto``."""
-    from tased_batch.engine import AUTO
+    """``--batch-size``: a positive integer or ``auto`` (the `run` schema's check)."""
+    return _schema_value("batch_size", text)
 
-    if text == AUTO:
-        return AUTO
-    if not (text.isdigit() and int(text) > 0):
-        raise typer.BadParameter("a positive integer or 'auto'", param_hint="--batch-size")
-    return int(text)
+
+def _schema_value(name: str, text: str) -> Any:
+    from tased_batch.errors import ConfigError
+    from tased_batch.options import OPTIONS
+
+    option = OPTIONS[name]
+    try:
+        return option.parse(text, where=option.flag)
+    except ConfigError as e:
+        raise typer.BadParameter(e.message, param_hint=option.flag) from e

@@ -187,6 +187,7 @@ class ExecutionOptions:
 
 GROUPS: dict[str, type] = {"io": IoOptions, "model": ModelOptions, "sampling": SamplingOptions,
                            "store": StoreOptions, "execution": ExecutionOptions}
+PREDICTOR_GROUPS = ("model", "sampling", "store")  # the groups the Ray Data plugin is built from
 
 
 @dataclass(frozen=True)
@@ -297,6 +298,8 @@ def _collect() -> dict[str, Option]:
             if f.name in options or f.name in GROUPS:
                 raise TypeError(f"option {f.name} is declared twice or shadows a group")
             kind, nullable, auto = _option_type(hints[f.name])
+            if f.metadata["spec"].predictor and group not in PREDICTOR_GROUPS:
+                raise TypeError(f"option {f.name}: the Ray Data plugin only has the {', '.join(PREDICTOR_GROUPS)} groups")
             default = f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
             options[f.name] = Option(f.name, group, kind, nullable, auto, f.metadata["spec"], default)
     return options
@@ -401,5 +404,5 @@ def predictor_options(options: Mapping[str, Any], where: str = "SaliencyPredicto
     values = {**defaults(PREDICTOR_KEYS), **given}
     check_rules(values)
     full = {**defaults(), **values}
-    return (ModelOptions(**group_values("model", full)), SamplingOptions(**group_values("sampling", full)),
-            StoreOptions(**group_values("store", full)))
+    model, sampling, store = (GROUPS[g](**group_values(g, full)) for g in PREDICTOR_GROUPS)
+    return model, sampling, store

@@ -127,8 +127,9 @@ def test_fingerprints_of_runs_before_the_new_options_are_unchanged():
     # so that runs it started still resume.
     plain = RunConfig(input="s3://a/v/", output="s3://a/m")
     sampled = RunConfig(input="s3://a/v/", output="s3://a/m", size="64x96", store_size="16x32", every=3, fps=12.5)
-    assert fingerprint(plain.fingerprint_fields(SHA)) == "b40cffbb25cc83a4"
-    assert fingerprint(sampled.fingerprint_fields(SHA)) == "244d4727c451fba3"
+    hint = "declare a new fingerprinted option with fingerprint='if set' and default None"
+    assert fingerprint(plain.fingerprint_fields(SHA)) == "b40cffbb25cc83a4", hint
+    assert fingerprint(sampled.fingerprint_fields(SHA)) == "244d4727c451fba3", hint
 
 
 @pytest.mark.parametrize("option", [o for o in OPTIONS.values() if not o.spec.argument], ids=lambda o: o.name)
