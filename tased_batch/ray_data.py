@@ -61,8 +61,8 @@ class SaliencyPredictor:
     """A callable class for ``Dataset.map_batches``: one TASED-Net per actor, one row per video.
 
     Options are the `run` options the schema marks for the predictor (see
-    :data:`~tased_batch.options.PREDICTOR_KEYS`: the model and sampling options, ``store_size``
-    and ``storage_options``), with the same names, defaults and checks, plus the dataset's columns:
+    :data:`~tased_batch.options.PREDICTOR_KEYS`: weights, size, precision, fps, output_fps, ...),
+    with the same names, defaults and checks, plus the dataset's columns:
     ``url_col``/``bytes_col`` (whichever the batch has; a row with neither fails),
     ``id_col`` (default: the URI's file stem; required for bytes), ``keep_cols`` (input
     columns copied to the output, e.g. captions) and ``encoding`` (``png`` as the store,
