@@ -51,7 +51,11 @@ class Switch:
 
 @dataclass(frozen=True)
 class Spec:
-    """Everything about an option besides its name, type and default (which its field holds)."""
+    """Everything about an option besides its name, type and default (which its field holds).
+
+    Types: str, int, float, bool, a mapping, or an ``HxW`` size; ``| None`` makes "not set" a
+    value, ``| Auto`` makes "auto" one. Numbers are positive (integers at least 1).
+    """
 
     help: str
     flag: str | None = None  # the command-line flag when it is not --name-with-dashes
