@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -33,36 +33,25 @@ def storage_options(pairs: list[str] | None) -> dict | None:
     return parse_storage_options(pairs)
 
 
-def log_mode(quiet: bool, log_json: bool) -> str | None:
-    return "jsonl" if log_json else ("quiet" if quiet else None)
-
-
 StorageOpt = Annotated[Optional[list[str]], typer.Option("--storage-option", "-s", help="fsspec option key=value (repeatable).")]
-AddressOpt = Annotated[Optional[str], typer.Option("--address", help="Ray cluster to join (default: start a local Ray).")]
-ActorsOpt = Annotated[Optional[int], typer.Option("--actors", help="Number of model actors (default one per GPU; CPUs / 2 without GPUs).")]
-GpusOpt = Annotated[Optional[float], typer.Option("--gpus-per-actor", help="GPUs per actor, may be fractional (default 1).")]
-CpusOpt = Annotated[Optional[float], typer.Option("--cpus-per-actor", help="CPUs per actor.")]
-BatchOpt = Annotated[Optional[str], typer.Option("--batch-size", "-b", help="Windows per forward pass, or auto (default: from free device memory).")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
-LogJsonOpt = Annotated[bool, typer.Option("--log-json", help="JSON lines on stdout instead of the progress display.")]
 
 
 def model_size(text: str) -> tuple[int, int]:
-    """``--size`` as (H, W), or a usage error naming the option."""
-    from tased_batch.engine import parse_size
-
-    try:
-        return parse_size(text)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--size") from e
+    """``--size`` as (H, W), or a usage error naming the option (the `run` schema's check)."""
+    return _schema_value("size", text)
 
 
 def batch_size(text: str) -> int | str:
-    """``--batch-size``: a positive integer or ``auto``."""
-    from tased_batch.engine import AUTO
+    """``--batch-size``: a positive integer or ``auto`` (the `run` schema's check)."""
+    return _schema_value("batch_size", text)
 
-    if text == AUTO:
-        return AUTO
-    if not (text.isdigit() and int(text) > 0):
-        raise typer.BadParameter("a positive integer or 'auto'", param_hint="--batch-size")
-    return int(text)
+
+def _schema_value(name: str, text: str) -> Any:
+    from tased_batch.errors import ConfigError
+    from tased_batch.options import OPTIONS
+
+    option = OPTIONS[name]
+    try:
+        return option.parse(text, where=option.flag)
+    except ConfigError as e:
+        raise typer.BadParameter(e.message, param_hint=option.flag) from e

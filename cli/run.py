@@ -1,16 +1,26 @@
-"""`tased-batch run | resume | status`: the main job on Ray, its resume and its progress."""
+"""`tased-batch run | resume | status`: the main job on Ray, its resume and its progress.
+
+The options of `run` (and the ones `resume` may change) are generated from the option schema
+(:mod:`tased_batch.options`): a new option there is a new flag here, with its help and group.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from tased_batch.cli.common import (ActorsOpt, AddressOpt, BatchOpt, CpusOpt, GpusOpt, LogJsonOpt, QuietOpt,
-                                    StorageOpt, err, log_mode, storage_options, user_errors)
+from tased_batch.cli.common import StorageOpt, err, storage_options, user_errors
+from tased_batch.options import OPTIONS, Option
+
+KEYWORD = inspect.Parameter.KEYWORD_ONLY
+PANELS = {"io": "Input and output", "model": "Model", "sampling": "Frames and decoding", "store": "Store",
+          "execution": "Execution"}
 
 out = Console()
 
@@ -60,76 +70,93 @@ def _run(config) -> None:
     _finish(result, config.log)
 
 
-def run(
-    input: str = typer.Argument(None, help="Videos: file, folder, glob, s3:// prefix, manifest (.txt/.csv/.tsv/.jsonl/.parquet) or tar shards."),
-    output: str = typer.Argument(None, help="Results URI (local path or s3://...)."),
-    config_file: str = typer.Option(None, "--config", help="YAML/JSON/TOML file with these options; flags override it."),
-    weights: str = typer.Option(None, "--weights", "-w", help="Checkpoint path/URI; default 'released' (the cached file); 'random' = labelled stand-in."),
-    format: str = typer.Option(None, "--format", help="parquet (default) | zarr | png."),
-    size: str = typer.Option(None, "--size", help="Model input HxW, multiples of 32 (default 224x384)."),
-    store_size: str = typer.Option(None, "--store-size", help="Stored map HxW (default model size / 6, 38x64)."),
-    fps: float = typer.Option(None, "--fps", help="Resample videos to this frame rate before windowing."),
-    every: int = typer.Option(None, "--every", help="Maps only for every N-th frame."),
-    output_fps: float = typer.Option(None, "--output-fps", help="Maps only at this rate (maps per second)."),
-    decoder: str = typer.Option(None, "--decoder", help="auto (decord, PyAV fallback) | decord | pyav."),
-    resize: str = typer.Option(None, "--resize", help="decoder (fast) | exact (OpenCV, as the released script)."),
-    precision: str = typer.Option(None, "--precision", help="fp32 | bf16 | fp16."),
-    first_windows: str = typer.Option(None, "--first-windows", help="Windows of the first 31 frames: reversed (time-reversed, default) | released (run_example.py's code to the letter)."),
-    batch_size: BatchOpt = None,
-    shard_size: int = typer.Option(None, "--shard-size", help="Videos per shard (default 16)."),
-    url_col: str = typer.Option(None, "--url-col", help="Manifest column with video URIs (default url)."),
-    id_col: str = typer.Option(None, "--id-col", help="Manifest column with video ids."),
-    storage_option: StorageOpt = None,
-    address: AddressOpt = None,
-    actors: ActorsOpt = None,
-    gpus_per_actor: GpusOpt = None,
-    cpus_per_actor: CpusOpt = None,
-    max_attempts: int = typer.Option(None, "--max-attempts", help="Attempts per shard before it is left pending (default 3)."),
-    retry_failed: bool = typer.Option(None, "--retry-failed/--no-retry-failed", help="Redo shards that recorded failed videos."),
-    overwrite: bool = typer.Option(None, "--overwrite/--no-overwrite", help="Start over when OUTPUT holds a run with another config."),
-    dry_run: bool = typer.Option(None, "--dry-run/--no-dry-run", help="Check sources, weights, output and options; print the plan."),
-    quiet: QuietOpt = False,
-    log_json: LogJsonOpt = False,
-) -> None:
+def _param(option: Option, show_default: bool) -> list[inspect.Parameter]:
+    """The Typer parameter(s) of one schema option: its flag, or its positional argument, plus its switches."""
+    spec, panel = option.spec, PANELS[option.group]
+    if spec.argument:
+        info: Any = typer.Argument(None, help=option.help, show_default=False)
+        return [inspect.Parameter(option.name, KEYWORD, annotation=str | None, default=info)]
+    default = option.dump(option.default)
+    show = "" if default in (None, False, {}) or not show_default else f" (default: {default})"
+    decls = [f"{option.flag}/--no-{option.flag[2:]}"] if option.kind is bool else [option.flag]
+    if spec.short:
+        decls.append(spec.short)
+    kind: Any = {bool: bool, int: int, float: float}.get(option.kind, str)
+    if option.auto:
+        kind = str
+    if option.kind is dict:
+        kind = list[str]
+    if spec.choices:
+        kind = Literal[spec.choices]
+    metavar = spec.metavar or ("N|auto" if option.auto else None)
+    extra: dict[str, Any] = {"metavar": metavar} if metavar else {}
+    info = typer.Option(*decls, help=option.help + show, rich_help_panel=panel, show_default=False, **extra)
+    params = [inspect.Parameter(option.name, KEYWORD, annotation=Annotated[kind | None, info], default=None)]
+    for i, switch in enumerate(spec.switches):
+        flag = typer.Option(*switch.flags, help=switch.help, rich_help_panel=panel)
+        params.append(inspect.Parameter(f"{option.name}_switch{i}", KEYWORD, annotation=Annotated[bool, flag],
+                                        default=False))
+    return params
+
+
+def _given(option: Option, kwargs: dict[str, Any]) -> Any:
+    """The value the command line gave for ``option`` (None: not given), from its flag or a switch."""
+    value = kwargs.get(option.name)
+    for i, switch in enumerate(option.spec.switches):
+        if kwargs.get(f"{option.name}_switch{i}"):
+            value = switch.value
+    if option.kind is dict:
+        value = storage_options(value)
+    return value
+
+
+def schema_command(body: Callable[..., None], options: list[Option], head: list[inspect.Parameter], *,
+                   show_defaults: bool = True) -> Callable[..., None]:
+    """A Typer command with ``head`` parameters and one per schema option; ``body(**head, flags=...)``.
+
+    ``flags`` holds the options the command line gave (not None), by option name.
+    """
+    names = [p.name for p in head]
+
+    def command(**kwargs: Any) -> None:
+        with user_errors():
+            flags = {o.name: _given(o, kwargs) for o in options}
+        body(**{n: kwargs[n] for n in names}, flags={k: v for k, v in flags.items() if v is not None})
+
+    params = head + [p for o in options for p in _param(o, show_defaults)]
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__, command.__name__ = body.__doc__, body.__name__
+    return command
+
+
+def run_command(config_file: str | None, flags: dict[str, Any]) -> None:
     """Compute saliency maps for a video collection on Ray actors, resumably."""
     from tased_batch.config import build_config
 
-    flags = dict(
-        input=input, output=output, weights=weights, format=format, size=size, store_size=store_size, fps=fps,
-        every=every, output_fps=output_fps, decoder=decoder, resize=resize, precision=precision, first_windows=first_windows, batch_size=batch_size,
-        shard_size=shard_size, url_col=url_col, id_col=id_col, storage_options=storage_options(storage_option),
-        address=address, actors=actors, gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor,
-        max_attempts=max_attempts, retry_failed=retry_failed, overwrite=overwrite, dry_run=dry_run,
-        log=log_mode(quiet, log_json),
-    )
     with user_errors():
         config = build_config(config_file, flags)
     _run(config)
 
 
-def resume(
-    output: str = typer.Argument(..., help="Output URI of an earlier run."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Also redo shards that recorded failed videos."),
-    storage_option: StorageOpt = None,
-    address: AddressOpt = None,
-    actors: ActorsOpt = None,
-    cpus_per_actor: CpusOpt = None,
-    gpus_per_actor: GpusOpt = None,
-    batch_size: BatchOpt = None,
-    quiet: QuietOpt = False,
-    log_json: LogJsonOpt = False,
-) -> None:
+def resume_command(output: str, flags: dict[str, Any]) -> None:
     """Process only the shards of OUTPUT's run that have no commit record yet."""
     from tased_batch.job import resume_config
 
-    overrides = dict(
-        retry_failed=retry_failed or None, storage_options=storage_options(storage_option), address=address,
-        actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, batch_size=batch_size,
-        log=log_mode(quiet, log_json),
-    )
     with user_errors():
-        config = resume_config(output, overrides)
+        config = resume_config(output, flags)
     _run(config)
+
+
+CONFIG_PARAM = inspect.Parameter("config_file", KEYWORD, annotation=Annotated[str | None, typer.Option(
+    "--config", help="YAML/JSON/TOML file with these options (dashes or underscores); flags override it.")],
+    default=None)
+OUTPUT_PARAM = inspect.Parameter("output", KEYWORD, annotation=Annotated[str, typer.Argument(
+    help="Output URI of an earlier run.")])
+run = schema_command(run_command, list(OPTIONS.values()), [CONFIG_PARAM])
+# Unset, resume's options keep the stored run's values, so no defaults are shown.
+resume = schema_command(resume_command, [o for o in OPTIONS.values() if o.spec.resume], [OUTPUT_PARAM],
+                        show_defaults=False)
 
 
 def status(

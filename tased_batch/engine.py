@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from tased_batch.model import WINDOW
+from tased_batch.sizes import parse_size as parse_size  # its home was here; callers still import it from the engine
 
 SIGMA = 7.0
 TRUNCATE = 4.0
@@ -33,17 +34,6 @@ MEMORY_FRACTION = 0.8  # share of free memory "auto" may fill (allocator slack, 
 # Peak bytes one more window adds on the CPU, per input pixel (max RSS at 224x384, fp32:
 # batch 1, 2, 4, 8 -> 0.98, 1.34, 2.10, 3.65 GB, about 385 MB a window).
 CPU_BYTES_PER_PIXEL = 4_500
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"224x384"`` -> (224, 384); both must be positive multiples of 32."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError as e:
-        raise ValueError(f"size must look like HxW (e.g. 224x384), got {text!r}") from e
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise ValueError(f"model size {h}x{w}: height and width must be positive multiples of 32")
-    return h, w
 
 
 FIRST_WINDOWS = ("reversed", "released")

@@ -12,18 +12,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tased_batch.config import RunConfig, check_keys, fingerprint
+from tased_batch.config import RunConfig, fingerprint
 from tased_batch.errors import ConfigError
+from tased_batch.options import RESUME_KEYS, parse_options
 from tased_batch.plan import Output, Plan, RunState, prepare
 from tased_batch.progress import make_reporter
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 3
 EXIT_INCOMPLETE = 4
-
-# Options that only change how a run executes, so `resume` may change them.
-EXECUTION_KEYS = ("address", "actors", "gpus_per_actor", "cpus_per_actor", "batch_size", "max_attempts",
-                  "retry_failed", "log", "storage_options", "dry_run")
 
 
 @dataclass
@@ -114,14 +111,14 @@ def resume_config(output_uri: str, overrides: dict[str, Any]) -> RunConfig:
     stored = Output(output_uri, storage).stored_config()
     if stored is None:
         raise ConfigError(f"no run found at {output_uri} (no config.json)", "start it with `tased-batch run INPUT OUTPUT`")
-    given = check_keys({k: v for k, v in overrides.items() if v is not None}, where="command line")
-    changed = [k for k in given if k not in EXECUTION_KEYS]
+    given = parse_options({k: v for k, v in overrides.items() if v is not None}, where="command line")
+    changed = [k for k in given if k not in RESUME_KEYS]
     if changed:
         raise ConfigError(
             f"resume cannot change {', '.join(changed)}",
             "those define the run's maps; start a new run in another OUTPUT or use `run ... --overwrite`",
         )
-    values = dict(stored["config"])
+    values = parse_options(stored["config"], where=f"{output_uri} config.json")
     values["storage_options"] = {**values.get("storage_options", {}), **storage}
     values.update({k: v for k, v in given.items() if k != "storage_options"})
     values["output"] = output_uri

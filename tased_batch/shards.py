@@ -16,7 +16,8 @@ import torch
 
 from tased_batch.config import RunConfig
 from tased_batch.engine import Engine
-from tased_batch.pipeline import BackgroundWriter, DecodeOptions, default_device, predict_video
+from tased_batch.options import ModelOptions
+from tased_batch.pipeline import BackgroundWriter, default_device, predict_video
 from tased_batch.records import VideoResult
 from tased_batch.sources import VideoSource
 from tased_batch.stores import open_shard_writer
@@ -30,24 +31,13 @@ Progress = Callable[[dict[str, Any]], None]
 
 def run_info(config: RunConfig, weights: WeightsInfo, config_fingerprint: str) -> dict[str, Any]:
     """What every shard records about the run that made it (a random stand-in is visible here)."""
-    return {
-        "config_fingerprint": config_fingerprint,
-        "weights": weights.to_dict(),
-        "size": config.size,
-        "precision": config.precision,
-        "decoder": config.decoder,
-        "resize": config.resize,
-        "fps": config.fps,
-        "every": config.every,
-        "output_fps": config.output_fps,
-        "first_windows": config.first_windows,
-    }
+    return {"config_fingerprint": config_fingerprint, "weights": weights.to_dict(), **config.run_info_fields()}
 
 
-def engine_for(config: RunConfig, model: torch.nn.Module, device: str) -> Engine:
-    """The engine a run's config asks for (shared by the Ray actors and the Ray Data plugin)."""
-    return Engine(model, device=device, batch_size=config.batch_size, precision=config.precision,
-                  first_windows=config.first_windows)
+def engine_for(options: ModelOptions, model: torch.nn.Module, device: str) -> Engine:
+    """The engine the model options ask for (shared by the Ray actors and the Ray Data plugin)."""
+    return Engine(model, device=device, batch_size=options.batch_size, precision=options.precision,
+                  first_windows=options.first_windows)
 
 
 class ShardProcessor:
@@ -68,10 +58,8 @@ class ShardProcessor:
         self.config = config
         self.device = device or default_device()
         model = model_from_payload(weights_bytes, weights, self.device)
-        self.engine = engine_for(config, model, self.device)
-        self.options = DecodeOptions(
-            decoder=config.decoder, resize=config.resize, fps=config.fps, every=config.every, output_fps=config.output_fps
-        )
+        self.engine = engine_for(config.model, model, self.device)
+        self.options = config.sampling.decode_options()
         self.info = info
 
     def predict(self, source: VideoSource) -> VideoResult:

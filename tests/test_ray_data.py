@@ -65,7 +65,7 @@ def _expected(path, weights) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
 def test_map_batches_matches_predict_video_and_store_encoding(local_ray, make_video, tiny_weights, tmp_path):
     from ray.data import ActorPoolStrategy
 
-    from tased_batch.ray import SaliencyPredictor
+    from tased_batch.ray_data import SaliencyPredictor
     from tased_batch.stores.parquet import decode_map
 
     good = make_video("good.mp4", n_frames=24)
@@ -108,7 +108,7 @@ def test_webdataset_example_keys_maps_by_sample_key(local_ray, make_video, tiny_
         tar.add(caption, arcname="000001.txt")
     example = _load_example("ray_data_saliency.py")
     ds = local_ray.data.read_webdataset(str(shard))
-    rows = example.saliency(ds, actors=1, gpus=0, batch_size=1, weights=str(tiny_weights), **OPTIONS).take_all()
+    rows = example.saliency(ds, actors=1, gpus=0, rows_per_batch=1, weights=str(tiny_weights), **OPTIONS).take_all()
     assert len(rows) == 1
     row = rows[0]
     assert (row["video_id"], row["status"], row["txt"]) == ("000001", "ok", "a red square"), row["error"]
@@ -116,7 +116,7 @@ def test_webdataset_example_keys_maps_by_sample_key(local_ray, make_video, tiny_
 
 
 def test_options_are_checked_by_the_run_schema(tiny_weights):
-    from tased_batch.ray import SaliencyPredictor
+    from tased_batch.ray_data import SaliencyPredictor
 
     with pytest.raises(ConfigError, match="unknown option 'output_fsp'"):
         SaliencyPredictor(weights=str(tiny_weights), output_fsp=2)

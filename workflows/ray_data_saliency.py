@@ -1,4 +1,4 @@
-"""Saliency maps as one step of your own Ray Data pipeline (the `tased_batch.ray` plugin).
+"""Saliency maps as one step of your own Ray Data pipeline (the `tased_batch.ray_data` plugin).
 
     python workflows/ray_data_saliency.py "s3://my-bucket/video2dataset/*.tar" \
         s3://my-bucket/saliency/captions-ray/ --actors 8 --output-fps 2
@@ -17,18 +17,19 @@ from typing import Any
 import ray
 from ray.data import ActorPoolStrategy, Dataset
 
-from tased_batch.ray import SaliencyPredictor
+from tased_batch.options import OPTIONS, PREDICTOR_KEYS
+from tased_batch.ray_data import SaliencyPredictor
 
 
-def saliency(ds: Dataset, *, actors: int, gpus: float, batch_size: int = 2, **options: Any) -> Dataset:
+def saliency(ds: Dataset, *, actors: int, gpus: float, rows_per_batch: int = 2, **options: Any) -> Dataset:
     """``ds`` rows of WebDataset samples (``__key__``, ``mp4``, ``txt``) -> one row of maps per sample.
 
-    ``options`` are `tased-batch run`'s model options (weights, size, output_fps, ...).
+    ``options`` are `tased-batch run`'s options the plugin takes (weights, size, output_fps, ...).
     """
     return ds.map_batches(
         SaliencyPredictor,
         fn_constructor_kwargs={"bytes_col": "mp4", "id_col": "__key__", "keep_cols": ["txt"], **options},
-        batch_size=batch_size,
+        batch_size=rows_per_batch,
         num_gpus=gpus,
         compute=ActorPoolStrategy(min_size=1, max_size=actors),
     )
@@ -52,13 +53,22 @@ def main() -> None:
     parser.add_argument("output", help="folder for the Parquet files (local or s3://...)")
     parser.add_argument("--actors", type=int, default=1, help="most GPU actors [1]")
     parser.add_argument("--gpus", type=float, default=1.0, help="GPUs per actor [1]")
-    parser.add_argument("--weights", default="released", help="checkpoint path/URI [released]")
-    parser.add_argument("--output-fps", type=float, default=2.0, help="maps per second [2]")
-    args = parser.parse_args()
+    for name in PREDICTOR_KEYS:  # the plugin's options, spelled as `tased-batch run` spells them
+        option = OPTIONS[name]
+        flags = [option.flag, option.spec.short] if option.spec.short else [option.flag]
+        parser.add_argument(*flags, dest=name, help=option.help, choices=option.spec.choices, metavar=option.spec.metavar,
+                            action="append" if option.kind is dict else "store")
+    parser.set_defaults(output_fps="2")  # this workflow's default: two maps per second
+    args = vars(parser.parse_args())
+    options = {name: args[name] for name in PREDICTOR_KEYS if args[name] is not None}
+    if "storage_options" in options:
+        from tased_batch.sources import parse_storage_options
+
+        options["storage_options"] = parse_storage_options(options["storage_options"])
     ray.init()  # joins $RAY_ADDRESS (a cluster, or `ray job submit`), else starts a local Ray
-    ds = ray.data.read_webdataset(shard_paths(args.shards))
-    maps = saliency(ds, actors=args.actors, gpus=args.gpus, weights=args.weights, output_fps=args.output_fps)
-    maps.write_parquet(args.output)
+    ds = ray.data.read_webdataset(shard_paths(args["shards"]))
+    maps = saliency(ds, actors=args["actors"], gpus=args["gpus"], **options)
+    maps.write_parquet(args["output"])
 
 
 if __name__ == "__main__":

@@ -14,21 +14,13 @@ from __future__ import annotations
 import numpy as np
 
 from tased_batch.errors import StoreError
+from tased_batch.sizes import parse_store_size
+
+parse_size = parse_store_size  # the stores' name for it
 
 # Frames resized per torch call: bounds float32 working memory when upsampling to source
 # size (64 x 1080 x 1920 x 4 bytes = 530 MB at the largest common size).
 _BATCH = 64
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``"HxW"`` (e.g. ``"56x96"``) into a positive (height, width) pair."""
-    parts = text.lower().replace(" ", "").split("x")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise StoreError(f"invalid size {text!r}", "write it as HEIGHTxWIDTH, e.g. 56x96")
-    height, width = int(parts[0]), int(parts[1])
-    if height < 1 or width < 1:
-        raise StoreError(f"invalid size {text!r}", "height and width must be at least 1")
-    return height, width
 
 
 def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:

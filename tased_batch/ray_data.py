@@ -5,7 +5,7 @@
 
     import ray
     from ray.data import ActorPoolStrategy
-    from tased_batch.ray import SaliencyPredictor
+    from tased_batch.ray_data import SaliencyPredictor
 
     ds = ray.data.read_parquet("s3://bucket/manifest.parquet")          # a "url" column
     maps = ds.map_batches(
@@ -21,8 +21,6 @@ bytes as the Parquet store's ``data`` column; decode one with
 :func:`tased_batch.stores.parquet.decode_map`), ``encoding``, stored ``height``/``width``,
 ``status``, ``reason`` and ``error``. Bad videos become ``status == "failed"`` rows; they
 never fail the Ray task.
-
-This module is named ``ray`` inside the package; it imports the real Ray absolutely.
 """
 
 from __future__ import annotations
@@ -35,14 +33,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from tased_batch.config import RunConfig, check_keys
 from tased_batch.errors import ConfigError
+from tased_batch.options import PREDICTOR_KEYS, predictor_options
 from tased_batch.records import VideoResult
 from tased_batch.sources import VideoSource
 
-# The RunConfig keys that change the maps; the rest (output, format, actors, ...) belong to `run`.
-PREDICTOR_KEYS = ("weights", "size", "store_size", "fps", "every", "output_fps", "decoder", "resize",
-                  "precision", "first_windows", "batch_size", "storage_options")
+__all__ = ["OUTPUT_SCHEMA", "PREDICTOR_KEYS", "SaliencyPredictor"]
 
 OUTPUT_SCHEMA = pa.schema(
     [
@@ -61,27 +57,12 @@ OUTPUT_SCHEMA = pa.schema(
 )
 
 
-def predictor_config(options: dict[str, Any]) -> RunConfig:
-    """Check predictor options with the `run` schema, so the same keys mean the same thing.
-
-    Raises ConfigError for unknown keys, `run`-only keys and bad values.
-    """
-    values = check_keys(options, where="SaliencyPredictor")
-    extra = [k for k in values if k not in PREDICTOR_KEYS]
-    if extra:
-        raise ConfigError(
-            f"SaliencyPredictor: {', '.join(extra)} only apply to `tased-batch run`",
-            f"the predictor takes {', '.join(PREDICTOR_KEYS)}",
-        )
-    # input/output are placeholders: the dataset is the input and the returned rows the output.
-    return RunConfig(input="<ray dataset>", output="<ray dataset>", **values).validate()
-
-
 class SaliencyPredictor:
     """A callable class for ``Dataset.map_batches``: one TASED-Net per actor, one row per video.
 
-    Options are the `run` options that change the maps (see :data:`PREDICTOR_KEYS`), with the
-    same names, defaults and checks, plus where to find each row's video and id:
+    Options are the `run` options the schema marks for the predictor (see
+    :data:`~tased_batch.options.PREDICTOR_KEYS`: weights, size, precision, fps, output_fps, ...),
+    with the same names, defaults and checks, plus the dataset's columns:
     ``url_col``/``bytes_col`` (whichever the batch has; a row with neither fails),
     ``id_col`` (default: the URI's file stem; required for bytes), ``keep_cols`` (input
     columns copied to the output, e.g. captions) and ``encoding`` (``png`` as the store,
@@ -99,7 +80,7 @@ class SaliencyPredictor:
         device: str | None = None,
         **options: Any,
     ) -> None:
-        from tased_batch.pipeline import DecodeOptions, default_device
+        from tased_batch.pipeline import default_device
         from tased_batch.shards import engine_for
         from tased_batch.stores.base import default_store_size
         from tased_batch.stores.parquet import ENCODINGS
@@ -107,21 +88,18 @@ class SaliencyPredictor:
 
         if encoding not in ENCODINGS:
             raise ConfigError(f"SaliencyPredictor: encoding {encoding!r} is not one of {', '.join(ENCODINGS)}")
-        self.config = predictor_config(options)
+        self.model, self.sampling, self.store = predictor_options(options)
         self.url_col, self.bytes_col, self.id_col = url_col, bytes_col, id_col
         self.keep_cols = tuple(keep_cols)
         self.encoding = encoding
-        self.size = self.config.model_size
-        self.store_size = self.config.store_shape or default_store_size(self.size)
-        if self.store_size[0] > self.size[0] or self.store_size[1] > self.size[1]:
-            raise ConfigError(f"SaliencyPredictor: store_size {self.config.store_size} is larger than size {self.config.size}")
+        self.size = self.model.size
+        self.store_size = self.store.store_size or default_store_size(self.size)
         self.device = device or default_device()
         # Loaded once per actor: Ray Data builds the class once and calls it for every batch.
-        model = load_model(self.config.weights, self.device, storage_options=self.config.storage_options)
+        model = load_model(self.model.weights, self.device, storage_options=self.store.storage_options)
         self.weights_info = model.weights_info
-        self.engine = engine_for(self.config, model, self.device)
-        self.options = DecodeOptions(decoder=self.config.decoder, resize=self.config.resize, fps=self.config.fps,
-                                     every=self.config.every, output_fps=self.config.output_fps)
+        self.engine = engine_for(self.model, model, self.device)
+        self.options = self.sampling.decode_options()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         """Maps for every row of a numpy-format batch, as a pyarrow table (one row per video)."""
@@ -145,7 +123,7 @@ class SaliencyPredictor:
                                           f"row has neither {self.url_col!r} nor {self.bytes_col!r}")
             source = VideoSource(video_id, uri) if video_id else uri
             return predict_video(source, self.engine, size=self.size, options=self.options,
-                                 storage_options=self.config.storage_options)
+                                 storage_options=self.store.storage_options)
         if not video_id:
             return VideoResult.failed("", "<bytes>", "no-id", f"rows of bytes need an id column ({self.id_col!r})")
         handle, path = tempfile.mkstemp(prefix="tased-", suffix=".video")
