@@ -93,8 +93,7 @@ def main() -> None:
         report["seconds"] = time.perf_counter() - started
         out.write_text(json.dumps(report, indent=1))
 
-    model = load_model("random", "cpu")
-    weights = model.weights_info
+    model, weights = load_model("random", "cpu")
     run_info = {"config_fingerprint": "gpu-bench", "weights": weights.to_dict()}
     report["weights"] = weights.kind
     reference = copy.deepcopy(model).to(device)

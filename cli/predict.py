@@ -40,11 +40,11 @@ def predict(
     batch = batch_size_option(batch_size)
     dev = device or default_device()
     try:
-        model = load_model(weights, dev)
+        model, info = load_model(weights, dev)
     except TasedError as e:
         err.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from e
-    if model.weights_info.kind == "random":
+    if info.kind == "random":
         err.print("[yellow]warning:[/yellow] random stand-in weights: these maps show the pipeline, not saliency")
     try:
         engine = Engine(
@@ -66,7 +66,7 @@ def predict(
         err.print(f"[red]error:[/red] {result.error}")
         raise typer.Exit(1)
     name = result.video_id
-    write_png_maps(output_dir, name, result.maps, result.frame_indices, text=weights_text(model.weights_info.to_dict()))
+    write_png_maps(output_dir, name, result.maps, result.frame_indices, text=weights_text(info.to_dict()))
     seconds = time.perf_counter() - start
     typer.echo(
         f"{name}: {len(result.maps)} maps -> {output_dir.rstrip('/')}/{name}/ "
