@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tased_batch.cli.common import (ActorsOpt, AddressOpt, BatchOpt, CpusOpt, GpusOpt, LogJsonOpt, QuietOpt,
-                                    StorageOpt, err, log_mode, storage_options, user_errors)
+                                    StorageOpt, check_storage, err, log_mode, storage_options, user_errors)
 
 out = Console()
 
@@ -55,6 +55,7 @@ def _run(config) -> None:
 
     if config.weights == "random" and config.log != "jsonl":
         err.print("[yellow]warning:[/yellow] random stand-in weights (--weights random): the maps show the pipeline, not saliency")
+    check_storage(config.input, config.output, config.weights, options=config.storage_options)
     with user_errors():
         result = run_job(config)
     _finish(result, config.log)
@@ -122,6 +123,7 @@ def resume(
     """Process only the shards of OUTPUT's run that have no commit record yet."""
     from tased_batch.job import resume_config
 
+    check_storage(output, options=storage_options(storage_option))
     overrides = dict(
         retry_failed=retry_failed or None, storage_options=storage_options(storage_option), address=address,
         actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, batch_size=batch_size,
@@ -140,6 +142,7 @@ def status(
     """Shards done and pending, videos done and failed, frames done, failures by reason."""
     from tased_batch.job import run_status
 
+    check_storage(output, options=storage_options(storage_option))
     with user_errors():
         summary = run_status(output, storage_options(storage_option))
     if as_json:
