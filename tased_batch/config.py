@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from tased_batch.decode import DECODERS, RESIZES
-from tased_batch.engine import FIRST_WINDOWS, PRECISIONS, parse_size
 from tased_batch.errors import ConfigError, StoreError
 from tased_batch.stores import FORMATS
 from tased_batch.stores import parse_size as parse_store_size
@@ -64,6 +63,8 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         """Raise ConfigError naming the first bad value."""
+        from tased_batch.engine import FIRST_WINDOWS, PRECISIONS, parse_size  # torch: not for status/export
+
         if not self.input:
             raise ConfigError("no input given", "pass INPUT or set `input` in the config file")
         if not self.output:
@@ -106,6 +107,8 @@ class RunConfig:
 
     @property
     def model_size(self) -> tuple[int, int]:
+        from tased_batch.engine import parse_size
+
         return parse_size(self.size)
 
     @property
