@@ -36,7 +36,7 @@ print(json.dumps({"code": code, "loaded": [m for m in %r if m in sys.modules]}),
 
 def _cli(*args: str) -> tuple[int, list[str], str]:
     done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120)
-    report = json.loads(done.stderr.strip().splitlines()[-1])
+    report = json.loads(next(line for line in reversed(done.stderr.splitlines()) if line.startswith('{"code"')))
     return report["code"], report["loaded"], done.stdout
 
 
