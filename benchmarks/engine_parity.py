@@ -58,8 +58,8 @@ def main() -> None:
     size = tuple(int(v) for v in args.size.split("x"))
     frames = load_frames(args.frames, size)
     targets = list(range(0, len(frames), args.step))
-    model = load_model(args.weights, args.device)
-    report: dict = {"frames": args.frames, "n_maps": len(targets), "size": list(size), "weights": model.weights_info.kind,
+    model, weights = load_model(args.weights, args.device)
+    report: dict = {"frames": args.frames, "n_maps": len(targets), "size": list(size), "weights": weights.kind,
                     "device": args.device, "batch_size": args.batch_size}
 
     start = time.perf_counter()

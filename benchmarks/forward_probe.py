@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
     h, w = (int(v) for v in args.size.split("x"))
-    model = load_model("random")
+    model, _ = load_model("random")
     reference = copy.deepcopy(model).eval()
     x = torch.rand(8, 3, 32, h, w) * 2 - 1
     fp32 = Engine(copy.deepcopy(model), batch_size=8)

@@ -108,8 +108,7 @@ def main() -> None:
         if args.feed == "only":
             print(json.dumps(report, indent=1))
             return
-    model = load_model("random", "cpu")
-    weights = model.weights_info
+    model, weights = load_model("random", "cpu")
     run_info = {"config_fingerprint": "gpu-bench", "weights": weights.to_dict()}
     report["weights"] = weights.kind
     reference = copy.deepcopy(model).to(device)

@@ -106,7 +106,7 @@ def main() -> None:
         from tased_batch.engine import Engine
         from tased_batch.weights import load_model
 
-        model = load_model(args.weights)
+        model, _ = load_model(args.weights)
         engine = Engine(model, batch_size=2)
         targets = list(range(0, len(frames), args.every))
         # Noise floor: the exact input with +-1 grey level of random noise. A difference

@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 
 from tased_batch.cli.common import batch_size as batch_size_option
-from tased_batch.cli.common import model_size
-
-err = Console(stderr=True)
+from tased_batch.cli.common import check_storage, err, fail, model_size, user_errors
 
 
 def bench(
@@ -58,11 +55,12 @@ def bench(
         compile=compile,
         peak_tflops=peak_tflops,
     )
-    try:
-        result = run_bench(settings, log=err.print)
-    except ValueError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
+    check_storage(weights)
+    with user_errors():
+        try:
+            result = run_bench(settings, log=err.print)
+        except ValueError as e:  # settings the engine refuses (precision, batch size on this device)
+            fail(str(e))
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return

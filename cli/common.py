@@ -4,24 +4,50 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-from tased_batch.errors import TasedError
+from tased_batch.errors import StorageError, TasedError
 
 err = Console(stderr=True, soft_wrap=True)
 
 
+EXIT_USER_ERROR = 2  # bad options, config, input or storage settings: nothing ran
+
+
+def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
+    """One red ``error:`` line on stderr (the message as plain text, never markup), then exit."""
+    err.print(Text.assemble(("error:", "red"), " ", message))
+    raise typer.Exit(code)
+
+
 @contextmanager
-def user_errors(code: int = 2) -> Iterator[None]:
-    """Turn a TasedError (bad option, missing file, unreadable store) into one red line and an exit code."""
+def user_errors(code: int = EXIT_USER_ERROR) -> Iterator[None]:
+    """Every command's user-error handling: a TasedError (bad option, missing file, unreadable store) or a
+    storage problem (credentials, endpoint, bucket, access, region) becomes one red line and exit ``code``."""
+    from tased_batch.storage_errors import classify
+
     try:
         yield
     except TasedError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(code) from e
+        problem = classify(e) if not isinstance(e, StorageError) else None
+        fail(str(problem or e), code)
+    except Exception as e:
+        problem = classify(e)
+        if problem is None:
+            raise
+        fail(str(problem), code)
+
+
+def check_storage(*uris: str | None, options: dict | None = None) -> None:
+    """A command's first contact with object storage: problems reported in seconds, as one line."""
+    from tased_batch.storage_errors import check_storage as probe
+
+    with user_errors():
+        probe(uris, options)
 
 
 def storage_options(pairs: list[str] | None) -> dict | None:
@@ -30,7 +56,8 @@ def storage_options(pairs: list[str] | None) -> dict | None:
         return None
     from tased_batch.sources import parse_storage_options
 
-    return parse_storage_options(pairs)
+    with user_errors():
+        return parse_storage_options(pairs)
 
 
 StorageOpt = Annotated[Optional[list[str]], typer.Option("--storage-option", "-s", help="fsspec option key=value (repeatable).")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tased_batch.cli.common import err, user_errors
+from tased_batch.cli.common import err, model_size, user_errors
 
 
 def demo(
@@ -15,6 +15,8 @@ def demo(
     """Make 3 sample videos, run the main job on them (local Ray), render one overlay."""
     from tased_batch.demo import run_demo
 
+    if size:
+        model_size(size)  # refused before any sample video is made
     with user_errors():
         result, overlay = run_demo(directory, weights, size, say=lambda line: err.print(line))
     report = result.report

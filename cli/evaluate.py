@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tased_batch.errors import TasedError
+from tased_batch.cli.common import check_storage, user_errors
 
 
 def _fmt(value: float) -> str:
@@ -29,7 +29,8 @@ def evaluate_command(
 
     console = Console()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    try:
+    check_storage(predictions, ground_truth)
+    with user_errors():
         with Progress(*columns, console=console, transient=True) as bar:
             tasks: dict[str, int] = {}
 
@@ -40,9 +41,6 @@ def evaluate_command(
                 bar.update(tasks[stage], completed=done)
 
             report = evaluate(predictions, ground_truth, seed=seed, n_splits=splits, progress=progress)
-    except TasedError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
 
     table = Table(title=f"{predictions} vs {ground_truth}")
     table.add_column("video")

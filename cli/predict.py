@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 
 import typer
-from rich.console import Console
 
 from tased_batch.cli.common import batch_size as batch_size_option
-from tased_batch.cli.common import model_size
-from tased_batch.errors import TasedError
+from tased_batch.cli.common import check_storage, err, fail, model_size, user_errors
 
-err = Console(stderr=True, soft_wrap=True)
+EXIT_HELP = "Exit codes: 0 maps written; 3 the video could not be read (the reason is printed); 2 bad options."
+EXIT_VIDEO_FAILED = 3  # as `run` exits when videos failed
 
 
 def predict(
@@ -39,12 +38,10 @@ def predict(
     size_hw = model_size(size)
     batch = batch_size_option(batch_size)
     dev = device or default_device()
-    try:
-        model = load_model(weights, dev)
-    except TasedError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
-    if model.weights_info.kind == "random":
+    check_storage(input, output_dir, weights)
+    with user_errors():
+        model, info = load_model(weights, dev)
+    if info.kind == "random":
         err.print("[yellow]warning:[/yellow] random stand-in weights: these maps show the pipeline, not saliency")
     try:
         engine = Engine(
@@ -54,19 +51,16 @@ def predict(
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
     start = time.perf_counter()
-    options = DecodeOptions(
-        decoder=decoder, resize="exact" if exact_resize else "decoder", fps=fps, every=every, output_fps=output_fps
-    )
-    try:
+    with user_errors():
+        options = DecodeOptions(
+            decoder=decoder, resize="exact" if exact_resize else "decoder", fps=fps, every=every, output_fps=output_fps
+        )
         result = predict_video(input, engine, size=size_hw, options=options)
-    except TasedError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
     if not result.ok:
-        err.print(f"[red]error:[/red] {result.error}")
-        raise typer.Exit(1)
+        fail(str(result.error), EXIT_VIDEO_FAILED)
     name = result.video_id
-    write_png_maps(output_dir, name, result.maps, result.frame_indices, text=weights_text(model.weights_info.to_dict()))
+    with user_errors():
+        write_png_maps(output_dir, name, result.maps, result.frame_indices, text=weights_text(info.to_dict()))
     seconds = time.perf_counter() - start
     typer.echo(
         f"{name}: {len(result.maps)} maps -> {output_dir.rstrip('/')}/{name}/ "
@@ -75,4 +69,4 @@ def predict(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("predict")(predict)
+    app.command("predict", epilog=EXIT_HELP)(predict)

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from tased_batch.errors import TasedError
+from tased_batch.cli.common import check_storage, user_errors
 
 
 def render_command(
@@ -24,7 +24,8 @@ def render_command(
 
     console = Console()
     columns = (TextColumn("rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    try:
+    check_storage(results, source)
+    with user_errors():
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("render", total=None)
 
@@ -32,9 +33,6 @@ def render_command(
                 bar.update(task, completed=done, total=total or None)
 
             info = render(results, video_id, source, out, side_by_side=side_by_side, alpha=alpha, progress=progress)
-    except TasedError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
     console.print(f"wrote {info.path}: {info.frames} frames, {info.width}x{info.height} at {info.fps:g} fps")
 
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 
-from tased_batch.errors import TasedError
-
-err = Console(stderr=True)
+from tased_batch.cli.common import check_storage, user_errors
 
 
 def _size(text: str) -> str | tuple[int, int]:
@@ -28,15 +25,13 @@ def export(
     from tased_batch.stores.png import write_png_maps
     from tased_batch.stores.reader import open_results
 
-    try:
+    check_storage(results, out_dir)
+    with user_errors():
         target = _size(size)
         store = open_results(results)
         maps = store.maps(video_id, size=target)
         frames = store.frame_indices(video_id)
         paths = write_png_maps(out_dir, video_id, maps, frames)
-    except TasedError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
     folder = paths[0].rsplit("/", 1)[0] if paths else out_dir
     typer.echo(f"{video_id}: {len(paths)} maps ({maps.shape[1]}x{maps.shape[2]}) -> {folder}/")
 

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tased_batch.cli.common import StorageOpt, err, storage_options, user_errors
+from tased_batch.cli.common import StorageOpt, check_storage, err, storage_options, user_errors
 from tased_batch.options import OPTIONS, Option
 
 KEYWORD = inspect.Parameter.KEYWORD_ONLY
@@ -65,6 +65,7 @@ def _run(config) -> None:
 
     if config.weights == "random" and config.log != "jsonl":
         err.print("[yellow]warning:[/yellow] random stand-in weights (--weights random): the maps show the pipeline, not saliency")
+    check_storage(config.input, config.output, config.weights, options=config.storage_options)
     with user_errors():
         result = run_job(config)
     _finish(result, config.log)
@@ -143,6 +144,7 @@ def resume_command(output: str, flags: dict[str, Any]) -> None:
     """Process only the shards of OUTPUT's run that have no commit record yet."""
     from tased_batch.job import resume_config
 
+    check_storage(output, options=flags.get("storage_options"))
     with user_errors():
         config = resume_config(output, flags)
     _run(config)
@@ -167,6 +169,7 @@ def status(
     """Shards done and pending, videos done and failed, frames done, failures by reason."""
     from tased_batch.job import run_status
 
+    check_storage(output, options=storage_options(storage_option))
     with user_errors():
         summary = run_status(output, storage_options(storage_option))
     if as_json:

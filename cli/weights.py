@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tased_batch.cli.common import user_errors
+from tased_batch.cli.common import check_storage, user_errors
 
 weights_app = typer.Typer(help="Fetch and inspect TASED-Net checkpoints.", no_args_is_help=True)
 
@@ -35,6 +35,7 @@ def info(
     """Tensor count, size, sha256, and whether the file is a full TASED-Net or an S3D encoder."""
     from tased_batch.weights import weights_info
 
+    check_storage(uri)
     with user_errors():
         report = weights_info(uri)
     if as_json:

@@ -247,8 +247,7 @@ def run_bench(settings: BenchSettings, log=print) -> BenchResult:
     from tased_batch.weights import load_model
 
     device = torch.device(settings.device)
-    model = load_model(settings.weights, device)
-    weights_info = model.weights_info
+    model, weights_info = load_model(settings.weights, device)
     reference = copy.deepcopy(model).eval()  # the engine turns its model channels-last in place
     engine = Engine(
         model, device=device, batch_size=settings.batch_size, precision=settings.precision, compile=settings.compile

@@ -35,6 +35,10 @@ class StoreError(TasedError):
     """The output store cannot be written or read."""
 
 
+class StorageError(TasedError):
+    """Object storage cannot be used at all: no credentials, endpoint unreachable, no bucket, access denied, wrong region."""
+
+
 class VideoError(TasedError):
     """One video cannot be read or decoded.
 

@@ -45,6 +45,9 @@ def _start_ray(config: RunConfig) -> bool:
         ray.init(address=config.address, runtime_env={"env_vars": env} if env else None, log_to_driver=False,
                  configure_logging=False)
         return True
+    from tased_batch.local_ray import local_cluster_env
+
+    local_cluster_env()
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)  # workers inherit this environment
     return True
 

@@ -179,7 +179,7 @@ class Output:
         path = self._path(PLAN_FILE)
         try:
             with self.fs.open(path, "rb") as f:
-                return _plan_from_table(pq.read_table(f))
+                return _plan_from_table(pq.ParquetFile(f).read())  # read_table would import pyarrow.dataset and pandas
         except FileNotFoundError:
             return None
 

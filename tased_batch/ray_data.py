@@ -96,8 +96,7 @@ class SaliencyPredictor:
         self.store_size = self.store.store_size or default_store_size(self.size)
         self.device = device or default_device()
         # Loaded once per actor: Ray Data builds the class once and calls it for every batch.
-        model = load_model(self.model.weights, self.device, storage_options=self.store.storage_options)
-        self.weights_info = model.weights_info
+        model, self.weights_info = load_model(self.model.weights, self.device, storage_options=self.store.storage_options)
         self.engine = engine_for(self.model, model, self.device)
         self.options = self.sampling.decode_options()
 

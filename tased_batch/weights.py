@@ -231,17 +231,16 @@ def load_model(
     *,
     storage_options: dict | None = None,
     encoder_only: bool = False,
-) -> TASEDNet:
-    """Build TASED-Net, load ``weights`` and return it in eval mode on ``device``.
+) -> tuple[TASEDNet, WeightsInfo]:
+    """Build TASED-Net, load ``weights``; return it in eval mode on ``device`` with what it was built from.
 
     ``weights``: a local path or fsspec URI of a TASED-Net or S3D encoder checkpoint,
     ``"released"``/``None`` for the cached released file, or ``"random"`` for the labelled
-    stand-in. The returned module carries ``weights_info`` (kind, uri, sha256).
+    stand-in. The :class:`WeightsInfo` (kind, uri, sha256) is what outputs record as their provenance.
     """
     if weights == RANDOM:
         model, info = _random_model()
-        model.weights_info = info
-        return model.eval().to(device)
+        return model.eval().to(device), info
     uri = resolve_weights(weights)
     state, digest = read_state_dict(uri, storage_options)
     return _model_from_state(state, uri, digest, device, encoder_only=encoder_only)
@@ -249,7 +248,7 @@ def load_model(
 
 def _model_from_state(
     state: dict[str, torch.Tensor], uri: str, digest: str, device, *, encoder_only: bool = False
-) -> TASEDNet:
+) -> tuple[TASEDNet, WeightsInfo]:
     kind = checkpoint_kind(state)
     model = TASEDNet()
     if kind == "s3d" or encoder_only:
@@ -257,8 +256,8 @@ def _model_from_state(
     else:
         _load_into(model, state, encoder_only=False)
     released = kind == "tased" and Path(uri).name == RELEASED_FILE
-    model.weights_info = WeightsInfo(kind=RELEASED if released else "custom", uri=str(uri), sha256=digest)
-    return model.eval().to(device)
+    info = WeightsInfo(kind=RELEASED if released else "custom", uri=str(uri), sha256=digest)
+    return model.eval().to(device), info
 
 
 def weights_payload(weights: str | None, storage_options: dict | None = None) -> tuple[bytes, WeightsInfo]:
@@ -274,20 +273,18 @@ def weights_payload(weights: str | None, storage_options: dict | None = None) ->
     uri = resolve_weights(weights)
     data = _read_bytes(uri, storage_options)
     state, digest = _state_from_bytes(data, uri)
-    info = _model_from_state(state, uri, digest, "cpu").weights_info
+    _, info = _model_from_state(state, uri, digest, "cpu")
     return data, info
 
 
 def model_from_payload(data: bytes, info: WeightsInfo, device: str | torch.device = "cpu") -> TASEDNet:
-    """The model a worker builds from :func:`weights_payload`'s bytes."""
+    """The model a worker builds from :func:`weights_payload`'s bytes (the caller holds their ``info``)."""
     state, _ = _state_from_bytes(data, info.uri)
     if info.kind == RANDOM:
         model = TASEDNet()
         model.load_state_dict(state)
-        model.weights_info = info
         return model.eval().to(device)
-    model = _model_from_state(state, info.uri, info.sha256, device)
-    model.weights_info = info
+    model, _ = _model_from_state(state, info.uri, info.sha256, device)
     return model
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tased_batch import engine as engine_module
-from tased_batch.engine import AUTO, CPU_AUTO_BATCH, Engine, auto_batch_size, precision_supported
+from tased_batch.engine import AUTO, CPU_AUTO_BATCH, Engine, precision_supported
 from tased_batch.pipeline import BackgroundWriter, prefetch
 from tased_batch.sample import synthetic_frames
 
@@ -16,30 +16,47 @@ from conftest import SMALL
 from conftest import WindowProbe as Probe
 
 
-def test_auto_batch_size_arithmetic():
-    assert auto_batch_size(free_bytes=10_000, window_bytes=1_000, cap=32) == 8  # 80% of free memory
-    assert auto_batch_size(free_bytes=10_000, window_bytes=1_000, cap=4) == 4
-    assert auto_batch_size(free_bytes=500, window_bytes=1_000, cap=32) == 1  # never below one window
+class _Memory:
+    def __init__(self, available: int) -> None:
+        self.available = available
 
 
-def test_auto_batch_on_cpu_is_the_measured_choice_unless_memory_is_short(monkeypatch):
-    frames = synthetic_frames(40, *SMALL, seed=1)
-    engine = Engine(Probe(), batch_size=AUTO, channels_last=False)
-    assert engine.batch_size is None  # resolved at the first chunk: it depends on the frame size
-    calls = []
-    original = engine.forward
-    engine.forward = lambda w: calls.append(len(w)) or original(w)
-    maps = engine.predict(frames, chunk=40)
-    assert engine.batch_size == CPU_AUTO_BATCH and max(calls) == CPU_AUTO_BATCH
-    np.testing.assert_array_equal(maps, Engine(Probe(), batch_size=1, channels_last=False).predict(frames))
+def _batches_run(monkeypatch, free_windows: float, window_bytes: int) -> tuple[list[int], np.ndarray]:
+    """Batch sizes an auto engine sends through the model when ``free_windows`` windows of memory are free.
 
-    class Scarce:
-        available = 3 * engine_module.CPU_BYTES_PER_PIXEL * 224 * 384 // 2
-
+    The per-window cost is set here (a known number of bytes per input pixel), and so is the free
+    memory; what is checked is what the engine then does, not the arithmetic it uses.
+    """
     import psutil
 
-    monkeypatch.setattr(psutil, "virtual_memory", lambda: Scarce())
-    assert Engine(Probe(), batch_size=AUTO).resolve_batch_size((224, 384)) == 1
+    h, w = SMALL
+    monkeypatch.setattr(engine_module, "CPU_BYTES_PER_PIXEL", window_bytes // (h * w))
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: _Memory(int(free_windows * window_bytes)))
+    engine = Engine(Probe(), batch_size=AUTO, channels_last=False)
+    assert engine.batch_size is None  # resolved at the first chunk: it depends on the frame size
+    calls: list[int] = []
+    original = engine.forward
+    engine.forward = lambda windows: calls.append(len(windows)) or original(windows)
+    maps = engine.predict(synthetic_frames(40, h, w, seed=1), chunk=40)
+    return calls, maps
+
+
+def test_auto_batch_fits_the_free_memory_and_uses_it(monkeypatch):
+    window = 1000 * SMALL[0] * SMALL[1]
+    one_at_a_time = Engine(Probe(), batch_size=1, channels_last=False).predict(synthetic_frames(40, *SMALL, seed=1))
+    largest = []
+    for free in (0.5, 1, 2.5, 3.9, 6, 1000):
+        calls, maps = _batches_run(monkeypatch, free, window)
+        assert sum(calls) == 40  # every frame's window, exactly once
+        np.testing.assert_array_equal(maps, one_at_a_time)
+        biggest = max(calls)
+        if free >= 1:
+            assert biggest <= free, (free, calls)  # the batch fits in what is free
+        else:
+            assert biggest == 1  # below one window it still runs, one window at a time
+        largest.append(biggest)
+    assert largest == sorted(largest)  # more free memory never means smaller batches
+    assert largest[-1] == CPU_AUTO_BATCH > largest[0]  # plenty of memory: the measured CPU choice
 
 
 @pytest.mark.parametrize("bad", [0, -2, "four", "8"])

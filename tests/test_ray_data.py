@@ -53,7 +53,7 @@ def _expected(path, weights) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        engine = Engine(load_model(str(weights)), device="cpu", batch_size=4)
+        engine = Engine(load_model(str(weights))[0], device="cpu", batch_size=4)
         result = predict_video(str(path), engine, size=SMALL, options=DecodeOptions(output_fps=OPTIONS["output_fps"]))
     finally:
         torch.set_num_threads(threads)

@@ -128,4 +128,4 @@ def test_cli_render(make_video, png_tree, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"{N_FRAMES} frames, 128x72" in result.output and out.exists()
     bad = CliRunner().invoke(app, ["render", str(png_tree), "nope", "--source", str(source), "--out", str(out)], env={"COLUMNS": "200"})
-    assert bad.exit_code == 1 and "has no maps" in bad.output
+    assert bad.exit_code == 2 and "has no maps" in bad.output  # a user error, as for every command

@@ -28,10 +28,11 @@ def _released_layout(model, drop_batches_tracked=False):
 def test_released_layout_round_trips(tiny_model, tmp_path, drop):
     path = tmp_path / "TASED_updated.pt"
     torch.save(_released_layout(tiny_model, drop), path)
-    model = load_model(str(path))
+    model, info = load_model(str(path))
     assert not model.training
-    assert model.weights_info.kind == "released"
-    assert len(model.weights_info.sha256) == 64
+    assert info.kind == "released"
+    assert len(info.sha256) == 64
+    assert not hasattr(model, "weights_info")  # provenance travels beside the module, not patched onto it
     x = torch.rand(1, 3, 32, *SMALL) * 2 - 1
     with torch.inference_mode():
         assert torch.equal(model(x), tiny_model(x))
@@ -41,8 +42,8 @@ def test_loads_from_s3(tiny_model, tmp_path, s3):
     path = tmp_path / "w.pt"
     torch.save(_released_layout(tiny_model), path)
     s3["fs"].put(str(path), f"{s3['bucket']}/models/w.pt")
-    model = load_model(f"s3://{s3['bucket']}/models/w.pt", storage_options=s3["storage_options"])
-    assert model.weights_info.kind == "custom"
+    model, info = load_model(f"s3://{s3['bucket']}/models/w.pt", storage_options=s3["storage_options"])
+    assert info.kind == "custom" and info.uri == f"s3://{s3['bucket']}/models/w.pt"
     assert torch.equal(model.state_dict()["convtsp4.13.bias"], tiny_model.state_dict()["convtsp4.13.bias"])
 
 
@@ -87,7 +88,7 @@ def test_s3d_encoder_loads_into_encoder_only(tiny_model, tmp_path):
     enc["module.fc.0.weight"] = torch.zeros(400, 1024, 1, 1, 1)
     path = tmp_path / "S3D_kinetics400.pt"
     torch.save(enc, path)
-    model = load_model(str(path))
+    model, _ = load_model(str(path))
     ref = tiny_model.state_dict()
     got = model.state_dict()
     assert torch.equal(got["base3.4.branch2.1.conv_t.weight"], ref["base3.4.branch2.1.conv_t.weight"])
@@ -100,10 +101,10 @@ def test_s3d_encoder_loads_into_encoder_only(tiny_model, tmp_path):
 
 def test_random_model_maps_vary_with_input(tmp_path, monkeypatch):
     monkeypatch.setenv("TASED_BATCH_CACHE", str(tmp_path))
-    model = load_model("random")
-    assert model.weights_info.kind == "random"
-    again = load_model("random")  # second load comes from the cache and is identical
-    assert again.weights_info.sha256 == model.weights_info.sha256
+    model, info = load_model("random")
+    assert info.kind == "random"
+    _, again = load_model("random")  # second load comes from the cache and is identical
+    assert again.sha256 == info.sha256
     from tased_batch.sample import synthetic_frames
 
     outs = []

@@ -71,7 +71,7 @@ class Results:
 
     def _read_parquet(self, path: str) -> pa.Table:
         try:
-            return pq.read_table(io.BytesIO(self.fs.cat_file(path)))
+            return pq.ParquetFile(io.BytesIO(self.fs.cat_file(path))).read()  # read_table would import pandas
         except FileNotFoundError as exc:
             raise StoreError(f"committed file {path} is missing", "the output was modified after commit; redo that shard") from exc
 
@@ -82,7 +82,7 @@ class Results:
         for (sid, path), data in zip(paths.items(), contents):
             if isinstance(data, Exception):
                 raise StoreError(f"committed file {path} of shard {sid} cannot be read: {data}", "redo that shard")
-            tables.append(pq.read_table(io.BytesIO(data)).cast(VIDEOS_SCHEMA))
+            tables.append(pq.ParquetFile(io.BytesIO(data)).read().cast(VIDEOS_SCHEMA))
         if not tables:
             return VIDEOS_SCHEMA.empty_table()
         return pa.concat_tables(tables)
