@@ -20,7 +20,9 @@ def user_errors(code: int = 2) -> Iterator[None]:
     try:
         yield
     except TasedError as e:
-        err.print(f"[red]error:[/red] {e}")
+        from rich.text import Text
+
+        err.print(Text.assemble(("error:", "red"), " ", str(e)))  # ids and paths are plain text, never markup
         raise typer.Exit(code) from e
 
 

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from tased_batch.progress import plain
 
 from tased_batch.cli.common import (ActorsOpt, AddressOpt, BatchOpt, CpusOpt, GpusOpt, LogJsonOpt, QuietOpt,
                                     StorageOpt, err, log_mode, storage_options, user_errors)
 
 out = Console()
 
+LeaseTtlOpt = Annotated[Optional[float], typer.Option("--lease-ttl", help="Seconds without a heartbeat after which another driver may take OUTPUT over (default 60).")]
+StallTimeoutOpt = Annotated[Optional[float], typer.Option("--stall-timeout", help="Stop with exit 4 when no progress is made for this many seconds (default 1800).")]
+VideoTimeoutOpt = Annotated[Optional[float], typer.Option("--video-timeout", help="Seconds one video may take before it is recorded failed (timeout) and its actor replaced (default: from its size, at least 1800).")]
+SharedFsOpt = Annotated[Optional[bool], typer.Option("--shared-fs/--no-shared-fs", help="Local INPUT/OUTPUT paths are on a file system every node shares.")]
+
 EXIT_HELP = "Exit codes: 0 all videos done; 3 finished, some videos failed; 4 could not finish (resume it); 2 bad options."
 
 
 def _print_summary(report: dict[str, Any]) -> None:
     table = Table(title="tased-batch run", show_header=False)
-    table.add_row("output", str(report["output"]))
+    table.add_row("output", plain(report["output"]))
     table.add_row("weights", f"{report['weights']['kind']} ({report['weights']['sha256'][:12]})")
     table.add_row("shards", f"{report['shards']['done']}/{report['shards']['total']} done, {report['shards']['pending']} pending")
     table.add_row("videos", f"{report['videos']['done']} done, {report['videos']['failed']} failed of {report['videos']['total']}")
@@ -28,7 +35,9 @@ def _print_summary(report: dict[str, Any]) -> None:
     if report.get("actor_restarts"):
         table.add_row("actor restarts", str(report["actor_restarts"]))
     for reason, count in sorted(report.get("failures_by_reason", {}).items()):
-        table.add_row(f"failed: {reason}", str(count))
+        table.add_row(plain(f"failed: {reason}"), str(count))
+    if report.get("stalled"):
+        table.add_row("stalled", plain(report["stalled"]))
     err.print(table)
 
 
@@ -88,6 +97,10 @@ def run(
     retry_failed: bool = typer.Option(None, "--retry-failed/--no-retry-failed", help="Redo shards that recorded failed videos."),
     overwrite: bool = typer.Option(None, "--overwrite/--no-overwrite", help="Start over when OUTPUT holds a run with another config."),
     dry_run: bool = typer.Option(None, "--dry-run/--no-dry-run", help="Check sources, weights, output and options; print the plan."),
+    lease_ttl: LeaseTtlOpt = None,
+    stall_timeout: StallTimeoutOpt = None,
+    video_timeout: VideoTimeoutOpt = None,
+    shared_fs: SharedFsOpt = None,
     quiet: QuietOpt = False,
     log_json: LogJsonOpt = False,
 ) -> None:
@@ -100,7 +113,8 @@ def run(
         shard_size=shard_size, url_col=url_col, id_col=id_col, storage_options=storage_options(storage_option),
         address=address, actors=actors, gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor,
         max_attempts=max_attempts, retry_failed=retry_failed, overwrite=overwrite, dry_run=dry_run,
-        log=log_mode(quiet, log_json),
+        log=log_mode(quiet, log_json), lease_ttl=lease_ttl, stall_timeout=stall_timeout, video_timeout=video_timeout,
+        shared_fs=shared_fs,
     )
     with user_errors():
         config = build_config(config_file, flags)
@@ -116,6 +130,10 @@ def resume(
     cpus_per_actor: CpusOpt = None,
     gpus_per_actor: GpusOpt = None,
     batch_size: BatchOpt = None,
+    lease_ttl: LeaseTtlOpt = None,
+    stall_timeout: StallTimeoutOpt = None,
+    video_timeout: VideoTimeoutOpt = None,
+    shared_fs: SharedFsOpt = None,
     quiet: QuietOpt = False,
     log_json: LogJsonOpt = False,
 ) -> None:
@@ -125,7 +143,8 @@ def resume(
     overrides = dict(
         retry_failed=retry_failed or None, storage_options=storage_options(storage_option), address=address,
         actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, batch_size=batch_size,
-        log=log_mode(quiet, log_json),
+        log=log_mode(quiet, log_json), lease_ttl=lease_ttl, stall_timeout=stall_timeout, video_timeout=video_timeout,
+        shared_fs=shared_fs,
     )
     with user_errors():
         config = resume_config(output, overrides)
@@ -146,7 +165,7 @@ def status(
         typer.echo(json.dumps(summary, indent=2))
         return
     s, v = summary["shards"], summary["videos"]
-    out.print(f"[bold]{output}[/bold]")
+    out.print(plain(output), style="bold")
     out.print(f"shards  {s['done']}/{s['total']} done, {s['pending']} pending")
     out.print(f"videos  {v['done']} done, {v['failed']} failed, {v['pending']} pending, of {v['total']}")
     out.print(f"frames  {summary['frames_done']:,}")
@@ -154,8 +173,14 @@ def status(
         table = Table("reason", "videos", "example")
         for reason, count in sorted(summary["failures_by_reason"].items(), key=lambda kv: -kv[1]):
             example = next(f for f in summary["failures"] if (f["reason"] or "unknown") == reason)
-            table.add_row(reason, str(count), f"{example['video_id']}: {example['error']}")
+            table.add_row(plain(reason), str(count), plain(f"{example['video_id']}: {example['error']}"))
         out.print(table)
+    if summary.get("stale_records"):
+        out.print(f"stale   {len(summary['stale_records'])} commit record(s) of another config or plan (not counted)")
+    if summary.get("lease"):
+        lease = summary["lease"]
+        out.print(plain(f"lease   held by {lease['owner']}@{lease['host']} (pid {lease['pid']}), "
+                        f"last heartbeat {lease['seconds_since_heartbeat']:.0f} s ago"))
 
 
 def register(app: typer.Typer) -> None:

@@ -61,6 +61,10 @@ class RunConfig:
     overwrite: bool = False
     dry_run: bool = False
     log: str = "rich"
+    lease_ttl: float = 60.0
+    stall_timeout: float | None = 1800.0
+    video_timeout: float | None = None
+    shared_fs: bool = False
 
     def validate(self) -> "RunConfig":
         """Raise ConfigError naming the first bad value."""
@@ -87,7 +91,7 @@ class RunConfig:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.actors is not None and self.actors < 1:
             raise ConfigError(f"actors must be at least 1, got {self.actors}")
-        for key in ("fps", "output_fps", "gpus_per_actor", "cpus_per_actor"):
+        for key in ("fps", "output_fps", "gpus_per_actor", "cpus_per_actor", "lease_ttl", "stall_timeout", "video_timeout"):
             value = getattr(self, key)
             if value is not None and not value > 0:
                 raise ConfigError(f"{key} must be positive, got {value}")
@@ -136,7 +140,8 @@ _TYPES = {"input": str, "output": str, "weights": str, "format": str, "size": st
           "fps": float, "every": int, "output_fps": float, "decoder": str, "resize": str, "precision": str,
           "first_windows": str, "batch_size": int, "shard_size": int, "url_col": str, "id_col": str, "storage_options": dict,
           "address": str, "actors": int, "gpus_per_actor": float, "cpus_per_actor": float,
-          "max_attempts": int, "retry_failed": bool, "overwrite": bool, "dry_run": bool, "log": str}
+          "max_attempts": int, "retry_failed": bool, "overwrite": bool, "dry_run": bool, "log": str,
+          "lease_ttl": float, "stall_timeout": float, "video_timeout": float, "shared_fs": bool}
 
 
 def _coerce(key: str, value: Any, where: str) -> Any:
