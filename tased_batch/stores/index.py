@@ -150,7 +150,8 @@ def scan(fs: Any, root: str, *, with_videos: bool = False) -> Commits:
         if keep:
             rows = table.take(pa.array(keep, pa.int64())).to_pylist()
             for row in rows:
-                entries[row["shard_id"]] = ShardEntry(**{**row, "record_json": row.pop("record")})
+                record_json = row.pop("record")
+                entries[row["shard_id"]] = ShardEntry(**row, record_json=record_json)
             indexed = set(entries)
         if with_videos and indexed:
             try:
