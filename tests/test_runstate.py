@@ -250,3 +250,54 @@ def test_ids_with_rich_markup_are_printed_as_plain_text(tmp_path, capsys):
     shown = CliRunner().invoke(app, ["status", str(out)])
     assert shown.exit_code == 0, shown.output
     assert "[/]weird[bold]: cannot [/] read" in " ".join(shown.output.split())
+
+
+def test_no_secret_is_written_logged_or_submitted(tmp_path, videos, tiny_weights, s3, local_exec, capsys,
+                                                  monkeypatch):
+    import boto3
+    from botocore.config import Config
+
+    from tased_batch import submit as submit_mod
+
+    s3["fs"].put(str(tiny_weights), f"{s3['bucket']}/w/tiny.pt")
+    client = boto3.client("s3", endpoint_url=s3["endpoint"], aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1",
+                          config=Config(signature_version="s3v4"))
+    signed = client.generate_presigned_url("get_object", Params={"Bucket": s3["bucket"], "Key": "w/tiny.pt"},
+                                           ExpiresIn=600)
+    assert "X-Amz-Signature=" in signed
+    signature = signed.split("X-Amz-Signature=")[1].split("&")[0]
+    nested = {"client_kwargs": {"aws_secret_access_key": "NESTED-SECRET-1"},
+              "headers": {"Authorization": "Bearer NESTED-SECRET-2"}}
+    secrets = ["NESTED-SECRET-1", "NESTED-SECRET-2", signature]
+    # Nested storage options on one run, a signed weights URL on another (http takes no S3 options).
+    for out, weights, options in ((tmp_path / "out1", str(tiny_weights), nested), (tmp_path / "out2", signed, {})):
+        result = run_job(_config(videos, out, weights, storage_options=options, log="jsonl"))
+        assert result.exit_code == 0, result.report
+        logged = capsys.readouterr()
+        for text in (logged.out, logged.err, json.dumps(result.report)):
+            assert not any(s in text for s in secrets)
+        files = [p for p in out.rglob("*") if p.is_file()]
+        assert any(p.name == "config.json" for p in files) and any("reports" in p.parts for p in files)
+        for path in files:
+            data = path.read_bytes()
+            assert not any(s.encode() in data for s in secrets), path
+    weights_uri = open_results(str(tmp_path / "out2")).videos()["weights_uri"].to_pylist()[0]
+    assert weights_uri.startswith("http://127.0.0.1") and "X-Amz-Signature=***" in weights_uri
+
+    submitted = {}
+
+    class FakeClient:
+        def submit_job(self, **kwargs):
+            submitted.update(kwargs)
+            return "job-1"
+
+    monkeypatch.setattr(submit_mod, "_client", lambda address: FakeClient())
+    notes: list[str] = []
+    submit_mod.submit("http://head:8265", ["run", "s3://b/in/", "s3://b/out", "-s", "client_kwargs.aws_secret_access_key=NESTED-SECRET-1",
+                                           "--storage-option", "endpoint_url=http://minio:9000"], note=notes.append,
+                      extra_env=json.dumps({"env_vars": {"AWS_SECRET_ACCESS_KEY": "NESTED-SECRET-2", "X": "1"}}))
+    assert "endpoint_url=http://minio:9000" in submitted["entrypoint"]
+    assert not any(s in json.dumps(submitted) for s in secrets) and notes
+    with pytest.raises(Exception, match="signed URL"):
+        submit_mod.submit("http://head:8265", ["run", "s3://b/in/", "s3://b/out", "--weights", signed])
