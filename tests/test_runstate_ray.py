@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -96,11 +95,11 @@ def test_two_node_cluster_refuses_local_paths(tmp_path, videos, tiny_weights, ra
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = cli_env(ray_tmp)
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    head = subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
+    head = subprocess.run([*ray_cli, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
                            f"--temp-dir={ray_tmp}"], env=env, capture_output=True, text=True, timeout=120)
     assert head.returncode == 0, head.stderr[-2000:]
-    node = subprocess.run([ray_bin, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1",
+    node = subprocess.run([*ray_cli, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1",
                            "--resources", json.dumps({"second_node": 1})], env=env, capture_output=True, text=True,
                           timeout=120)
     assert node.returncode == 0, node.stderr[-2000:]
