@@ -110,7 +110,7 @@ def run_job(config: RunConfig) -> JobResult:
             live = {e.attempt_prefix for e in final.records.values()}
             # Only attempts older than this lease: none of them can belong to a live writer.
             removed = remove_orphans(config.output, config.storage_options, live=live, before=lease.info.started_stamp)
-        report = RunReport(
+        run_report = RunReport(
             output=config.output,
             started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             seconds=round(time.time() - started, 3),
@@ -127,11 +127,12 @@ def run_job(config: RunConfig) -> JobResult:
             stalled=outcome.stalled if outcome else None,
             lease={"owner": lease.info.owner, "host": lease.info.host, "job_id": lease.info.job_id, "notes": notes},
             internal_errors=outcome.internal_errors if outcome else [],
-        ).to_dict()
+        )
+        report = run_report.to_dict()
         _write_report(output, report)
     finally:
         lease.release()
-    return JobResult(report["exit_code"], report)
+    return JobResult(run_report.exit_code, report)
 
 
 class _IndexFolder:
