@@ -259,6 +259,12 @@ def execute(
                         )
                 give_up_or_retry(s, error)
 
+        def videos_running() -> bool:
+            """A video within its deadline is progress even without events (a long video on a slow device)."""
+            now = _clock()
+            return any(now - started_at[s] <= video_deadline(config, sources[s][v])
+                       for s, v in in_progress.items() if s in started_at)
+
         def check_deadlines() -> bool:
             """Replace actors whose current video is past its deadline; True when one was."""
             now = _clock()
@@ -291,7 +297,7 @@ def execute(
             drain()
             if ready:
                 last_progress = _clock()
-            elif config.stall_timeout and _clock() - last_progress > config.stall_timeout:
+            elif config.stall_timeout and _clock() - last_progress > config.stall_timeout and not videos_running():
                 running = ", ".join(f"{s}: {v}" for s, v in sorted(in_progress.items())) or "none started"
                 outcome.stalled = (f"no progress for {config.stall_timeout:.0f} s with {len(in_flight)} shard(s) handed "
                                    f"out (videos in progress: {running}); stopped so that `resume` can continue "
