@@ -21,7 +21,7 @@ from tased_batch.config import RunConfig
 from tased_batch.job import run_job, run_status
 from tased_batch.plan import Output, prepare
 from tased_batch.records import VideoResult
-from tased_batch.runrecords import event_from_dict
+from tased_batch.runrecords import InternalError, event_from_dict
 from tased_batch.stores import index, layout, open_shard_writer
 from tased_batch.stores.png import folder_name
 
@@ -43,6 +43,9 @@ def inprocess_execute(config, plan, todo, payload, weights, info, reporter, *, t
         def notify(raw):
             event = event_from_dict(raw)
             if event.event == "video":
+                if event.traceback:
+                    outcome.internal_errors.append(InternalError(event.shard, event.video_id, event.error,
+                                                                 event.traceback))
                 reporter.video(event)
 
         outcome.committed[shard] = processor.process(shard, plan.videos(shard), progress=notify)
@@ -196,6 +199,9 @@ def test_any_exception_in_a_video_is_recorded_and_the_shard_commits(tmp_path, vi
     assert result.exit_code == 3
     failure = next(f for f in result.report["failures"] if f["video_id"] == "b")
     assert failure["reason"] == "internal-error" and "MemoryError: cannot allocate" in failure["error"]
+    (internal,) = result.report["internal_errors"]
+    assert internal["video_id"] == "b" and "MemoryError: cannot allocate" in internal["traceback"]
+    assert "in absurd" in internal["traceback"]  # the frame that raised, for the bug report
     assert run_status(str(out))["shards"]["pending"] == 0  # the shard with the bad video committed
     results = open_results(str(out))
     assert sorted(results.videos()["video_id"].to_pylist()) == sorted(LENGTHS)
