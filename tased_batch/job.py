@@ -70,7 +70,7 @@ def run_job(config: RunConfig) -> JobResult:
         notes.append(message)
         if reporter is not None:
             reporter.note(message)
-        elif config.log != "quiet":
+        else:  # also with --quiet: waits and takeovers must be explained
             sys.stderr.write(f"tased-batch: {scrub_text(message)}\n")
             sys.stderr.flush()
 
