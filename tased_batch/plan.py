@@ -203,7 +203,7 @@ class Output:
         path = self._path(PLAN_FILE)
         try:
             with self.fs.open(path, "rb") as f:
-                return _plan_from_table(pq.read_table(f))
+                return _plan_from_table(pq.ParquetFile(f).read())
         except FileNotFoundError:
             return None
 

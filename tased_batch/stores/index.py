@@ -124,7 +124,7 @@ def _list_records(fs: Any, root: str) -> dict[str, str]:
 def _read_index(fs: Any, root: str) -> tuple[pa.Table, str] | None:
     try:
         data = fs.cat_file(layout.join(root, SHARDS_FILE))
-        table = pq.read_table(io.BytesIO(data))
+        table = pq.ParquetFile(io.BytesIO(data)).read()
     except FileNotFoundError:
         return None
     except Exception:  # a damaged index only costs speed: fall back to the records
@@ -155,7 +155,7 @@ def scan(fs: Any, root: str, *, with_videos: bool = False) -> Commits:
             indexed = set(entries)
         if with_videos and indexed:
             try:
-                videos = pq.read_table(io.BytesIO(fs.cat_file(layout.join(root, INDEX_DIR, videos_name))))
+                videos = pq.ParquetFile(io.BytesIO(fs.cat_file(layout.join(root, INDEX_DIR, videos_name)))).read()
             except (FileNotFoundError, OSError, pa.ArrowInvalid):
                 videos, indexed = None, set()  # replaced by a concurrent fold: read the records instead
                 entries = {}
@@ -185,7 +185,7 @@ def read_videos_tables(fs: Any, root: str, entries: list[ShardEntry]) -> list[pa
     for entry, path, data in zip(entries, paths, layout.cat_many(fs, paths)):
         if isinstance(data, Exception):
             raise StoreError(f"committed file {path} of shard {entry.shard_id} cannot be read: {data}", "redo that shard")
-        tables.append(pq.read_table(io.BytesIO(data)).cast(VIDEOS_SCHEMA))
+        tables.append(pq.ParquetFile(io.BytesIO(data)).read().cast(VIDEOS_SCHEMA))
     return tables
 
 
