@@ -18,6 +18,7 @@ import io
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,10 +64,13 @@ class ShardEntry:
     n_maps: int
     record_json: str
     _record: dict[str, Any] | None = field(default=None, repr=False)
+    _load: Callable[[], str] | None = field(default=None, repr=False)  # the JSON from the index, read on demand
 
     @property
     def record(self) -> dict[str, Any]:
         if self._record is None:
+            if not self.record_json and self._load is not None:
+                self.record_json = self._load()
             self._record = json.loads(self.record_json)
         return self._record
 
@@ -148,10 +152,12 @@ def scan(fs: Any, root: str, *, with_videos: bool = False) -> Commits:
         ids = table.column("shard_id").to_pylist()
         keep = [i for i, (s, t) in enumerate(zip(ids, tags)) if listing.get(s) == t]
         if keep:
-            rows = table.take(pa.array(keep, pa.int64())).to_pylist()
-            for row in rows:
-                record_json = row.pop("record")
-                entries[row["shard_id"]] = ShardEntry(**row, record_json=record_json)
+            kept = table.take(pa.array(keep, pa.int64()))
+            records = kept.column("record")  # stays in Arrow: a record is parsed only when asked for
+            rows = kept.drop_columns(["record"]).to_pylist()
+            for i, row in enumerate(rows):
+                entries[row["shard_id"]] = ShardEntry(**row, record_json="",
+                                                      _load=lambda i=i: records[i].as_py())  # type: ignore[misc]
             indexed = set(entries)
         if with_videos and indexed:
             try:
@@ -201,7 +207,8 @@ def write_index(fs: Any, root: str, entries: dict[str, ShardEntry], videos: pa.T
         "config_fingerprint": [e.config_fingerprint for e in ordered], "ids_digest": [e.ids_digest for e in ordered],
         "n_videos": [e.n_videos for e in ordered], "n_ok": [e.n_ok for e in ordered],
         "n_failed": [e.n_failed for e in ordered], "n_maps": [e.n_maps for e in ordered],
-        "record": [e.record_json for e in ordered],
+        "record": [e.record_json or (e._load() if e._load else json.dumps(e.record, separators=(",", ":")))
+                   for e in ordered],
     }, schema=SHARDS_SCHEMA).replace_schema_metadata({
         b"tased_batch.index_version": str(INDEX_VERSION).encode(), b"tased_batch.videos": name.encode()})
     previous = _read_index(fs, root)
