@@ -114,7 +114,7 @@ if kind == "open":
     imported = time.perf_counter()
     n = open_results(uri).videos().num_rows
 elif kind == "fold":
-    from tased_batch.stores import layout
+    from tased_batch.stores import index, layout
     imported = time.perf_counter()
     n = len(index.fold(*layout.open_fs(uri)).entries)
 else:  # the CLI as a user runs it: `tased-batch status URI --json`
