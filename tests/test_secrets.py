@@ -47,3 +47,19 @@ def test_local_paths_refused_on_a_cluster_of_several_nodes():
         check_shared_paths(config, nodes=3)
     assert "--shared-fs" in str(caught.value)
     check_shared_paths(RunConfig(input="/nfs/videos", output="/nfs/maps", shared_fs=True).validate(), nodes=3)
+
+
+def test_a_signed_source_url_is_stored_scrubbed(tmp_path):
+    from tased_batch import open_results
+    from tased_batch.records import VideoResult
+    from tased_batch.stores import open_shard_writer
+
+    source = "https://cdn.example/v.mp4?X-Amz-Signature=deadbeef42&X-Amz-Security-Token=TOKEN123"
+    writer = open_shard_writer(str(tmp_path / "out"), "s0", model_size=(32, 64), store_size=(8, 16), run_info={
+        "config_fingerprint": "fp", "weights": {"sha256": "0" * 64, "kind": "custom", "uri": "w"}})
+    writer.write(VideoResult.failed("v", source, "missing", f"{source}: 404 not found"))
+    record = writer.commit()
+    row = open_results(str(tmp_path / "out")).videos().to_pylist()[0]
+    stored = repr(row) + repr(record)
+    assert "deadbeef42" not in stored and "TOKEN123" not in stored
+    assert row["source"] == "https://cdn.example/v.mp4?X-Amz-Signature=***&X-Amz-Security-Token=***"
