@@ -7,7 +7,8 @@ import os
 
 import typer
 
-from tased_batch.cli.common import user_errors
+from tased_batch.cli.common import err, user_errors
+from tased_batch.progress import plain
 
 jobs_app = typer.Typer(help="Follow jobs submitted to a Ray cluster.", no_args_is_help=True)
 
@@ -32,7 +33,8 @@ def submit(
     from tased_batch.submit import submit as submit_job
 
     with user_errors():
-        job_id = submit_job(_address(address), list(ctx.args), pip=pip, extra_env=runtime_env, submission_id=submission_id)
+        job_id = submit_job(_address(address), list(ctx.args), pip=pip, extra_env=runtime_env, submission_id=submission_id,
+                            note=lambda message: err.print(plain(message)))
     typer.echo(job_id)
 
 

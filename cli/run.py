@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tased_batch.cli.common import StorageOpt, check_storage, err, storage_options, user_errors
+from tased_batch.progress import plain
 from tased_batch.options import OPTIONS, Option
 
 KEYWORD = inspect.Parameter.KEYWORD_ONLY
@@ -24,12 +25,13 @@ PANELS = {"io": "Input and output", "model": "Model", "sampling": "Frames and de
 
 out = Console()
 
+
 EXIT_HELP = "Exit codes: 0 all videos done; 3 finished, some videos failed; 4 could not finish (resume it); 2 bad options."
 
 
 def _print_summary(report: dict[str, Any]) -> None:
     table = Table(title="tased-batch run", show_header=False)
-    table.add_row("output", str(report["output"]))
+    table.add_row("output", plain(report["output"]))
     table.add_row("weights", f"{report['weights']['kind']} ({report['weights']['sha256'][:12]})")
     table.add_row("shards", f"{report['shards']['done']}/{report['shards']['total']} done, {report['shards']['pending']} pending")
     table.add_row("videos", f"{report['videos']['done']} done, {report['videos']['failed']} failed of {report['videos']['total']}")
@@ -38,7 +40,9 @@ def _print_summary(report: dict[str, Any]) -> None:
     if report.get("actor_restarts"):
         table.add_row("actor restarts", str(report["actor_restarts"]))
     for reason, count in sorted(report.get("failures_by_reason", {}).items()):
-        table.add_row(f"failed: {reason}", str(count))
+        table.add_row(plain(f"failed: {reason}"), str(count))
+    if report.get("stalled"):
+        table.add_row("stalled", plain(report["stalled"]))
     err.print(table)
 
 
@@ -176,7 +180,7 @@ def status(
         typer.echo(json.dumps(summary, indent=2))
         return
     s, v = summary["shards"], summary["videos"]
-    out.print(f"[bold]{output}[/bold]")
+    out.print(plain(output), style="bold")
     out.print(f"shards  {s['done']}/{s['total']} done, {s['pending']} pending")
     out.print(f"videos  {v['done']} done, {v['failed']} failed, {v['pending']} pending, of {v['total']}")
     out.print(f"frames  {summary['frames_done']:,}")
@@ -184,8 +188,14 @@ def status(
         table = Table("reason", "videos", "example")
         for reason, count in sorted(summary["failures_by_reason"].items(), key=lambda kv: -kv[1]):
             example = next(f for f in summary["failures"] if (f["reason"] or "unknown") == reason)
-            table.add_row(reason, str(count), f"{example['video_id']}: {example['error']}")
+            table.add_row(plain(reason), str(count), plain(f"{example['video_id']}: {example['error']}"))
         out.print(table)
+    if summary.get("stale_records"):
+        out.print(f"stale   {len(summary['stale_records'])} commit record(s) of another config or plan (not counted)")
+    if summary.get("lease"):
+        lease = summary["lease"]
+        out.print(plain(f"lease   held by {lease['owner']}@{lease['host']} (pid {lease['pid']}), "
+                        f"last heartbeat {lease['seconds_since_heartbeat']:.0f} s ago"))
 
 
 def register(app: typer.Typer) -> None:

@@ -4,22 +4,63 @@ Ray only schedules; the work is :class:`tased_batch.shards.ShardProcessor`. Faul
 an actor that dies is replaced and its shard redone; a video that was being processed
 in two such deaths is recorded as failed (``worker-crash``) instead of being retried
 again; a shard that fails ``max_attempts`` times is left pending (the run reports it
-could not finish and ``resume`` picks it up).
+could not finish and ``resume`` picks it up); a failed shard waits (exponential backoff with
+jitter) before it is handed out again.
+
+Deadlines: a video that runs past its deadline (``--video-timeout``, else one derived from
+its size) gets its actor killed and replaced, and is recorded failed (``timeout``); when
+nothing progresses for ``--stall-timeout`` seconds the run stops (exit 4, ``resume`` later).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tased_batch.backoff import SHARD_BASE, SHARD_CAP, backoff_delay
 from tased_batch.config import RunConfig
+from tased_batch.errors import ConfigError
 from tased_batch.plan import Plan
+from tased_batch.runrecords import InternalError, VideoStarted, event_from_dict, skip_text
+from tased_batch.sources import VideoSource
 from tased_batch.weights import WeightsInfo
 
 CRASHES_BEFORE_SKIP = 2
 TASKS_PER_ACTOR = 2  # one running, one queued, so an actor never idles between shards
+# Without --video-timeout, a video may take this long, or longer for big files (bytes / rate).
+DEFAULT_VIDEO_TIMEOUT = 1800.0
+SLOWEST_BYTES_PER_SECOND = 50_000.0
+_clock = time.monotonic  # replaced in tests
+
+
+def video_deadline(config: RunConfig, source: VideoSource) -> float:
+    """Seconds a video may run before its actor is replaced and the video recorded as ``timeout``."""
+    if config.video_timeout:
+        return float(config.video_timeout)
+    return max(DEFAULT_VIDEO_TIMEOUT, (source.size or 0) / SLOWEST_BYTES_PER_SECOND)
+
+
+def is_local_uri(uri: str) -> bool:
+    from fsspec.core import split_protocol
+
+    return split_protocol(uri)[0] in (None, "file", "local")
+
+
+def check_shared_paths(config: RunConfig, nodes: int) -> None:
+    """On a cluster of several nodes a local path means each node reads and writes its own disk."""
+    if nodes <= 1 or config.shared_fs:
+        return
+    local = [f"{name} {uri!r}" for name, uri in (("INPUT", config.input), ("OUTPUT", config.output)) if is_local_uri(uri)]
+    if local:
+        raise ConfigError(
+            f"the Ray cluster has {nodes} nodes but {' and '.join(local)} is a local path: each node would read and "
+            "write its own disk, and commit records would scatter across machines",
+            "use shared storage (s3://...), or pass --shared-fs if the path is on a file system every node mounts",
+        )
 
 
 @dataclass
@@ -29,6 +70,8 @@ class Outcome:
     committed: dict[str, dict] = field(default_factory=dict)
     unfinished: dict[str, str] = field(default_factory=dict)  # shard -> last error
     actor_restarts: int = 0
+    stalled: str | None = None
+    internal_errors: list[InternalError] = field(default_factory=list)
 
 
 def _start_ray(config: RunConfig) -> bool:
@@ -103,8 +146,14 @@ def execute(
     weights: WeightsInfo,
     info: dict[str, Any],
     reporter,
+    *,
+    tick: Callable[[], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
-    """Process ``shards`` of ``plan`` on Ray actors; returns what was committed and what was not."""
+    """Process ``shards`` of ``plan`` on Ray actors; returns what was committed and what was not.
+
+    ``tick`` is called on every turn of the loop (the job checks its lease and folds the index).
+    """
     import ray
     from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
     from ray.util.queue import Queue
@@ -112,6 +161,7 @@ def execute(
     started_here = _start_ray(config)
     outcome = Outcome()
     try:
+        check_shared_paths(config, len([n for n in ray.nodes() if n.get("Alive")]))
         count, resources, threads = _actor_layout(config)
         count = min(count, max(1, len(shards)))
         worker_cls = ray.remote(max_restarts=0, max_task_retries=0)(_Worker)
@@ -127,22 +177,34 @@ def execute(
         attempts: dict[str, int] = {s: 0 for s in shards}  # failed tries that count against max_attempts
         dispatched: dict[str, int] = {s: 0 for s in shards}  # every hand-out, a backstop against endless requeues
         in_progress: dict[str, str] = {}  # shard -> video being processed (from progress events)
+        started_at: dict[str, float] = {}  # shard -> when its current video started
         crashes: dict[str, int] = {}  # video id -> deaths while it was being processed
         skip: dict[str, dict[str, str]] = {s: {} for s in shards}
         in_flight: dict[Any, tuple[int, str]] = {}
+        waiting: list[tuple[float, str]] = []  # (not before, shard): failed shards backing off
+        sources: dict[str, dict[str, VideoSource]] = {}
         per_actor = [0] * count
+        last_progress = _clock()
 
         def dispatch() -> None:
+            now = _clock()
+            for ready_at, shard in sorted(waiting):
+                if ready_at <= now:
+                    waiting.remove((ready_at, shard))
+                    todo.append(shard)
             for i in range(count):
                 while todo and per_actor[i] < TASKS_PER_ACTOR:
                     shard = todo.popleft()
                     attempts[shard] += 1
                     dispatched[shard] += 1
-                    ref = actors[i].process.remote(shard, plan.videos(shard), dict(skip[shard]))
+                    videos = plan.videos(shard)
+                    sources[shard] = {v.video_id: v for v in videos}
+                    ref = actors[i].process.remote(shard, videos, dict(skip[shard]))
                     in_flight[ref] = (i, shard)
                     per_actor[i] += 1
 
         def drain() -> None:
+            nonlocal last_progress
             while True:
                 try:
                     events = queue.get_nowait_batch(min(queue.qsize(), 1000))
@@ -150,23 +212,106 @@ def execute(
                     return
                 if not events:
                     return
-                for event in events:
-                    if event["event"] == "start":
-                        in_progress[event["shard"]] = event["video_id"]
-                    else:
-                        reporter.video(event)
+                last_progress = _clock()
+                for raw in events:
+                    event = event_from_dict(raw)
+                    if isinstance(event, VideoStarted):
+                        in_progress[event.shard] = event.video_id
+                        started_at[event.shard] = last_progress
+                        continue
+                    if event.traceback:
+                        outcome.internal_errors.append(InternalError(event.shard, event.video_id, event.error,
+                                                                     event.traceback))
+                    reporter.video(event)
 
-        def give_up_or_retry(shard: str, error: str) -> None:
+        def give_up_or_retry(shard: str, error: str, *, backoff: bool = False) -> None:
             if attempts[shard] >= config.max_attempts:
                 outcome.unfinished[shard] = error
                 reporter.shard_failed(shard, error)
+            elif backoff:
+                waiting.append((_clock() + backoff_delay(attempts[shard], base=SHARD_BASE, cap=SHARD_CAP), shard))
             else:
                 todo.append(shard)
 
+        def replace_actor(i: int) -> list[str]:
+            """Kill actor ``i``, start a new one; the shards it held (running one first)."""
+            outcome.actor_restarts += 1
+            ray.kill(actors[i], no_restart=True)
+            actors[i] = new_actor()
+            per_actor[i] = 0
+            return [s for ref, (j, s) in list(in_flight.items()) if j == i and in_flight.pop(ref)]
+
+        def requeue_lost(lost: list[str], error: str, running: str | None = None) -> None:
+            for s in lost:
+                suspect = in_progress.pop(s, None)
+                started_at.pop(s, None)
+                if s == running:
+                    todo.appendleft(s)  # its hung video is skipped now: not the shard's fault
+                    attempts[s] -= 1
+                    continue
+                if suspect is None and dispatched[s] < 2 * config.max_attempts:
+                    attempts[s] -= 1  # queued behind the crash, never started: requeue as it was
+                    todo.appendleft(s)
+                    continue
+                if suspect is not None:
+                    crashes[suspect] = crashes.get(suspect, 0) + 1
+                    if crashes[suspect] >= CRASHES_BEFORE_SKIP:
+                        skip[s][suspect] = (
+                            f"the worker died {crashes[suspect]} times while processing this video "
+                            "(out of memory or a decoder crash); check the file or give actors more memory"
+                        )
+                give_up_or_retry(s, error)
+
+        def videos_running() -> bool:
+            """A video within its deadline is progress even without events (a long video on a slow device)."""
+            now = _clock()
+            return any(now - started_at[s] <= video_deadline(config, sources[s][v])
+                       for s, v in in_progress.items() if s in started_at)
+
+        def check_deadlines() -> bool:
+            """Replace actors whose current video is past its deadline; True when one was."""
+            now = _clock()
+            for ref, (i, shard) in list(in_flight.items()):
+                video = in_progress.get(shard)
+                if video is None or shard not in started_at:
+                    continue
+                limit = video_deadline(config, sources[shard][video])
+                if now - started_at[shard] <= limit:
+                    continue
+                skip[shard][video] = skip_text(
+                    "timeout", f"no result after {limit:.0f} s (a hung read or decoder); the worker was replaced; "
+                    "raise --video-timeout if the video is just long")
+                reporter.video_timeout(shard, video, now - started_at[shard])
+                in_progress.pop(shard, None)
+                started_at.pop(shard, None)
+                requeue_lost(replace_actor(i), "video timeout", running=shard)
+                return True
+            return False
+
         dispatch()
-        while in_flight:
+        while in_flight or waiting:
+            if tick is not None:
+                tick()
+            if not in_flight:
+                sleep(min(1.0, max(0.0, min(w[0] for w in waiting) - _clock())))
+                dispatch()
+                continue
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
             drain()
+            if ready:
+                last_progress = _clock()
+            elif config.stall_timeout and _clock() - last_progress > config.stall_timeout and not videos_running():
+                running = ", ".join(f"{s}: {v}" for s, v in sorted(in_progress.items())) or "none started"
+                outcome.stalled = (f"no progress for {config.stall_timeout:.0f} s with {len(in_flight)} shard(s) handed "
+                                   f"out (videos in progress: {running}); stopped so that `resume` can continue "
+                                   "(check the cluster's resources with `ray status`)")
+                reporter.stalled(outcome.stalled)
+                for _, shard in in_flight.values():
+                    outcome.unfinished[shard] = "stalled"
+                break
+            if check_deadlines():
+                dispatch()
+                continue
             for ref in ready:
                 if ref not in in_flight:
                     continue  # a task of an actor already replaced below
@@ -175,32 +320,16 @@ def execute(
                 try:
                     record = ray.get(ref)
                 except (RayActorError, ActorDiedError, ActorUnavailableError) as e:
-                    outcome.actor_restarts += 1
                     reporter.actor_restarted(i, _short(e))
-                    ray.kill(actors[i], no_restart=True)
-                    actors[i] = new_actor()
-                    per_actor[i] = 0
-                    lost = [shard] + [s for other, (j, s) in list(in_flight.items()) if j == i and in_flight.pop(other)]
-                    for s in lost:
-                        suspect = in_progress.pop(s, None)
-                        if suspect is None and dispatched[s] < 2 * config.max_attempts:
-                            attempts[s] -= 1  # queued behind the crash, never started: requeue as it was
-                            todo.appendleft(s)
-                            continue
-                        if suspect is not None:
-                            crashes[suspect] = crashes.get(suspect, 0) + 1
-                            if crashes[suspect] >= CRASHES_BEFORE_SKIP:
-                                skip[s][suspect] = (
-                                    f"the worker died {crashes[suspect]} times while processing this video "
-                                    "(out of memory or a decoder crash); check the file or give actors more memory"
-                                )
-                        give_up_or_retry(s, _short(e))
+                    requeue_lost([shard] + replace_actor(i), _short(e))
                 except Exception as e:
                     in_progress.pop(shard, None)
+                    started_at.pop(shard, None)
                     reporter.shard_retry(shard, _short(e))
-                    give_up_or_retry(shard, _short(e))
+                    give_up_or_retry(shard, _short(e), backoff=True)
                 else:
                     in_progress.pop(shard, None)
+                    started_at.pop(shard, None)
                     outcome.committed[shard] = record
                     reporter.shard_done(shard, record)
             dispatch()

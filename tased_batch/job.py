@@ -8,6 +8,7 @@ and `tased-batch status`); 4 the run could not finish (shards left pending: reru
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,10 @@ from tased_batch.config import RunConfig, fingerprint
 from tased_batch.errors import ConfigError
 from tased_batch.options import RESUME_KEYS, parse_options
 from tased_batch.plan import Output, Plan, RunState, prepare
-from tased_batch.progress import make_reporter
+from tased_batch.progress import Reporter, make_reporter
+from tased_batch.runrecords import RunReport
+from tased_batch.secrets import scrub, scrub_text
+from tased_batch.stores.lease import acquire
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 3
@@ -36,17 +40,17 @@ def _exit_code(summary: dict[str, Any]) -> int:
 
 
 def run_job(config: RunConfig) -> JobResult:
-    """Run (or continue) the job that ``config`` describes."""
+    """Run (or continue) the job that ``config`` describes, holding the output's lease throughout."""
     from tased_batch.shards import run_info
     from tased_batch.weights import weights_payload
 
     started = time.time()
     payload, weights = weights_payload(config.weights, config.storage_options)
-    output, plan, fields = prepare(config, weights.sha256, persist=not config.dry_run)
-    config_fp = fingerprint(fields)
     if config.dry_run:
+        output, plan, fields = prepare(config, weights.sha256, persist=False)
+        config_fp = fingerprint(fields)
         output.check_writable()
-        state = output.state(plan)
+        state = output.state(plan, config_fp)
         todo = _todo(state, config)
         report = {
             "dry_run": True, "output": config.output, "weights": weights.to_dict(), "config_fingerprint": config_fp,
@@ -54,42 +58,100 @@ def run_job(config: RunConfig) -> JobResult:
                      "shards_to_run": len(todo), "shards_done": len(state.done)},
             "config": {k: v for k, v in config.to_dict().items() if k != "storage_options"},
         }
-        return JobResult(EXIT_OK, report)
-    state = output.state(plan)
-    todo = _todo(state, config)
-    reporter = make_reporter(config.log, len(todo), sum(plan.shard_sizes()[s] for s in todo))
-    outcome = None
+        return JobResult(EXIT_OK, scrub(report))
+    reporter: Reporter | None = None
+    notes: list[str] = []
+
+    def note(message: str) -> None:
+        notes.append(message)
+        if reporter is not None:
+            reporter.note(message)
+        else:  # also with --quiet: waits and takeovers must be explained
+            sys.stderr.write(f"tased-batch: {scrub_text(message)}\n")
+            sys.stderr.flush()
+
+    target = Output(config.output, config.storage_options)
+    lease = acquire(target.fs, target.root, ttl=config.lease_ttl, log=note)  # before anything is planned or deleted
     try:
-        if todo:
-            from tased_batch.executor import execute
+        lease.start_heartbeat()
+        output, plan, fields = prepare(config, weights.sha256)
+        config_fp = fingerprint(fields)
+        state = output.state(plan, config_fp)
+        for shard, why in sorted(state.stale.items()):
+            note(f"commit record of shard {shard} does not count ({why}); the shard will be redone")
+        todo = _todo(state, config)
+        reporter = make_reporter(config.log, len(todo), sum(plan.shard_sizes()[s] for s in todo))
+        outcome = None
+        folder = _IndexFolder(output)
+        try:
+            if todo:
+                from tased_batch.executor import execute
 
-            outcome = execute(config, plan, todo, payload, weights, run_info(config, weights, config_fp), reporter)
+                def tick() -> None:
+                    lease.check()
+                    folder.maybe_fold()
+
+                info = scrub(run_info(config, weights, config_fp))
+                outcome = execute(config, plan, todo, payload, weights, info, reporter, tick=tick)
+        finally:
+            reporter.close()
+        lease.check()
+        folder.fold()
+        final = output.state(plan, config_fp)
+        summary = final.summary()
+        removed: list[str] = []
+        if not summary["shards"]["pending"]:
+            from tased_batch.stores import remove_orphans
+
+            live = {e.attempt_prefix for e in final.records.values()}
+            # Only attempts older than this lease: none of them can belong to a live writer.
+            removed = remove_orphans(config.output, config.storage_options, live=live, before=lease.info.started_stamp)
+        run_report = RunReport(
+            output=config.output,
+            started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            seconds=round(time.time() - started, 3),
+            weights=weights.to_dict(),
+            config_fingerprint=config_fp,
+            shards_run=len(todo),
+            frames_this_run=reporter.frames,
+            frames_per_second=round(reporter.fps, 3),
+            actor_restarts=outcome.actor_restarts if outcome else 0,
+            unfinished_shards=outcome.unfinished if outcome else {},
+            orphan_attempts_removed=len(removed),
+            summary=summary,
+            exit_code=_exit_code(summary),
+            stalled=outcome.stalled if outcome else None,
+            lease={"owner": lease.info.owner, "host": lease.info.host, "job_id": lease.info.job_id, "notes": notes},
+            internal_errors=outcome.internal_errors if outcome else [],
+        )
+        report = run_report.to_dict()
+        _write_report(output, report)
     finally:
-        reporter.close()
-    final = output.state(plan)
-    summary = final.summary()
-    removed: list[str] = []
-    if not summary["shards"]["pending"]:
-        from tased_batch.stores import remove_orphans
+        lease.release()
+    return JobResult(run_report.exit_code, report)
 
-        removed = remove_orphans(config.output, config.storage_options)  # crashed or superseded attempts
-    report = {
-        "output": config.output,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "seconds": round(time.time() - started, 3),
-        "weights": weights.to_dict(),
-        "config_fingerprint": config_fp,
-        "shards_run": len(todo),
-        "frames_this_run": reporter.frames,
-        "frames_per_second": round(reporter.fps, 3),
-        "actor_restarts": outcome.actor_restarts if outcome else 0,
-        "unfinished_shards": outcome.unfinished if outcome else {},
-        "orphan_attempts_removed": len(removed),
-        **summary,
-    }
-    report["exit_code"] = _exit_code(summary)
-    _write_report(output, report)
-    return JobResult(report["exit_code"], report)
+
+class _IndexFolder:
+    """Folds new commit records into the output's index from time to time (and at the end)."""
+
+    EVERY_SECONDS = 300.0
+
+    def __init__(self, output: Output) -> None:
+        self.output = output
+        self.last = time.monotonic()
+
+    def maybe_fold(self) -> None:
+        if time.monotonic() - self.last >= self.EVERY_SECONDS:
+            self.fold()
+
+    def fold(self) -> None:
+        from tased_batch.stores.index import fold
+
+        try:
+            fold(self.output.fs, self.output.root)
+        except Exception as exc:  # the index only speeds reading up; the records stay the truth
+            sys.stderr.write(f"tased-batch: could not update the index: {scrub_text(str(exc))}\n")
+        self.last = time.monotonic()
 
 
 def _todo(state: RunState, config: RunConfig) -> list[str]:
@@ -102,7 +164,7 @@ def _todo(state: RunState, config: RunConfig) -> list[str]:
 def _write_report(output: Output, report: dict[str, Any]) -> None:
     name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     output.fs.makedirs(f"{output.root}/reports", exist_ok=True)
-    output.fs.pipe(f"{output.root}/reports/run-{name}.json", json.dumps(report, indent=2, default=str).encode())
+    output.fs.pipe(f"{output.root}/reports/run-{name}.json", json.dumps(scrub(report), indent=2, default=str).encode())
 
 
 def resume_config(output_uri: str, overrides: dict[str, Any]) -> RunConfig:
@@ -133,8 +195,14 @@ def run_status(output_uri: str, storage_options: dict | None = None) -> dict[str
     plan: Plan | None = output.load_plan()
     if stored is None or plan is None:
         raise ConfigError(f"no run found at {output_uri}", "check the OUTPUT URI")
-    summary = output.state(plan).summary()
+    summary = output.state(plan, stored.get("fingerprint")).summary()
     summary["output"] = output_uri
+    from tased_batch.stores.lease import read_lease
+
+    holder = read_lease(output.fs, output.root)
+    summary["lease"] = None if holder is None else {
+        "owner": holder.owner, "host": holder.host, "pid": holder.pid, "job_id": holder.job_id,
+        "seconds_since_heartbeat": round(time.time() - holder.heartbeat, 1), "ttl": holder.ttl}
     summary["config_fingerprint"] = stored.get("fingerprint")
     summary["weights_sha256"] = stored.get("fingerprint_fields", {}).get("weights_sha256")
     return summary

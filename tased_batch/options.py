@@ -175,11 +175,12 @@ class ExecutionOptions:
     cpus_per_actor: float | None = option(None, "CPUs per actor.", resume=True)
     shard_size: int = option(16, "Videos per shard.", fingerprint=True)
     max_attempts: int = option(3, "Attempts per shard before it is left pending.", resume=True)
-    lease_ttl: float = option(120.0, "Seconds a driver's lease on OUTPUT lasts without a heartbeat before another "
-                                     "driver may take over.", resume=True)
-    stall_timeout: float = option(1800.0, "Seconds a shard may go without progress before its actor is restarted.",
+    lease_ttl: float = option(60.0, "Seconds without a heartbeat after which another driver may take OUTPUT over.",
+                              resume=True)
+    stall_timeout: float = option(1800.0, "Stop with exit 4 when no progress is made for this many seconds.",
                                   resume=True)
-    shared_fs: bool = option(False, "OUTPUT is a file system every node sees (commit by rename).", resume=True)
+    shared_fs: bool = option(False, "Local INPUT/OUTPUT paths are on a file system every node of the cluster shares.",
+                             resume=True)
     retry_failed: bool = option(False, "Redo shards that recorded failed videos.", resume=True)
     overwrite: bool = option(False, "Start over when OUTPUT holds a run with another config.")
     dry_run: bool = option(False, "Check sources, weights, output and options; print the plan.", resume=True)

@@ -18,11 +18,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tased_batch.config import SECRET_KEYS, RunConfig, differences, fingerprint
+from tased_batch.config import RunConfig, differences, fingerprint
 from tased_batch.errors import ConfigError, StoreError
+from tased_batch.secrets import scrub
 from tased_batch.sources import VideoSource, iter_sources
-from tased_batch.stores import committed_shards
-from tased_batch.stores.layout import open_fs
+from tased_batch.stores.index import ShardEntry, ids_digest, remove_index, scan
+from tased_batch.stores.layout import COMMIT_DIR, SHARD_DIR, open_fs
 
 CONFIG_FILE = "config.json"
 PLAN_FILE = "plan/videos.parquet"
@@ -65,17 +66,20 @@ class Plan:
     def shard_sizes(self) -> dict[str, int]:
         return {s: self.offsets[i + 1] - self.offsets[i] for i, s in enumerate(self.shard_ids)}
 
+    def ids_digests(self) -> dict[str, str]:
+        """Each shard's video ids as one digest, to check commit records against the plan."""
+        ids = self.table.column("video_id").to_pylist()
+        return {s: ids_digest(ids[self.offsets[i]:self.offsets[i + 1]]) for i, s in enumerate(self.shard_ids)}
+
 
 def _plan_from_table(table: pa.Table) -> Plan:
-    shards = table.column("shard").to_pylist()
-    ids: list[str] = []
-    offsets: list[int] = []
-    for row, shard in enumerate(shards):
-        if not ids or ids[-1] != shard:
-            ids.append(shard)
-            offsets.append(row)
-    offsets.append(len(shards))
-    return Plan(table, ids, offsets)
+    """Shard ids and where each starts (a shard's rows are contiguous), without a Python loop per video."""
+    import pyarrow.compute as pc
+
+    runs = pc.run_end_encode(table.column("shard").combine_chunks())
+    ids = runs.values.to_pylist()
+    ends = runs.run_ends.to_pylist()
+    return Plan(table, ids, [0, *ends] if ids else [0])
 
 
 def build_plan(config: RunConfig) -> Plan:
@@ -104,20 +108,37 @@ def build_plan(config: RunConfig) -> Plan:
 
 
 def public_config(config: RunConfig) -> dict[str, Any]:
-    """The config as stored under OUTPUT: credentials are never written."""
-    data = config.to_dict()
-    data["storage_options"] = {
-        k: v for k, v in config.storage_options.items() if k.lower() not in SECRET_KEYS
-    }
-    return data
+    """The config as stored under OUTPUT: credentials (at any depth, in URLs too) are never written."""
+    return scrub(config.to_dict())
 
 
 @dataclass
 class RunState:
-    """Which shards are done (committed) and which are pending, from the commit records."""
+    """Which shards are done and which are pending, from the commit records checked against the run.
+
+    A record counts only when its config fingerprint is the run's and its video ids are the
+    plan's for that shard; any other record is ``stale`` (its shard is pending).
+    """
 
     plan: Plan
-    records: dict[str, dict] = field(default_factory=dict)
+    entries: dict[str, ShardEntry] = field(default_factory=dict)
+    fingerprint: str | None = None
+    records: dict[str, ShardEntry] = field(init=False)
+    stale: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        digests = self.plan.ids_digests()
+        self.records, self.stale = {}, {}
+        for shard_id, entry in self.entries.items():
+            if shard_id not in digests:
+                self.stale[shard_id] = "the plan has no such shard"
+            elif self.fingerprint is not None and entry.config_fingerprint != self.fingerprint:
+                self.stale[shard_id] = (f"written with config {entry.config_fingerprint}, "
+                                        f"this run's is {self.fingerprint}")
+            elif entry.ids_digest != digests[shard_id]:
+                self.stale[shard_id] = "its video ids are not the plan's videos of this shard"
+            else:
+                self.records[shard_id] = entry
 
     @property
     def done(self) -> list[str]:
@@ -128,14 +149,14 @@ class RunState:
         return [s for s in self.plan.shard_ids if s not in self.records]
 
     def with_failures(self) -> list[str]:
-        return [s for s in self.done if self.records[s].get("n_failed", 0) > 0]
+        return [s for s in self.done if self.records[s].n_failed > 0]
 
     def summary(self) -> dict[str, Any]:
         done = self.done
         sizes = self.plan.shard_sizes()
-        failures = [f for s in done for f in self.records[s].get("failures", [])]
-        n_failed = sum(self.records[s].get("n_failed", 0) for s in done)
-        n_ok = sum(self.records[s].get("n_ok", 0) for s in done)
+        failures = [f for s in done if self.records[s].n_failed for f in self.records[s].record.get("failures", [])]
+        n_failed = sum(self.records[s].n_failed for s in done)
+        n_ok = sum(self.records[s].n_ok for s in done)
         by_reason: dict[str, int] = {}
         for f in failures:
             by_reason[f.get("reason") or "unknown"] = by_reason.get(f.get("reason") or "unknown", 0) + 1
@@ -147,12 +168,13 @@ class RunState:
                 "failed": n_failed,
                 "pending": sum(sizes[s] for s in self.pending),
             },
-            "frames_done": int(sum(self.records[s].get("n_maps", 0) for s in done)),
+            "frames_done": int(sum(self.records[s].n_maps for s in done)),
             "failures": [
                 {"video_id": f.get("video_id"), "source": f.get("source"), "reason": f.get("reason"), "error": f.get("error")}
                 for f in failures
             ],
             "failures_by_reason": by_reason,
+            "stale_records": [{"shard": s, "reason": why} for s, why in sorted(self.stale.items())],
         }
 
 
@@ -184,11 +206,20 @@ class Output:
             return None
 
     def save(self, config: RunConfig, fields: dict[str, Any], plan: Plan) -> None:
-        """Write the plan, then the config that points at it (the config marks a usable plan)."""
+        """Write the plan, then the config that points at it (the config marks a usable plan).
+
+        Signed URLs in the plan are stored scrubbed; a later run re-lists the input for them.
+        """
         import io
 
+        table = plan.table
+        uris = table.column("uri").to_pylist()
+        clean = [scrub(u) if isinstance(u, str) else u for u in uris]
+        redacted = clean != uris
+        if redacted:
+            table = table.set_column(table.schema.get_field_index("uri"), "uri", pa.array(clean, pa.string()))
         buffer = io.BytesIO()
-        pq.write_table(plan.table, buffer, compression="zstd")
+        pq.write_table(table, buffer, compression="zstd")
         self.fs.makedirs(self._path("plan"), exist_ok=True)
         self.fs.pipe(self._path(PLAN_FILE), buffer.getvalue())
         record = {
@@ -197,12 +228,17 @@ class Output:
             "fingerprint_fields": fields,
             "n_videos": plan.n_videos,
             "n_shards": len(plan.shard_ids),
+            "plan_redacted": redacted,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         self.fs.pipe(self._path(CONFIG_FILE), json.dumps(record, indent=2).encode())
 
-    def state(self, plan: Plan) -> RunState:
-        return RunState(plan, committed_shards(self.uri, self.storage_options))
+    def state(self, plan: Plan, config_fingerprint: str | None = None) -> RunState:
+        """Done and pending shards; records of another config or another plan do not count."""
+        if config_fingerprint is None:
+            stored = self.stored_config() or {}
+            config_fingerprint = stored.get("fingerprint")
+        return RunState(plan, scan(self.fs, self.root).entries, config_fingerprint)
 
     def check_writable(self) -> None:
         probe = self._path(f"_probe-{uuid.uuid4().hex[:8]}")
@@ -214,8 +250,13 @@ class Output:
             raise StoreError(f"output {self.uri} is not writable: {e}", "check the path, permissions or credentials") from e
 
     def clear(self) -> None:
-        """Remove a previous run's plan, config, commit records and shards (``--overwrite``)."""
-        for relative in (CONFIG_FILE, "plan", "_commits", "shards", "reports"):
+        """Remove a previous run (``--overwrite``): its commit records and index first, config last.
+
+        In that order an interrupted clear leaves no record that a new config could count, and
+        the old config.json still asks for ``--overwrite``, so running it again finishes the job.
+        """
+        remove_index(self.fs, self.root)
+        for relative in (COMMIT_DIR, SHARD_DIR, "reports", "plan", CONFIG_FILE):
             path = self._path(relative)
             if self.fs.exists(path):
                 self.fs.rm(path, recursive=True)
@@ -227,7 +268,7 @@ def prepare(config: RunConfig, weights_sha256: str, *, persist: bool = True) -> 
     Returns the output, the plan and the fingerprinted fields.
     """
     output = Output(config.output, config.storage_options)
-    fields = config.fingerprint_fields(weights_sha256)
+    fields = scrub(config.fingerprint_fields(weights_sha256))
     stored = output.stored_config()
     if stored is not None and not config.overwrite:
         diff = differences(stored.get("fingerprint_fields", {}), fields)
@@ -237,6 +278,8 @@ def prepare(config: RunConfig, weights_sha256: str, *, persist: bool = True) -> 
                 "rerun with the original options, write to a new OUTPUT, or pass --overwrite to start over",
             )
         plan = output.load_plan()
+        if plan is not None and stored.get("plan_redacted"):
+            plan = _relist(config, plan)
         if plan is not None:
             return output, plan, fields
     plan = build_plan(config)
@@ -245,3 +288,14 @@ def prepare(config: RunConfig, weights_sha256: str, *, persist: bool = True) -> 
             output.clear()
         output.save(config, fields, plan)
     return output, plan, fields
+
+
+def _relist(config: RunConfig, stored: Plan) -> Plan:
+    """The stored plan had signed URLs (stored scrubbed): list the input again for them."""
+    fresh = build_plan(config)
+    same = (fresh.table.column("video_id").equals(stored.table.column("video_id"))
+            and fresh.table.column("shard").equals(stored.table.column("shard")))
+    if not same:
+        raise ConfigError(f"{config.input} lists other videos than the stored plan of {config.output}",
+                          "rerun with the original input, or pass --overwrite to start over")
+    return fresh

@@ -1,7 +1,9 @@
 """What the driver shows while a run goes: a rich progress display, JSON lines, or nothing.
 
-Every reporter receives the same events from the executor; the final summary and the JSON
-run report are built from the commit records, not from these events.
+Every reporter receives the same typed events from the executor; the final summary and the
+JSON run report are built from the commit records, not from these events. Ids, paths and
+errors are user-derived text: they are printed as plain text, never as rich markup, and
+scrubbed of secrets.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import json
 import sys
 import time
 from typing import Any
+
+from tased_batch.runrecords import VideoFinished, event_to_dict
+from tased_batch.secrets import scrub, scrub_text
 
 
 class Reporter:
@@ -31,12 +36,12 @@ class Reporter:
     def started(self, actors: int, resources: dict) -> None:
         self.emit({"event": "started", "actors": actors, "resources": resources})
 
-    def video(self, event: dict[str, Any]) -> None:
+    def video(self, event: VideoFinished) -> None:
         self.videos_done += 1
-        self.frames += int(event.get("frames", 0))
-        if event.get("status") != "ok":
+        self.frames += int(event.frames)
+        if event.status != "ok":
             self.videos_failed += 1
-        self.emit(event)
+        self.emit(event_to_dict(event))
 
     def shard_done(self, shard: str, record: dict) -> None:
         self.shards_done += 1
@@ -51,6 +56,16 @@ class Reporter:
 
     def actor_restarted(self, index: int, error: str) -> None:
         self.emit({"event": "actor_restarted", "actor": index, "error": error})
+
+    def video_timeout(self, shard: str, video_id: str, seconds: float) -> None:
+        self.emit({"event": "video_timeout", "shard": shard, "video_id": video_id, "seconds": round(seconds, 1)})
+
+    def stalled(self, message: str) -> None:
+        self.emit({"event": "stalled", "error": message})
+
+    def note(self, message: str) -> None:
+        """A line for the operator (lease waits and takeovers)."""
+        self.emit({"event": "note", "message": message})
 
     def emit(self, event: dict[str, Any]) -> None:
         """Show one event (no-op here)."""
@@ -71,7 +86,7 @@ class JsonLinesReporter(Reporter):
             "shards_done": self.shards_done, "shards_total": self.total_shards, "videos_done": self.videos_done,
             "videos_failed": self.videos_failed, "videos_total": self.total_videos, "frames": self.frames,
             "fps": round(self.fps, 2)}}
-        sys.stdout.write(json.dumps(line, default=str) + "\n")
+        sys.stdout.write(json.dumps(scrub(line), default=str) + "\n")
         sys.stdout.flush()
 
 
@@ -93,17 +108,31 @@ class RichReporter(Reporter):
         self.progress.start()
 
     def emit(self, event: dict[str, Any]) -> None:
+        from rich.text import Text
+
         kind = event.get("event")
         if kind == "video" and event.get("status") != "ok":
-            self.console.print(f"[yellow]failed[/yellow] {event.get('video_id')}: {event.get('reason')}: {event.get('error')}")
-        elif kind in ("shard_retry", "shard_failed", "actor_restarted"):
-            self.console.print(f"[yellow]{kind.replace('_', ' ')}[/yellow] {event.get('shard', event.get('actor'))}: {event.get('error')}")
+            self.console.print(Text.assemble(("failed", "yellow"), " ", plain(
+                f"{event.get('video_id')}: {event.get('reason')}: {event.get('error')}")))
+        elif kind in ("shard_retry", "shard_failed", "actor_restarted", "video_timeout", "stalled"):
+            what = event.get("video_id", event.get("shard", event.get("actor")))
+            detail = event.get("error") or f"no result after {event.get('seconds')} s"
+            self.console.print(Text.assemble((kind.replace("_", " "), "yellow"), " ", plain(f"{what}: {detail}")))
+        elif kind == "note":
+            self.console.print(plain(str(event.get("message"))))
         info = (f"shards {self.shards_done}/{self.total_shards} · {self.frames:,} frames · "
                 f"{self.fps:.1f}/s · {self.videos_failed} failed")
         self.progress.update(self.task, completed=self.videos_done, info=info)
 
     def close(self) -> None:
         self.progress.stop()
+
+
+def plain(text: str) -> Any:
+    """User-derived text as a rich ``Text`` (never parsed as markup), secrets scrubbed."""
+    from rich.text import Text
+
+    return Text(scrub_text(str(text)))
 
 
 def make_reporter(mode: str, total_shards: int, total_videos: int) -> Reporter:

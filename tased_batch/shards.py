@@ -14,17 +14,19 @@ from typing import Any
 
 import torch
 
+from tased_batch.backoff import STORAGE_BASE, STORAGE_CAP, STORAGE_RETRIES, backoff_delay
 from tased_batch.config import RunConfig
 from tased_batch.engine import Engine
 from tased_batch.options import ModelOptions
 from tased_batch.pipeline import BackgroundWriter, default_device, predict_video
 from tased_batch.records import VideoResult
+from tased_batch.runrecords import StorageUnavailable, internal_error, split_skip
 from tased_batch.sources import VideoSource
 from tased_batch.stores import open_shard_writer
 from tased_batch.weights import WeightsInfo, model_from_payload
 
 TRANSIENT_REASONS = ("io-error",)
-RETRY_DELAYS = (0.5, 2.0, 5.0)
+_sleep = time.sleep  # replaced in tests, so that minutes of backoff take no time
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -63,15 +65,21 @@ class ShardProcessor:
         self.info = info
 
     def predict(self, source: VideoSource) -> VideoResult:
-        """One video, retrying transient storage errors with backoff."""
-        for delay in (*RETRY_DELAYS, None):
+        """One video, retrying transient storage errors with backoff (minutes).
+
+        Storage that stays unavailable raises :class:`StorageUnavailable`: the shard stays
+        pending for a later attempt or ``resume`` instead of recording the video as failed.
+        """
+        for attempt in range(1, STORAGE_RETRIES + 2):
             result = predict_video(
                 source, self.engine, size=self.config.model_size, options=self.options,
                 storage_options=self.config.storage_options,
             )
-            if result.ok or result.reason not in TRANSIENT_REASONS or delay is None:
+            if result.ok or result.reason not in TRANSIENT_REASONS:
                 return result
-            time.sleep(delay)
+            if attempt > STORAGE_RETRIES:
+                raise StorageUnavailable(f"{source.video_id}: {result.error}")
+            _sleep(backoff_delay(attempt, base=STORAGE_BASE, cap=STORAGE_CAP))
         return result
 
     def process(
@@ -98,15 +106,21 @@ class ShardProcessor:
         try:
             for source in videos:
                 notify({"event": "start", "shard": shard_id, "video_id": source.video_id})
+                trace = None
                 if source.video_id in skip:
-                    result = VideoResult.failed(source.video_id, source.display, "worker-crash", skip[source.video_id])
+                    result = VideoResult.failed(source.video_id, source.display, *split_skip(skip[source.video_id]))
                 else:
-                    result = self.predict(source)
+                    try:
+                        result = self.predict(source)
+                    except (StorageUnavailable, KeyboardInterrupt):
+                        raise
+                    except Exception as exc:  # any bug or absurd input: this video's failure, not the shard's
+                        result, trace = internal_error(source.video_id, source.display, exc)
                 background.submit(result)  # written while the next video decodes and runs
                 notify({
                     "event": "video", "shard": shard_id, "video_id": result.video_id, "status": result.status,
                     "frames": int(len(result.maps)), "reason": result.reason, "error": result.error,
-                    "source": result.source,
+                    "source": result.source, "traceback": trace,
                 })
             background.close()
             record = writer.commit()

@@ -99,7 +99,8 @@ def test_killed_actor_is_replaced_and_its_shard_redone(tmp_path, videos, tiny_we
 def test_killed_driver_then_resume_completes_without_duplicates(tmp_path, videos, tiny_weights, ray_tmp):
     out = tmp_path / "out"
     proc = start_cli(["run", str(videos), str(out), "--weights", str(tiny_weights), "--size", SIZE,
-                      "--shard-size", "1", "--actors", "1", "--cpus-per-actor", "1", "--log-json"], ray_tmp)
+                      "--shard-size", "1", "--actors", "1", "--cpus-per-actor", "1", "--lease-ttl", "4", "--log-json"],
+                     ray_tmp)
     try:
         for line in proc.stdout:
             if '"event": "shard"' in line:
@@ -111,9 +112,14 @@ def test_killed_driver_then_resume_completes_without_duplicates(tmp_path, videos
     kill_ray(ray_tmp)
     middle = json.loads(run_cli(["status", str(out), "--json"], ray_tmp).stdout)
     assert 1 <= middle["shards"]["done"] < 5 and middle["shards"]["pending"] >= 1
+    assert middle["lease"]["ttl"] == 4  # the killed driver's lease is still there
+    lease = json.loads((out / "_lease.json").read_text())
+    lease["host"] = "another-machine"  # as if the driver ran elsewhere: only its TTL can tell it is gone
+    (out / "_lease.json").write_text(json.dumps(lease))
 
     resumed = run_cli(["resume", str(out), "--actors", "1", "--cpus-per-actor", "1", "--quiet"], ray_tmp)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "stopped beating" in " ".join(resumed.stderr.split())  # it said why it waited, then took over
     final = json.loads(run_cli(["status", str(out), "--json"], ray_tmp).stdout)
     assert final["shards"] == {"total": 5, "done": 5, "pending": 0}
     assert_every_frame_once(open_results(str(out)), LENGTHS)

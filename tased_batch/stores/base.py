@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from tased_batch import __version__
 from tased_batch.errors import StoreError
 from tased_batch.records import VideoResult
+from tased_batch.secrets import scrub_text
 from tased_batch.stores import layout
 from tased_batch.stores.resample import resize_maps
 
@@ -163,10 +164,10 @@ class ShardWriter:
         self._rows.append(
             {
                 "video_id": result.video_id,
-                "source": result.source,
+                "source": scrub_text(result.source),  # a signed URL's signature is never stored
                 "status": result.status,
                 "reason": result.reason,
-                "error": result.error,
+                "error": None if result.error is None else scrub_text(result.error),
                 "n_frames": int(result.n_frames),
                 "fps": float(result.fps),
                 "width": int(result.width),

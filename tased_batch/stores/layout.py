@@ -166,23 +166,55 @@ def list_commits(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict[str
     return records
 
 
-def remove_orphans(output: str, storage_options: dict | None = None) -> list[str]:
+def remove_orphans(
+    output: str,
+    storage_options: dict | None = None,
+    *,
+    live: set[str] | None = None,
+    before: str | None = None,
+) -> list[str]:
     """Delete attempt folders that no commit record names (crashed or superseded attempts).
 
-    Only safe when no writer is running on this output: a running attempt has no commit
-    record yet. Returns the removed folders, relative to the output.
+    ``live``: the attempt prefixes to keep (default: those the commit records name).
+    ``before``: only remove attempts started before this time (``%Y%m%dT%H%M%SZ``, the
+    lease's start), so that attempts a live writer may still be writing are never touched.
+    Without it, only safe when no writer is running on this output. One listing of the
+    shard folders (two directory levels locally; one recursive listing on object stores).
+    Returns the removed folders, relative to the output.
     """
     fs, root = open_fs(output, storage_options)
-    live = {rec["attempt_prefix"] for rec in list_commits(fs, root).values()}
+    if live is None:
+        live = {rec["attempt_prefix"] for rec in list_commits(fs, root).values()}
+    base = join(root, SHARD_DIR)
+    attempts: dict[str, list[str]] = {}  # attempt prefix -> its files (object stores) or [] (local)
+    if is_local(fs):
+        try:
+            with os.scandir(base) as shards:
+                for shard in shards:
+                    if shard.is_dir():
+                        with os.scandir(shard.path) as entries:
+                            for entry in entries:
+                                attempts[f"{SHARD_DIR}/{shard.name}/{entry.name}"] = []
+        except FileNotFoundError:
+            return []
+    else:
+        try:
+            fs.invalidate_cache(base)
+            files = fs.find(base)
+        except FileNotFoundError:
+            return []
+        for path in files:
+            parts = path[len(root):].strip("/").split("/")
+            if len(parts) >= 3:
+                attempts.setdefault("/".join(parts[:3]), []).append(path)
     removed: list[str] = []
-    try:
-        shard_dirs = fs.ls(join(root, SHARD_DIR), detail=False)
-    except FileNotFoundError:
-        return removed
-    for shard_dir in shard_dirs:
-        for attempt_dir in fs.ls(shard_dir, detail=False):
-            relative = attempt_dir[len(root) :].strip("/")
-            if relative not in live:
-                fs.rm(attempt_dir, recursive=True)
-                removed.append(relative)
-    return sorted(removed)
+    for prefix, files in sorted(attempts.items()):
+        attempt = prefix.rsplit("/", 1)[-1]
+        if prefix in live or (before is not None and attempt[:16] >= before):
+            continue
+        if files:
+            fs.rm(files)
+        else:
+            fs.rm(join(root, prefix), recursive=True)
+        removed.append(prefix)
+    return removed

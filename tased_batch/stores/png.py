@@ -8,6 +8,7 @@ The PNG store puts these folders inside each shard attempt, plus ``frames.parque
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from typing import Any
@@ -76,13 +77,26 @@ def png_name(frame_index: int) -> str:
 
 
 _SEPARATORS = re.compile(r"[/\\\x00-\x1f]")
+# File systems limit one name to 255 bytes; longer ids keep a readable prefix plus a digest.
+MAX_NAME_BYTES = 200
 
 
 def folder_name(video_id: str) -> str:
     """A video id as one folder name: path separators and control characters become ``_``
-    (``.`` and ``..`` too), everything else is kept, as the released script names folders."""
+    (``.`` and ``..`` too), everything else is kept, as the released script names folders.
+
+    An id longer than :data:`MAX_NAME_BYTES` in UTF-8 is shortened deterministically (its
+    first characters, ``~`` and 16 hex digits of its sha256); the full id stays in the tables.
+    """
     name = _SEPARATORS.sub("_", video_id)
-    return "_" if name in ("", ".", "..") else name
+    if name in ("", ".", ".."):
+        return "_"
+    encoded = name.encode("utf-8", "surrogatepass")
+    if len(encoded) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(video_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    prefix = encoded[: MAX_NAME_BYTES - 17].decode("utf-8", "ignore")
+    return f"{prefix}~{digest}"
 
 
 def _write_pngs(

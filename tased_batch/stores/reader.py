@@ -1,7 +1,8 @@
 """Read an output: only committed shards, the same way on local disk and object stores.
 
-``open_results(uri)`` lists the commit records, loads each shard's video table (files named
-by the records only) and reads maps on demand. Maps come back at stored size or resized:
+``open_results(uri)`` reads the output's index plus the commit records newer than it (see
+:mod:`tased_batch.stores.index`), keeps only the records of the run's config (``config.json``),
+loads the video tables (files named by the records only) and reads maps on demand. Maps come back at stored size or resized:
 bilinear (``align_corners=False``) when enlarging, area when shrinking.
 """
 
@@ -47,8 +48,8 @@ class Results:
         self.uri = uri
         self.storage_options = storage_options
         self.fs, self.root = layout.open_fs(uri, storage_options)
-        self.shards: dict[str, dict[str, Any]] = layout.list_commits(self.fs, self.root)
-        self._table = self._load_videos()
+        self._entries, self._table = self._load()
+        self._records: dict[str, dict[str, Any]] = {}
         ids = self._table["video_id"].to_pylist()
         self._row: dict[str, int] = {}
         for i, video_id in enumerate(ids):
@@ -75,17 +76,47 @@ class Results:
         except FileNotFoundError as exc:
             raise StoreError(f"committed file {path} is missing", "the output was modified after commit; redo that shard") from exc
 
-    def _load_videos(self) -> pa.Table:
-        paths = {sid: self._file(rec, "videos.parquet") for sid, rec in sorted(self.shards.items())}
-        contents = layout.cat_many(self.fs, list(paths.values()))
+    def _load(self) -> tuple[dict[str, Any], pa.Table]:
+        """The run's committed shards and their video rows: the index, then only newer records."""
+        from tased_batch.stores import index
+
+        commits = index.scan(self.fs, self.root, with_videos=True)
+        entries = commits.entries
+        run_fingerprint = self._run_fingerprint()
+        if run_fingerprint is not None:  # records of another config (an interrupted --overwrite) do not count
+            entries = {s: e for s, e in entries.items() if e.config_fingerprint == run_fingerprint}
         tables = []
-        for (sid, path), data in zip(paths.items(), contents):
-            if isinstance(data, Exception):
-                raise StoreError(f"committed file {path} of shard {sid} cannot be read: {data}", "redo that shard")
-            tables.append(pq.ParquetFile(io.BytesIO(data)).read().cast(VIDEOS_SCHEMA))
-        if not tables:
-            return VIDEOS_SCHEMA.empty_table()
-        return pa.concat_tables(tables)
+        if commits.indexed_videos is not None:
+            videos = commits.indexed_videos
+            kept = sorted(commits.indexed & set(entries))
+            if len(kept) < len(commits.indexed):
+                videos = videos.filter(pc.is_in(videos["shard_id"], pa.array(kept, pa.string())))
+            tables.append(videos.cast(VIDEOS_SCHEMA))
+        fresh = [entries[s] for s in sorted(set(entries) - commits.indexed)]
+        tables.extend(index.read_videos_tables(self.fs, self.root, fresh))
+        table = pa.concat_tables(tables) if tables else VIDEOS_SCHEMA.empty_table()
+        if len(tables) > 1:
+            table = table.sort_by("shard_id") if table.num_rows else table
+        return entries, table
+
+    def _run_fingerprint(self) -> str | None:
+        import json
+
+        try:
+            return json.loads(self.fs.cat_file(layout.join(self.root, "config.json"))).get("fingerprint")
+        except (FileNotFoundError, ValueError):
+            return None
+
+    @property
+    def shards(self) -> dict[str, dict[str, Any]]:
+        """``{shard_id: commit record}`` of every committed shard (parsed on first use)."""
+        return {s: self._record(s) for s in sorted(self._entries)}
+
+    def _record(self, shard_id: str) -> dict[str, Any]:
+        record = self._records.get(shard_id)
+        if record is None:
+            record = self._records[shard_id] = self._entries[shard_id].record
+        return record
 
     # -- public API ------------------------------------------------------------------
     def videos(self) -> pa.Table:
@@ -183,7 +214,7 @@ class Results:
         raise StoreError(f"invalid size {size!r}", 'use "stored", "model", "source" or a (height, width) tuple')
 
     def _read(self, info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        record = self.shards[info["shard_id"]]
+        record = self._record(info["shard_id"])
         shape = (info["store_height"], info["store_width"])
         fmt = record["format"]
         if fmt == "parquet":

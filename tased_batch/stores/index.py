@@ -1,0 +1,250 @@
+"""A compact index of an output's commit records, so that metadata cost does not grow per shard.
+
+``OUTPUT/_index/shards.parquet`` has one row per committed shard (its counts, its attempt,
+its record as compact JSON and the listing tag the record had when it was folded);
+``OUTPUT/_index/videos-<generation>.parquet`` is every indexed shard's video table, one
+file. Readers (``status``, resume planning, ``open_results``) take one listing of
+``_commits/``, read the index, and read only the records that are new or changed since the
+index was written (their listing tag differs). The driver folds new records in from time to
+time and at the end of a run; each fold writes a new videos file and then replaces
+``shards.parquet`` whole (the switch is one atomic write), so a reader sees an old or a new
+index, never a mix. A missing or damaged index only makes reading slower.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tased_batch.errors import StoreError
+from tased_batch.stores import layout
+
+INDEX_DIR = "_index"
+SHARDS_FILE = f"{INDEX_DIR}/shards.parquet"
+INDEX_VERSION = 1
+
+SHARDS_SCHEMA = pa.schema([
+    ("shard_id", pa.string()),
+    ("tag", pa.string()),
+    ("config_fingerprint", pa.string()),
+    ("ids_digest", pa.string()),
+    ("n_videos", pa.int64()),
+    ("n_ok", pa.int64()),
+    ("n_failed", pa.int64()),
+    ("n_maps", pa.int64()),
+    ("record", pa.string()),
+])
+
+
+def ids_digest(video_ids: list[str]) -> str:
+    """One short digest of a shard's video ids in order, to compare a record with the plan."""
+    return hashlib.sha256("\x00".join(video_ids).encode()).hexdigest()[:24]
+
+
+@dataclass
+class ShardEntry:
+    """One committed shard as the index and the records describe it (its record parsed on demand)."""
+
+    shard_id: str
+    tag: str
+    config_fingerprint: str
+    ids_digest: str
+    n_videos: int
+    n_ok: int
+    n_failed: int
+    n_maps: int
+    record_json: str
+    _record: dict[str, Any] | None = field(default=None, repr=False)
+    _load: Callable[[], str] | None = field(default=None, repr=False)  # the JSON from the index, read on demand
+
+    @property
+    def record(self) -> dict[str, Any]:
+        if self._record is None:
+            if not self.record_json and self._load is not None:
+                self.record_json = self._load()
+            self._record = json.loads(self.record_json)
+        return self._record
+
+    @property
+    def attempt_prefix(self) -> str:
+        return str(self.record["attempt_prefix"])
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], tag: str) -> "ShardEntry":
+        return cls(
+            shard_id=record["shard_id"], tag=tag, config_fingerprint=str(record.get("config_fingerprint")),
+            ids_digest=ids_digest(list(record.get("video_ids", []))), n_videos=int(record.get("n_videos", 0)),
+            n_ok=int(record.get("n_ok", 0)), n_failed=int(record.get("n_failed", 0)),
+            n_maps=int(record.get("n_maps", 0)), record_json=json.dumps(record, separators=(",", ":")), _record=record,
+        )
+
+
+@dataclass
+class Commits:
+    """Every commit record of an output: from the index where unchanged, read fresh otherwise."""
+
+    entries: dict[str, ShardEntry]
+    indexed_videos: pa.Table | None  # the index's video rows (of shards still in ``indexed``)
+    indexed: set[str]  # shards whose entry (and video rows) come from the index
+    fresh: set[str]  # shards whose record was read now (not in the index or changed since)
+
+
+def _list_records(fs: Any, root: str) -> dict[str, str]:
+    """``{shard_id: tag}`` for every commit record, in one listing (tag changes when a record is replaced)."""
+    directory = layout.join(root, layout.COMMIT_DIR)
+    found: dict[str, str] = {}
+    if layout.is_local(fs):
+        try:
+            with os.scandir(directory) as it:
+                for entry in it:
+                    if entry.name.endswith(".json") and not entry.name.startswith("."):
+                        st = entry.stat()
+                        found[entry.name[:-5]] = f"{st.st_mtime_ns}:{st.st_size}"
+        except FileNotFoundError:
+            pass
+        return found
+    try:
+        fs.invalidate_cache(directory)
+        infos = fs.ls(directory, detail=True)
+    except FileNotFoundError:
+        return found
+    for info in infos:
+        name = info["name"].rsplit("/", 1)[-1]
+        if name.endswith(".json"):
+            tag = info.get("ETag") or info.get("mtime") or info.get("LastModified") or ""
+            found[name[:-5]] = f"{tag}:{info.get('size')}"
+    return found
+
+
+def _read_index(fs: Any, root: str) -> tuple[pa.Table, str] | None:
+    try:
+        data = fs.cat_file(layout.join(root, SHARDS_FILE))
+        table = pq.ParquetFile(io.BytesIO(data)).read()
+    except FileNotFoundError:
+        return None
+    except Exception:  # a damaged index only costs speed: fall back to the records
+        return None
+    meta = table.schema.metadata or {}
+    if meta.get(b"tased_batch.index_version") != str(INDEX_VERSION).encode():
+        return None
+    return table, meta.get(b"tased_batch.videos", b"").decode()
+
+
+def scan(fs: Any, root: str, *, with_videos: bool = False) -> Commits:
+    """Every commit record of the output, reading only those newer than the index."""
+    listing = _list_records(fs, root)
+    entries: dict[str, ShardEntry] = {}
+    indexed: set[str] = set()
+    videos: pa.Table | None = None
+    found = _read_index(fs, root)
+    if found is not None:
+        table, videos_name = found
+        tags = table.column("tag").to_pylist()
+        ids = table.column("shard_id").to_pylist()
+        keep = [i for i, (s, t) in enumerate(zip(ids, tags)) if listing.get(s) == t]
+        if keep:
+            kept = table.take(pa.array(keep, pa.int64()))
+            records = kept.column("record")  # stays in Arrow: a record is parsed only when asked for
+            rows = kept.drop_columns(["record"]).to_pylist()
+            for i, row in enumerate(rows):
+                entries[row["shard_id"]] = ShardEntry(**row, record_json="",
+                                                      _load=lambda i=i: records[i].as_py())  # type: ignore[misc]
+            indexed = set(entries)
+        if with_videos and indexed:
+            try:
+                videos = pq.ParquetFile(io.BytesIO(fs.cat_file(layout.join(root, INDEX_DIR, videos_name)))).read()
+            except (FileNotFoundError, OSError, pa.ArrowInvalid):
+                videos, indexed = None, set()  # replaced by a concurrent fold: read the records instead
+                entries = {}
+            else:
+                if len(indexed) < len(ids):
+                    import pyarrow.compute as pc
+
+                    videos = videos.filter(pc.is_in(videos["shard_id"], pa.array(sorted(indexed), pa.string())))
+    fresh = sorted(s for s in listing if s not in indexed)
+    paths = [layout.commit_path(root, s) for s in fresh]
+    for shard_id, path, data in zip(fresh, paths, layout.cat_many(fs, paths)):
+        if isinstance(data, FileNotFoundError):
+            continue
+        if isinstance(data, Exception):
+            raise StoreError(f"cannot read commit record {path}: {data}")
+        record = layout._parse_commit(data, path)
+        entries[record["shard_id"]] = ShardEntry.from_record(record, listing[shard_id])
+    return Commits(entries, videos, indexed, set(fresh) & set(entries))
+
+
+def read_videos_tables(fs: Any, root: str, entries: list[ShardEntry]) -> list[pa.Table]:
+    """The ``videos.parquet`` of each shard, read concurrently."""
+    from tased_batch.stores.base import VIDEOS_SCHEMA
+
+    paths = [layout.join(root, e.attempt_prefix, "videos.parquet") for e in entries]
+    tables = []
+    for entry, path, data in zip(entries, paths, layout.cat_many(fs, paths)):
+        if isinstance(data, Exception):
+            raise StoreError(f"committed file {path} of shard {entry.shard_id} cannot be read: {data}", "redo that shard")
+        tables.append(pq.ParquetFile(io.BytesIO(data)).read().cast(VIDEOS_SCHEMA))
+    return tables
+
+
+def write_index(fs: Any, root: str, entries: dict[str, ShardEntry], videos: pa.Table) -> None:
+    """Write ``videos`` (rows of exactly ``entries``' shards) and then the shards table that names it."""
+    from tased_batch.stores.base import table_bytes
+
+    name = f"videos-{uuid.uuid4().hex[:12]}.parquet"
+    layout.put_whole(fs, layout.join(root, INDEX_DIR, name), table_bytes(videos))
+    ordered = [entries[s] for s in sorted(entries)]
+    table = pa.table({
+        "shard_id": [e.shard_id for e in ordered], "tag": [e.tag for e in ordered],
+        "config_fingerprint": [e.config_fingerprint for e in ordered], "ids_digest": [e.ids_digest for e in ordered],
+        "n_videos": [e.n_videos for e in ordered], "n_ok": [e.n_ok for e in ordered],
+        "n_failed": [e.n_failed for e in ordered], "n_maps": [e.n_maps for e in ordered],
+        "record": [e.record_json or (e._load() if e._load else json.dumps(e.record, separators=(",", ":")))
+                   for e in ordered],
+    }, schema=SHARDS_SCHEMA).replace_schema_metadata({
+        b"tased_batch.index_version": str(INDEX_VERSION).encode(), b"tased_batch.videos": name.encode()})
+    previous = _read_index(fs, root)
+    layout.put_whole(fs, layout.join(root, SHARDS_FILE), table_bytes(table))
+    if previous is not None and previous[1] and previous[1] != name:
+        try:
+            fs.rm_file(layout.join(root, INDEX_DIR, previous[1]))
+        except (FileNotFoundError, OSError):
+            pass
+
+
+def fold(fs: Any, root: str) -> Commits:
+    """Fold every record into the index (only new ones are read); returns the folded view.
+
+    Only the driver that holds the output's lease calls this.
+    """
+    commits = scan(fs, root, with_videos=True)
+    if not commits.fresh and commits.indexed == set(commits.entries) and found_index(fs, root):
+        return commits
+    fresh = [commits.entries[s] for s in sorted(commits.fresh)]
+    tables = ([commits.indexed_videos] if commits.indexed_videos is not None else []) + read_videos_tables(fs, root, fresh)
+    from tased_batch.stores.base import VIDEOS_SCHEMA
+
+    videos = pa.concat_tables(tables) if tables else VIDEOS_SCHEMA.empty_table()
+    write_index(fs, root, commits.entries, videos)
+    return Commits(commits.entries, videos, set(commits.entries), set())
+
+
+def found_index(fs: Any, root: str) -> bool:
+    return _read_index(fs, root) is not None
+
+
+def remove_index(fs: Any, root: str) -> None:
+    path = layout.join(root, INDEX_DIR)
+    try:
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+    except FileNotFoundError:
+        pass
