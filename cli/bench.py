@@ -26,10 +26,11 @@ def bench(
     feed: bool = typer.Option(False, "--feed", help="Measure the decode feed alone (frames/s to a no-op model) instead."),
     feed_clips: int = typer.Option(160, "--feed-clips", min=1, help="--feed: two-second 360p clips in the clips workload."),
     feed_long_frames: int = typer.Option(3000, "--feed-long-frames", min=64, help="--feed: frames of the long 720p video."),
+    feed_segment: int = typer.Option(1024, "--feed-segment", min=63, help="--feed: positions per segment of a long video."),
 ) -> None:
     """Measure the speed-up over the released script and the pipeline's efficiency (docs/benchmarks.md)."""
     if feed:
-        _feed_bench(model_size(size), feed_clips, feed_long_frames, as_json)
+        _feed_bench(model_size(size), feed_clips, feed_long_frames, feed_segment, repeat, as_json)
         return
     from tased_batch.bench import BenchSettings, run_bench
     from tased_batch.pipeline import default_device
@@ -77,10 +78,10 @@ def bench(
         typer.echo(f"share of device peak     {s['peak_share']:.1%}")
 
 
-def _feed_bench(size: tuple[int, int], clips: int, long_frames: int, as_json: bool) -> None:
+def _feed_bench(size: tuple[int, int], clips: int, long_frames: int, segment: int, repeat: int, as_json: bool) -> None:
     from tased_batch.feed_bench import run_feed_bench
 
-    result = run_feed_bench(size, long_frames=long_frames, clips=clips, log=err.print)
+    result = run_feed_bench(size, long_frames=long_frames, clips=clips, repeat=repeat, segment=segment, log=err.print)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return

@@ -148,27 +148,35 @@ def run_feed_bench(
     long_frames: int = 3000,
     clips: int = 160,
     workdir: str | None = None,
+    repeat: int = 1,
+    segment: int = 1024,
     log: Callable[[str], None] = print,
 ) -> FeedBenchResult:
+    """Measure every configuration ``repeat`` times, round-robin, and keep each one's best run
+    (on a shared machine the best run is the one least slowed by the neighbours)."""
     directory = Path(workdir or os.path.join(tempfile.gettempdir(), "tased-feed-bench"))
     log(f"synthesising workloads in {directory} (cached)...")
     workloads = make_workloads(directory, long_frames, clips)
     result = FeedBenchResult(settings={
-        "size": list(size), "long_frames": long_frames, "clips": clips, "clip_frames": CLIP_FRAMES,
+        "size": list(size), "long_frames": long_frames, "segment": segment, "clips": clips, "clip_frames": CLIP_FRAMES,
         "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "load_average": [round(v, 2) for v in os.getloadavg()],
     })
-    for workload in ("long", "clips"):
-        for workers, threads in ((1, 1), (2, 1), (1, 0)):
-            fps = measure(workloads[workload], size, workers, threads)
-            log(f"{workload:<6} {workers} worker(s) x {threads or 'auto'} thread(s): {fps:8.1f} frames/s")
-            result.feed.append(FeedPoint(workload, workers, threads, round(fps, 1)))
+    best: dict[tuple[str, int, int], float] = {}
+    for r in range(max(1, repeat)):
+        for workload in ("long", "clips"):
+            for workers, threads in ((1, 1), (2, 1), (1, 0)):
+                fps = measure(workloads[workload], size, workers, threads, segment=segment)
+                log(f"[{r + 1}] {workload:<6} {workers} worker(s) x {threads or 'auto'} thread(s): {fps:8.1f} frames/s")
+                best[workload, workers, threads] = max(fps, best.get((workload, workers, threads), 0.0))
+    result.feed = [FeedPoint(w, n, t, round(fps, 1)) for (w, n, t), fps in best.items()]
+    result.settings["repeat"] = max(1, repeat)
     # Per-clip overhead: the clips against one video of the same frames, both with one worker,
     # interleaved and repeated; CPU time (of every process) is what a clip costs on a busy
     # machine too, wall time is reported beside it.
     total = clips * CLIP_FRAMES
     wall, cpu = {"clips": [], "joined": []}, {"clips": [], "joined": []}
-    for _ in range(2):
+    for _ in range(max(2, repeat)):
         for name, extra in (("clips", {}), ("joined", {"segment": 10**9})):
             fps, seconds, frames = measure_with_cpu(workloads[name], size, 1, 1, **extra)
             assert frames == total, (name, frames, total)
