@@ -8,7 +8,7 @@ import os
 import typer
 
 from tased_batch.cli.common import err, user_errors
-from tased_batch.progress import plain
+from tased_batch.secrets import plain
 
 jobs_app = typer.Typer(help="Follow jobs submitted to a Ray cluster.", no_args_is_help=True)
 

@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tased_batch.cli.common import StorageOpt, check_storage, err, storage_options, user_errors
-from tased_batch.progress import plain
 from tased_batch.options import OPTIONS, Option
+from tased_batch.secrets import plain
 
 KEYWORD = inspect.Parameter.KEYWORD_ONLY
 PANELS = {"io": "Input and output", "model": "Model", "sampling": "Frames and decoding", "store": "Store",

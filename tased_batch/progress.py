@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from tased_batch.runrecords import VideoFinished, event_to_dict
-from tased_batch.secrets import scrub, scrub_text
+from tased_batch.secrets import plain, scrub, scrub_text
 
 
 class Reporter:
@@ -126,13 +126,6 @@ class RichReporter(Reporter):
 
     def close(self) -> None:
         self.progress.stop()
-
-
-def plain(text: str) -> Any:
-    """User-derived text as a rich ``Text`` (never parsed as markup), secrets scrubbed."""
-    from rich.text import Text
-
-    return Text(scrub_text(str(text)))
 
 
 def make_reporter(mode: str, total_shards: int, total_videos: int) -> Reporter:

@@ -91,3 +91,10 @@ def secret_values(options: Any) -> list[str]:
         for v in options:
             found.extend(secret_values(v))
     return found
+
+
+def plain(text: str) -> Any:
+    """User-derived text as a rich ``Text`` (never parsed as markup), secrets scrubbed."""
+    from rich.text import Text
+
+    return Text(scrub_text(str(text)))

@@ -18,7 +18,7 @@ def _cases(tmp):
     empty = str(tmp / "empty")
     return {
         "demo": ("multiples of 32", ["demo", str(tmp / "d"), "--size", "100x100"]),
-        "run": ("format: 'tiff'", ["run", empty, str(tmp / "out"), "--format", "tiff", "--weights", "random"]),
+        "run": ("'tiff' is not one of", ["run", empty, str(tmp / "out"), "--format", "tiff", "--weights", "random"]),
         "run config": ("config file not found", ["run", "--config", str(tmp / "absent.yaml")]),
         "resume": ("no run found", ["resume", str(tmp / "no-run")]),
         "status": ("no run found", ["status", str(tmp / "no-run")]),
