@@ -117,7 +117,8 @@ class SaliencyPredictor:
             raise ConfigError(f"SaliencyPredictor: store_size {self.config.store_size} is larger than size {self.config.size}")
         self.device = device or default_device()
         # Loaded once per actor: Ray Data builds the class once and calls it for every batch.
-        model, self.weights_info = load_model(self.config.weights, self.device, storage_options=self.config.storage_options)
+        model, self.weights_info = load_model(self.config.weights, self.device,
+                                              storage_options=self.config.storage_options)
         self.engine = engine_for(self.config, model, self.device)
         self.options = DecodeOptions(decoder=self.config.decoder, resize=self.config.resize, fps=self.config.fps,
                                      every=self.config.every, output_fps=self.config.output_fps)
