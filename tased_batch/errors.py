@@ -36,7 +36,7 @@ class StoreError(TasedError):
 
 
 class StorageError(TasedError):
-    """Object storage cannot be used at all: no credentials, endpoint unreachable, no bucket, access denied, wrong region."""
+    """Object storage cannot be used at all: no credentials, no endpoint, no bucket, access denied, wrong region."""
 
 
 class VideoError(TasedError):

@@ -41,7 +41,7 @@ def _reload_ray_config() -> bool:
     while the cluster it starts uses the new one, and every call would be refused.
     """
     try:
-        from ray._raylet import Config
+        from ray._raylet import Config  # type: ignore[attr-defined]  # compiled; not in its stubs
     except ImportError:
         return True  # a Ray without authentication settings: the variable is inert
     try:

@@ -85,8 +85,9 @@ def test_missing_bucket_is_named(s3, tmp_path):
 
 def test_denied_access_says_which_bucket_and_what_to_do(s3, tmp_path):
     bucket = s3["bucket"]
-    deny = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*",
-                                                    "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
+    resources = [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]
+    deny = {"Version": "2012-10-17",
+            "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": resources}]}
     s3["fs"].call_s3("put_bucket_policy", Bucket=bucket, Policy=json.dumps(deny))
     try:
         for args in (["run", f"s3://{bucket}/videos/", str(tmp_path / "out"), "--dry-run", "--weights", "random"],
