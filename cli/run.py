@@ -73,7 +73,7 @@ def run(
     output_fps: float = typer.Option(None, "--output-fps", help="Maps only at this rate (maps per second)."),
     decoder: str = typer.Option(None, "--decoder", help="auto (decord, PyAV fallback) | decord | pyav."),
     resize: str = typer.Option(None, "--resize", help="decoder (fast) | exact (OpenCV, as the released script)."),
-    precision: str = typer.Option(None, "--precision", help="fp32 | bf16 | fp16."),
+    precision: str = typer.Option(None, "--precision", help="fp32 (strict) | tf32 (CUDA, Ampere or newer) | bf16 | fp16."),
     first_windows: str = typer.Option(None, "--first-windows", help="Windows of the first 31 frames: reversed (time-reversed, default) | released (run_example.py's code to the letter)."),
     batch_size: BatchOpt = None,
     shard_size: int = typer.Option(None, "--shard-size", help="Videos per shard (default 16)."),

@@ -1,12 +1,10 @@
-"""The inference engine: frames -> 32-frame windows -> TASED-Net -> uint8 maps. No Ray here.
+"""The inference engine: streams of frames -> 32-frame windows -> TASED-Net -> uint8 maps. No Ray here.
 
-Windowing is the released script's: frame i >= 31 gets frames i-31..i; frame i < 31 gets
-frames i+31, i+30, ..., i (the following frames, reversed in time, so i is still last).
-A video shorter than 63 frames is looped (frame k stands for frame k mod N), which is what
-the authors advise for short videos (TASED-Net issue #3) and equals their windowing
-whenever the video is long enough. Post-processing (quantise, Gaussian blur sigma 7 with
-scipy's reflect borders, normalise by the maximum, truncate to uint8) runs on the model's
-device as two matrix products in float64.
+The parts are separate modules: window arithmetic (:mod:`tased_batch.windows`),
+post-processing (:mod:`tased_batch.postprocess`), the fast path (:mod:`tased_batch.fastpath`:
+BatchNorm folding, precision, batch sizing) and CUDA staging (:mod:`tased_batch.staging`).
+This module keeps the streams' state and the batching, and re-exports the names other
+modules import from it.
 """
 
 from __future__ import annotations
@@ -14,252 +12,45 @@ from __future__ import annotations
 import copy
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from tased_batch.model import WINDOW
-from tased_batch.streams import EngineOutput, FrameChunk, MapBatch, StreamDone, StreamEnd, StreamEvent, StreamFailed, StreamStart
+from tased_batch.fastpath import (
+    AUTO,
+    CPU_AUTO_BATCH,
+    CPU_BYTES_PER_PIXEL,
+    MAX_AUTO_BATCH,
+    MEMORY_FRACTION,
+    PRECISIONS,
+    auto_batch_size,
+    fold_batchnorm,
+    precision_context,
+    precision_problem,
+    precision_supported,
+    window_bytes_cuda,
+)
+from tased_batch.postprocess import SIGMA, TRUNCATE, PostProcessor, blur_matrix, gaussian_kernel, postprocess_reference
+from tased_batch.staging import HostCopy, Uploader, normalise
+from tased_batch.streams import (
+    EngineOutput,
+    FrameChunk,
+    MapBatch,
+    StreamDone,
+    StreamEnd,
+    StreamEvent,
+    StreamFailed,
+    StreamStart,
+)
+from tased_batch.windows import FIRST_WINDOWS, WINDOW, parse_size, window_end, window_frames, window_start
 
-SIGMA = 7.0
-TRUNCATE = 4.0
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-AUTO = "auto"
-# CPU batch for "auto": per-window time at 224x384 drops from batch 1 to 2 to 4 on a 2-core
-# AVX-512 EPYC; batch 8 gains under 10% more for twice the memory (docs/benchmarks.md).
-CPU_AUTO_BATCH = 4
-MAX_AUTO_BATCH = 32
-MEMORY_FRACTION = 0.8  # share of free memory "auto" may fill (allocator slack, other tenants)
-# Peak bytes one more window adds on the CPU, per input pixel (max RSS at 224x384, fp32:
-# batch 1, 2, 4, 8 -> 0.98, 1.34, 2.10, 3.65 GB, about 385 MB a window).
-CPU_BYTES_PER_PIXEL = 4_500
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"224x384"`` -> (224, 384); both must be positive multiples of 32."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError as e:
-        raise ValueError(f"size must look like HxW (e.g. 224x384), got {text!r}") from e
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise ValueError(f"model size {h}x{w}: height and width must be positive multiples of 32")
-    return h, w
-
-
-FIRST_WINDOWS = ("reversed", "released")
-
-
-def window_frames(i: int, n: int, first: str = "reversed") -> list[int]:
-    """Frame indices of the window whose map is frame ``i``'s, for a video of ``n`` frames.
-
-    For i < 31, ``first="reversed"`` gives the following frames reversed in time (i+31..i,
-    the documented intent); ``"released"`` gives them in time order (i..i+31), which is what
-    the released run_example.py feeds the model: its ``torch.flip(clip, [1])`` flips the
-    colour channels of a (1, 3, 32, H, W) clip, not time (the engine flips the channels too).
-    """
-    if i >= WINDOW - 1:
-        return list(range(i - WINDOW + 1, i + 1))
-    if first == "released":
-        return [(i + k) % n for k in range(WINDOW)]
-    return [(i + WINDOW - 1 - k) % n for k in range(WINDOW)]
-
-
-def gaussian_kernel(sigma: float = SIGMA, truncate: float = TRUNCATE) -> np.ndarray:
-    """The 1-D kernel scipy.ndimage.gaussian_filter uses (radius = int(truncate * sigma + 0.5))."""
-    radius = int(truncate * sigma + 0.5)
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    phi = np.exp(-0.5 * x * x / (sigma * sigma))
-    return phi / phi.sum()
-
-
-def _reflect(index: np.ndarray, n: int) -> np.ndarray:
-    """scipy's 'reflect' (half-sample symmetric) border: d c b a | a b c d | d c b a."""
-    period = 2 * n
-    index = np.mod(index, period)
-    return np.where(index >= n, period - 1 - index, index)
-
-
-def blur_matrix(n: int, sigma: float = SIGMA, truncate: float = TRUNCATE) -> np.ndarray:
-    """An n x n matrix M with M @ x == gaussian_filter1d(x, sigma, mode='reflect') for any n."""
-    kernel = gaussian_kernel(sigma, truncate)
-    radius = len(kernel) // 2
-    m = np.zeros((n, n), np.float64)
-    rows = np.arange(n)
-    for k, weight in enumerate(kernel):
-        np.add.at(m, (rows, _reflect(rows + k - radius, n)), weight)
-    return m
-
-
-def window_start(i: int) -> int:
-    """First frame a target's window may need (short videos loop back to frame 0)."""
-    return i - WINDOW + 1 if i >= WINDOW - 1 else 0
-
-
-def window_end(i: int) -> int:
-    """Last frame a target's window needs when the video is long enough not to loop."""
-    return i + WINDOW - 1 if i < WINDOW - 1 else i
-
-
-class PostProcessor:
-    """Released post-processing for a batch of raw maps, on any torch device."""
-
-    def __init__(self, height: int, width: int, device: torch.device | str = "cpu") -> None:
-        device = torch.device(device)
-        self.dtype = torch.float32 if device.type == "mps" else torch.float64
-        self.rows = torch.as_tensor(blur_matrix(height), dtype=self.dtype, device=device)
-        self.cols_t = torch.as_tensor(blur_matrix(width).T.copy(), dtype=self.dtype, device=device)
-
-    def __call__(self, raw: torch.Tensor) -> torch.Tensor:
-        """(B, H, W) float in (0, 1) -> (B, H, W) uint8, exactly as the released script writes PNGs."""
-        q = torch.floor(raw.to(self.dtype) * 255) / 255
-        blurred = self.rows @ q @ self.cols_t
-        peak = blurred.amax(dim=(1, 2), keepdim=True)
-        scaled = torch.where(peak > 0, blurred / peak.clamp_min(torch.finfo(self.dtype).tiny) * 255, 0)
-        return scaled.to(torch.uint8)
-
-
-def postprocess_reference(raw: np.ndarray) -> np.ndarray:
-    """The released per-frame host path with scipy (for parity checks and the baseline bench)."""
-    from scipy.ndimage import gaussian_filter
-
-    q = (raw * 255.0).astype(np.int64) / 255.0
-    blurred = gaussian_filter(q, sigma=SIGMA)
-    return (blurred / np.max(blurred) * 255.0).astype(np.uint8)
-
-
-def normalise(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 (T, H, W, 3) -> float32 (3, T, H, W) in [-1, 1], with the released arithmetic."""
-    return frames.permute(3, 0, 1, 2).float().mul_(2.0).sub_(255).div_(255)
-
-
-def _fold_into(conv: torch.nn.Conv3d | torch.nn.ConvTranspose3d, bn: torch.nn.BatchNorm3d) -> None:
-    """conv -> bn (eval) == one conv with scaled weights and a bias (computed in float64)."""
-    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-    shift = bn.bias.double() - bn.running_mean.double() * scale
-    out_dim = 1 if isinstance(conv, torch.nn.ConvTranspose3d) else 0  # where output channels are
-    shape = [1] * conv.weight.dim()
-    shape[out_dim] = -1
-    bias = shift if conv.bias is None else conv.bias.double() * scale + shift
-    with torch.no_grad():
-        conv.weight.copy_((conv.weight.double() * scale.view(shape)).to(conv.weight.dtype))
-        conv.bias = torch.nn.Parameter(bias.to(conv.weight.dtype), requires_grad=False)
-
-
-def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
-    """Fold each eval-mode BatchNorm3d into the convolution registered just before it, in place.
-
-    In TASED-Net every BatchNorm directly follows a convolution, and modules register in
-    the order they run, so each (conv, bn) pair of siblings is folded and the bn becomes
-    an Identity. Saves a full pass over every activation (about 15% of the CPU time).
-    """
-    for parent in model.modules():
-        names = list(parent._modules)
-        for first, second in zip(names, names[1:]):
-            conv, bn = parent._modules[first], parent._modules[second]
-            if isinstance(bn, torch.nn.BatchNorm3d) and isinstance(conv, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
-                if conv.groups != 1 or bn.training or not bn.track_running_stats or not bn.affine:
-                    continue
-                _fold_into(conv, bn)
-                parent._modules[second] = torch.nn.Identity()
-    return model
-
-
-def precision_supported(precision: str, device: torch.device | str) -> bool:
-    """Whether ``precision`` has fast kernels on ``device`` (bf16 on CPUs: AVX-512 BF16 or AMX)."""
-    device = torch.device(device)
-    if precision == "fp32":
-        return True
-    if device.type == "cuda":
-        return precision == "fp16" or torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        check = "_is_mkldnn_bf16_supported" if precision == "bf16" else "_is_mkldnn_fp16_supported"
-        probe = getattr(torch.ops.mkldnn, check, None)
-        return bool(probe is not None and probe())
-    return True  # other backends: autocast itself refuses what it cannot do
-
-
-def window_bytes_cuda(model: torch.nn.Module, size: tuple[int, int], forward) -> int:
-    """Peak CUDA memory one more window adds: the peak of a batch of 2 minus a batch of 1.
-
-    The difference leaves out the weights, cuDNN workspaces and anything else already
-    allocated, which do not grow with the batch. ``forward`` should be the eager model:
-    a compiled one would compile for both batch sizes.
-    """
-    device = next(model.parameters()).device
-    torch.cuda.synchronize(device)
-    base = torch.cuda.memory_allocated(device)
-    peaks = []
-    for b in (1, 2):
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        forward(torch.zeros(b, 3, WINDOW, *size, device=device))
-        torch.cuda.synchronize(device)
-        peaks.append(torch.cuda.max_memory_allocated(device))
-    # cuDNN autotuning can make the two workspaces differ: never count less than half of
-    # what a batch of 2 took above the weights
-    return max(peaks[1] - peaks[0], (peaks[1] - base) // 2, 1)
-
-
-def auto_batch_size(free_bytes: int, window_bytes: int, cap: int) -> int:
-    """How many windows fit in MEMORY_FRACTION of the free memory, between 1 and ``cap``."""
-    return int(min(cap, max(1, (free_bytes * MEMORY_FRACTION) // max(window_bytes, 1))))
-
-
-class _Uploader:
-    """Host -> CUDA copies of frame chunks from two reused pinned buffers, on a side stream.
-
-    A chunk's copy is queued behind nothing on the compute stream, so it overlaps the model
-    running on the previous batch; the compute stream waits for it only where it is used.
-    Two buffers alternate so that a chunk never overwrites one whose copy is still in flight.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.stream = torch.cuda.Stream(device)
-        self.buffers: list[torch.Tensor | None] = [None, None]
-        self.done: list[torch.cuda.Event | None] = [None, None]
-        self.turn = 0
-
-    def __call__(self, chunk: np.ndarray | torch.Tensor) -> torch.Tensor:
-        host = torch.as_tensor(chunk)
-        slot, self.turn = self.turn, self.turn ^ 1
-        if self.done[slot] is not None:
-            self.done[slot].synchronize()
-        buffer = self.buffers[slot]
-        if buffer is None or buffer.numel() < host.numel():
-            buffer = self.buffers[slot] = torch.empty(host.numel(), dtype=torch.uint8, pin_memory=True)
-        staged = buffer[: host.numel()].view(host.shape)
-        staged.copy_(host)
-        compute = torch.cuda.current_stream(self.device)
-        with torch.cuda.stream(self.stream):
-            frames = normalise(staged.to(self.device, non_blocking=True))
-            self.done[slot] = torch.cuda.Event()
-            self.done[slot].record(self.stream)
-        compute.wait_stream(self.stream)
-        frames.record_stream(compute)
-        return frames
-
-
-class _HostCopy:
-    """Maps (and their per-map extras) on their way to pinned host memory; ``result()`` waits only for this copy."""
-
-    def __init__(self, maps: torch.Tensor, extras: dict[str, torch.Tensor]) -> None:
-        self.host = {name: _pinned_copy(t) for name, t in {"": maps, **extras}.items()}
-        self.done = torch.cuda.Event()
-        self.done.record(torch.cuda.current_stream(maps.device))
-
-    def result(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        self.done.synchronize()
-        arrays = {name: t.numpy() for name, t in self.host.items()}
-        return arrays.pop(""), arrays
-
-
-def _pinned_copy(tensor: torch.Tensor) -> torch.Tensor:
-    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
-    host.copy_(tensor, non_blocking=True)
-    return host
+__all__ = [
+    "AUTO", "CPU_AUTO_BATCH", "CPU_BYTES_PER_PIXEL", "FIRST_WINDOWS", "MAX_AUTO_BATCH", "MEMORY_FRACTION", "PRECISIONS",
+    "SIGMA", "TRUNCATE", "WINDOW", "Engine", "MapStats", "PostProcessor", "auto_batch_size", "blur_matrix",
+    "fold_batchnorm", "gaussian_kernel", "normalise", "parse_size", "postprocess_reference", "precision_problem", "precision_supported",
+    "window_bytes_cuda", "window_end", "window_frames", "window_start",
+]
 
 
 MapStats = Callable[[torch.Tensor], dict[str, torch.Tensor]]
@@ -292,7 +83,7 @@ class _Stream:
         self.start = self.end = self.first
 
     @classmethod
-    def opening(cls, event: StreamStart) -> "_Stream":
+    def opening(cls, event: StreamStart) -> _Stream:
         targets = np.asarray(event.targets, np.int64)
         if targets.size and (np.any(np.diff(targets) <= 0) or targets[0] < event.first):
             raise ValueError(f"stream {event.key} ({event.video_id}): targets must be increasing and >= first")
@@ -346,11 +137,11 @@ class _Batch:
     """One batch queued on the device: which stream and targets each row belongs to."""
 
     rows: list[tuple[int, np.ndarray]]  # (stream key, positions) in row order
-    maps: np.ndarray | _HostCopy
+    maps: np.ndarray | HostCopy
     extras: dict[str, np.ndarray]
 
     def outputs(self) -> Iterator[MapBatch]:
-        maps, extras = self.maps.result() if isinstance(self.maps, _HostCopy) else (self.maps, self.extras)
+        maps, extras = self.maps.result() if isinstance(self.maps, HostCopy) else (self.maps, self.extras)
         offset = 0
         for key, positions in self.rows:
             rows = slice(offset, offset + len(positions))
@@ -396,8 +187,9 @@ class Engine:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        if not precision_supported(precision, self.device):
-            raise ValueError(f"{precision} has no fast kernels on this {self.device.type} device; use fp32")
+        problem = precision_problem(precision, self.device)
+        if problem is not None:
+            raise ValueError(problem)
         if batch_size != AUTO and (isinstance(batch_size, str) or int(batch_size) < 1):
             raise ValueError(f"batch size must be a positive integer or {AUTO!r}, got {batch_size!r}")
         self.channels_last = channels_last
@@ -416,12 +208,7 @@ class Engine:
         self.precision = precision
         self.map_stats = map_stats
         self._post: dict[tuple[int, int], PostProcessor] = {}
-        self._uploader = _Uploader(self.device) if self.device.type == "cuda" else None
-
-    def _autocast(self):
-        if self.precision == "fp32":
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+        self._uploader = Uploader(self.device) if self.device.type == "cuda" else None
 
     def _postprocessor(self, h: int, w: int) -> PostProcessor:
         if (h, w) not in self._post:
@@ -447,7 +234,7 @@ class Engine:
     def _raw_forward(self, windows: torch.Tensor, net: torch.nn.Module | None = None) -> torch.Tensor:
         if self.channels_last:
             windows = windows.contiguous(memory_format=torch.channels_last_3d)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), precision_context(self.precision, self.device):
             return (net or self._net)(windows).float()
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
@@ -491,7 +278,7 @@ class Engine:
                 raise ValueError(f"map_stats gave {name!r} with shape {tuple(value.shape)}, expected {len(maps)} rows")
         rows = [(stream.key, np.array([t for t, _ in items], np.int64)) for stream, items in groups]
         if maps.is_cuda:
-            return _Batch(rows, _HostCopy(maps, extras), {})
+            return _Batch(rows, HostCopy(maps, extras), {})
         return _Batch(rows, maps.cpu().numpy(), {name: v.cpu().numpy() for name, v in extras.items()})
 
     def run_streams(self, events: Iterable[StreamEvent]) -> Iterator[EngineOutput]:
@@ -609,7 +396,7 @@ class Engine:
         ``targets`` are the frame positions whose maps are wanted (default: all). Targets at
         or beyond the end of the stream are not produced; a video shorter than 63 frames loops.
         """
-        wanted = None if targets is None else np.array(sorted(set(int(t) for t in targets)), np.int64)
+        wanted = None if targets is None else np.array(sorted({int(t) for t in targets}), np.int64)
 
         def events() -> Iterator[StreamEvent | _Stream]:
             yield _Stream(key=0, label="video", targets=wanted, first=0, whole=True)

@@ -3,13 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL, WindowProbe
 
 from tased_batch.decode import Sampling, VideoInfo
 from tased_batch.engine import Engine, window_end, window_start
 from tased_batch.sample import synthetic_frames
 from tased_batch.streams import FrameChunk, MapBatch, StreamDone, StreamEnd, StreamFailed, StreamStart
-
-from conftest import SMALL, WindowProbe
 
 
 def segment_streams(key, video_id, frames, parts, targets=None):
@@ -96,10 +95,8 @@ def video_maps(maps, keys):
     return np.concatenate([m for key in keys for _, m in maps[key]])
 
 
-@pytest.mark.parametrize("model", ["probe", "tiny"])
-def test_mixed_short_and_segmented_videos_equal_each_video_alone(model, tiny_model):
-    net = WindowProbe() if model == "probe" else tiny_model
-    engine = Engine(net, batch_size=3, channels_last=False)
+def test_mixed_short_and_segmented_videos_equal_each_video_alone():
+    engine = Engine(WindowProbe(), batch_size=3, channels_last=False)
     videos = mixed_videos()
     maps, _, done, sizes = collect(engine, interleave(mixed_streams(videos)))
     assert all(d.ok for d in done.values()) and sorted(done) == [0, 10, 11, 12, 20, 30]
@@ -110,10 +107,31 @@ def test_mixed_short_and_segmented_videos_equal_each_video_alone(model, tiny_mod
     assert sizes == [3] * (total // 3) + ([total % 3] if total % 3 else [])  # full except the very end
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_tased_net_maps_do_not_depend_on_the_batch_they_share(tiny_model, channels_last):
+    """The real network on the CPU: a window's map is the same bits whatever else is in its batch.
+
+    Few windows (the real net is slow here): a 1-frame clip, 3 targets of a 20-frame clip and 4
+    targets of a 100-frame video in two segments, against each video alone at the same batch size.
+    """
+    engine = Engine(tiny_model, batch_size=3, channels_last=channels_last)
+    short, clip, long = (synthetic_frames(n, *SMALL, seed=n) for n in (1, 20, 100))
+    clip_targets, long_targets = np.array([0, 7, 19]), np.arange(0, 100, 25)
+    streams = segment_streams(0, "short", short, [1])
+    streams += segment_streams(1, "clip", clip, [3], targets=clip_targets)
+    streams += segment_streams(2, "long", long, [2, 2], targets=long_targets)
+    maps, _, done, sizes = collect(engine, interleave(streams, chunk_sizes=(16, 7)))
+    assert all(d.ok for d in done.values()) and sizes == [3, 3, 2]
+    np.testing.assert_array_equal(np.concatenate([m for _, m in maps[0]]), engine.predict(short))
+    np.testing.assert_array_equal(np.concatenate([m for _, m in maps[1]]), engine.predict(clip, clip_targets))
+    got = np.concatenate([m for key in (2, 3) for _, m in maps[key]])
+    np.testing.assert_array_equal(got, engine.predict(long, long_targets))
+
+
 def test_targets_every_n_across_segments_and_stats_per_row():
     frames = synthetic_frames(130, *SMALL, seed=6)
     targets = np.arange(0, 130, 7, dtype=np.int64)
-    stats = lambda maps: {"peak": maps.amax(dim=(1, 2)), "mean": maps.float().mean(dim=(1, 2))}  # noqa: E731
+    stats = lambda maps: {"peak": maps.amax(dim=(1, 2)), "mean": maps.float().mean(dim=(1, 2))}
     engine = Engine(WindowProbe(), batch_size=4, channels_last=False, map_stats=stats)
     streams = segment_streams(0, "v", frames, [6, 6, len(targets) - 12], targets=targets)
     streams += segment_streams(5, "w", synthetic_frames(25, *SMALL, seed=7), [25])
@@ -150,7 +168,7 @@ def test_streams_cut_short_are_truncated():
     assert done[0].ok and not done[1].ok and done[1].reason == "truncated"
     assert "only" in done[1].error and "of 50" in done[1].error
     # the input itself stops before a stream's end: truncated too, and nothing hangs
-    maps, _, done, _ = collect(engine, [seg0, FrameChunk(0, 0, f0[:30])])
+    _, _, done, _ = collect(engine, [seg0, FrameChunk(0, 0, f0[:30])])
     assert done[0].reason == "truncated"
 
 
@@ -176,4 +194,5 @@ def test_chunks_already_on_the_device_are_used_as_they_are():
     (start, _, _), = segment_streams(0, "t", frames, [40])
     events = [start, FrameChunk(0, 0, torch.from_numpy(frames[:17])), FrameChunk(0, 17, frames[17:]), StreamEnd(0)]
     maps, _, done, _ = collect(engine, events)
+    assert done[0].ok
     np.testing.assert_array_equal(np.concatenate([m for _, m in maps[0]]), engine.predict(frames))
