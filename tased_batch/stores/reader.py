@@ -187,7 +187,7 @@ class Results:
         shape = (info["store_height"], info["store_width"])
         fmt = record["format"]
         if fmt == "parquet":
-            frames, times, maps = self._read_parquet_maps(record, info["video_id"], shape)
+            frames, times, maps = self._read_parquet_maps(record, info["video_id"], info["location"], shape)
         elif fmt == "zarr":
             frames, times, maps = self._read_zarr(record, info, shape)
         elif fmt == "png":
@@ -201,10 +201,13 @@ class Results:
             )
         return frames, times, maps
 
-    def _read_parquet_maps(self, record: dict[str, Any], video_id: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _read_parquet_maps(
+        self, record: dict[str, Any], video_id: str, location: str | None, shape: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from tased_batch.stores.parquet import MapsFile, decode_map
 
-        maps_file = self._cached(f"maps:{record['shard_id']}", lambda: MapsFile(self.fs, self._file(record, "maps.parquet")))
+        name = location or "maps.parquet"  # a long video's rows are in its own part file
+        maps_file = self._cached(f"maps:{record['shard_id']}:{name}", lambda: MapsFile(self.fs, self._file(record, name)))
         table = maps_file.rows(video_id).sort_by("frame_index")
         maps = np.empty((table.num_rows, *shape), np.uint8)
         rows = zip(table["data"].to_pylist(), table["encoding"].to_pylist(), table["height"].to_pylist(), table["width"].to_pylist())
