@@ -88,7 +88,7 @@ class _Stream:
         if targets.size and (np.any(np.diff(targets) <= 0) or targets[0] < event.first):
             raise ValueError(f"stream {event.key} ({event.video_id}): targets must be increasing and >= first")
         whole = event.segments == 1 and event.first == 0
-        return cls(key=event.key, label=event.video_id, targets=targets, first=int(event.first), whole=whole)
+        return cls(key=event.key, label=event.source, targets=targets, first=int(event.first), whole=whole)
 
     def upcoming(self) -> int | None:
         if self.targets is None:
@@ -343,6 +343,10 @@ class Engine:
                 streams[stream.key] = stream
                 continue
             stream = streams.get(event.key)
+            if stream is None and isinstance(event, StreamFailed):  # failed before it could start (e.g. unreadable)
+                out.append(StreamDone(event.key, False, event.reason, event.error))
+                yield from drain(depth)
+                continue
             if stream is None or stream.ended:
                 raise ValueError(f"{type(event).__name__} for stream {event.key}, which is not open")
             if isinstance(event, FrameChunk):

@@ -125,7 +125,9 @@ class ShardWriter:
         self.fs, self.root = layout.open_fs(output, storage_options)
         self.attempt = layout.new_attempt_id()
         self.prefix = layout.attempt_prefix(self.shard_id, self.attempt)
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[dict[str, Any]] = []  # the video table, in the order videos were opened (set at commit)
+        self._finished: dict[str, dict[str, Any]] = {}
+        self._opened: list[str] = []
         self._ids: set[str] = set()
         self._state = "open"
 
@@ -150,6 +152,7 @@ class ShardWriter:
         if video_id in self._ids:
             raise StoreError(f"video {video_id!r} written twice to shard {self.shard_id}")
         self._ids.add(video_id)
+        self._opened.append(video_id)
         return VideoSink(self, video_id, source, meta or VideoMeta())
 
     def write(self, result: VideoResult) -> None:
@@ -167,7 +170,7 @@ class ShardWriter:
 
     def _add_row(self, video_id: str, source: str, meta: VideoMeta, status: str, reason: str | None,
                  error: str | None, n_maps: int, location: str | None) -> None:
-        self._rows.append(
+        self._finished[video_id] = (
             {
                 "video_id": video_id,
                 "source": source,
@@ -188,6 +191,10 @@ class ShardWriter:
         """Finish the data objects, write the video table, then the commit record (last)."""
         if self._state != "open":
             raise StoreError(f"shard {self.shard_id} writer is already {self._state}")
+        unfinished = [v for v in self._opened if v not in self._finished]
+        if unfinished:
+            raise StoreError(f"shard {self.shard_id}: video {unfinished[0]!r} is neither closed nor failed", "close or fail every video")
+        self._rows = [self._finished[v] for v in self._opened]
         try:
             files = self._finish()
             videos = self._videos_table()
@@ -364,7 +371,7 @@ class VideoSink:
             raise StoreError(f"shard {self.writer.shard_id} writer is already {self.writer._state}")
 
     def append(self, frame_indices: np.ndarray, timestamps: np.ndarray, maps: np.ndarray) -> None:
-        """Store one batch of maps (model size) of this video, in frame order."""
+        """Store one batch of maps (model size, or already at store size) of this video, in frame order."""
         self._check_open()
         maps = np.asarray(maps)
         frames = np.asarray(frame_indices, dtype=np.int64)
@@ -373,7 +380,7 @@ class VideoSink:
         model = self.writer.model_size
         if maps.dtype != np.uint8 or maps.ndim != 3:
             raise StoreError(f"{where}: maps must be uint8 N x H x W, got {maps.dtype} {maps.shape}")
-        if maps.shape[0] and maps.shape[1:] != model:
+        if maps.shape[0] and maps.shape[1:] not in (model, self.writer.store_size):
             raise StoreError(f"{where}: maps are {maps.shape[1]}x{maps.shape[2]}, the model size is {model[0]}x{model[1]}")
         if frames.shape != (maps.shape[0],) or times.shape != (maps.shape[0],):
             raise StoreError(f"{where}: {maps.shape[0]} maps but {frames.size} frame indices and {times.size} timestamps")
@@ -406,6 +413,15 @@ class VideoSink:
             raise StoreError(f"{self._where()}: cannot store maps: {exc}") from exc
         self._state = "closed"
         self.writer._add_row(self.video_id, self.source, self.meta, "ok", None, None, self.n_maps, location)
+
+    def restart(self) -> None:
+        """Drop the maps written so far and start the video again (a retry after a transient error)."""
+        self._check_open()
+        if self._maps is not None:
+            self._maps.discard()
+        self._maps = None
+        self.n_maps = 0
+        self._last_frame = -1
 
     def fail(self, reason: str, error: str) -> None:
         """The video failed: drop any maps written so far and record the failure instead."""
