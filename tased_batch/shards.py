@@ -106,10 +106,23 @@ class ShardProcessor:
     ) -> None:
         if threads:
             torch.set_num_threads(int(threads))
+        device = device or default_device()
+        model = model_from_payload(weights_bytes, weights, device)
+        self._setup(config, engine_for(config, model, device), info, producer)
+
+    @classmethod
+    def with_engine(
+        cls, config: RunConfig, engine: Engine, info: dict[str, Any], *, producer: StreamProducer | None = None
+    ) -> "ShardProcessor":
+        """A processor around an engine built elsewhere (benchmarks with a stand-in model, tests)."""
+        processor = cls.__new__(cls)
+        processor._setup(config, engine, info, producer)
+        return processor
+
+    def _setup(self, config: RunConfig, engine: Engine, info: dict[str, Any], producer: StreamProducer | None) -> None:
         self.config = config
-        self.device = device or default_device()
-        model = model_from_payload(weights_bytes, weights, self.device)
-        self.engine = engine_for(config, model, self.device)
+        self.engine = engine
+        self.device = str(engine.device)
         self.options = DecodeOptions(
             decoder=config.decoder, resize=config.resize, fps=config.fps, every=config.every, output_fps=config.output_fps
         )
@@ -149,12 +162,12 @@ class ShardProcessor:
                     self._finish(background, notify, shard_id, sinks[source.video_id], "worker-crash", skip[source.video_id])
                 else:
                     todo.append(source)
-            for delay in (None, *RETRY_DELAYS):  # later passes redo videos that met a transient error
+            for attempt in range(len(RETRY_DELAYS) + 1):  # later passes redo videos that met a transient error
                 if not todo:
                     break
-                if delay is not None:
-                    time.sleep(delay)
-                todo = self._pass(todo, sinks, writer, background, notify, shard_id, last=delay == RETRY_DELAYS[-1])
+                if attempt:
+                    time.sleep(RETRY_DELAYS[attempt - 1])
+                todo = self._pass(todo, sinks, writer, background, notify, shard_id, last=attempt == len(RETRY_DELAYS))
             background.close()
             record = writer.commit()
         except BaseException:

@@ -89,10 +89,8 @@ def test_segments_of_a_long_video_are_put_back_in_order_and_failures_stay_per_vi
 
     config = RunConfig(input="x", output=str(tmp_path / "out"), size=f"{SMALL[0]}x{SMALL[1]}", weights="tiny").validate()
     info = WeightsInfo(kind="custom", uri="probe", sha256="0" * 64)
-    processor = shards.ShardProcessor.__new__(shards.ShardProcessor)
-    processor.config, processor.info = config, shards.run_info(config, info, "fp")
-    processor.options = shards.DecodeOptions()
-    processor.engine = Engine(WindowProbe(), batch_size=3, channels_last=False)
+    engine = Engine(WindowProbe(), batch_size=3, channels_last=False)
+    processor = shards.ShardProcessor.with_engine(config, engine, shards.run_info(config, info, "fp"))
     long, broken = make_video("long.mp4", n_frames=100), make_video("broken.mp4", n_frames=50, seed=2)
 
     def split(sources):
