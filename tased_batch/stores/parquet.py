@@ -302,3 +302,19 @@ class MapsFile:
 
     def close(self) -> None:
         self._handle.close()
+
+
+def read_maps(
+    results: Any, record: dict[str, Any], info: dict[str, Any], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One committed video's rows, from ``maps.parquet`` or its own part file (``location``)."""
+    name = info["location"] or "maps.parquet"
+    key = f"maps:{record['shard_id']}:{name}"
+    maps_file = results._cached(key, lambda: MapsFile(results.fs, results._file(record, name)))
+    table = maps_file.rows(info["video_id"]).sort_by("frame_index")
+    maps = np.empty((table.num_rows, *shape), np.uint8)
+    columns = ("data", "encoding", "height", "width")
+    rows = zip(*(table[c].to_pylist() for c in columns))
+    for i, (data, encoding, height, width) in enumerate(rows):
+        maps[i] = decode_map(data, encoding, height, width)
+    return table["frame_index"].to_numpy(), table["timestamp"].to_numpy(), maps

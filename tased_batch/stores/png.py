@@ -192,3 +192,34 @@ class PngShardWriter(ShardWriter):
         data = table_bytes(table)
         layout.put_whole(self.fs, self._path("frames.parquet"), data)
         return [self._entry("frames.parquet", data, rows=table.num_rows)]
+
+
+def read_maps(
+    results: Any, record: dict[str, Any], info: dict[str, Any], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One committed video's PNGs, as listed (with sizes) in the shard's ``frames.parquet``."""
+    import pyarrow.compute as pc
+
+    frames_table: pa.Table = results._cached(
+        f"frames:{record['shard_id']}", lambda: results._read_parquet(results._file(record, "frames.parquet"))
+    )
+    table = frames_table.filter(pc.equal(frames_table["video_id"], info["video_id"])).sort_by("frame_index")
+    paths = [layout.join(results.root, p) for p in table["path"].to_pylist()]
+    contents = layout.cat_many(results.fs, paths)
+    maps = np.empty((len(paths), *shape), np.uint8)
+    for i, (path, size, data) in enumerate(zip(paths, table["bytes"].to_pylist(), contents)):
+        if not isinstance(data, bytes) or len(data) != size:
+            raise StoreError(f"committed PNG {path} is missing or damaged", "redo that shard")
+        maps[i] = decode_png(data)
+    return table["frame_index"].to_numpy(), table["timestamp"].to_numpy(), maps
+
+
+def verify_files(results: Any, record: dict[str, Any]) -> None:
+    """The PNGs are listed, with checksums, in frames.parquet rather than in the commit record."""
+    sid = record["shard_id"]
+    table = results._read_parquet(results._file(record, "frames.parquet"))
+    paths = [layout.join(results.root, p) for p in table["path"].to_pylist()]
+    expected = zip(paths, table["bytes"].to_pylist(), table["sha256"].to_pylist())
+    for (path, size, digest), data in zip(expected, layout.cat_many(results.fs, paths)):
+        if not isinstance(data, bytes) or len(data) != size or layout.sha256_hex(data) != digest:
+            raise StoreError(f"shard {sid}: {path} is missing or does not match frames.parquet", "redo that shard")

@@ -165,3 +165,21 @@ class ZarrShardWriter(ShardWriter):
                 raise StoreError(f"shard {self.shard_id}: cannot read back {path}: {data}")
             entries.append(self._entry(path[len(self.root) :].strip("/")[len(self.prefix) + 1 :], data))
         return entries
+
+
+def read_maps(
+    results: Any, record: dict[str, Any], info: dict[str, Any], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One committed video's array (named by the record's file list, or it does not count)."""
+    import zarr
+
+    location = info["location"]
+    if f"{record['attempt_prefix']}/{location}/zarr.json" not in {f["path"] for f in record["files"]}:
+        raise StoreError(f"commit record of shard {record['shard_id']} names no array {location}", "redo that shard")
+    path = layout.join(results.root, record["attempt_prefix"], location)
+    array = zarr.open_array(store=zarr_store(results.fs, path, results.storage_options, read_only=True), mode="r")
+    attrs = array.attrs
+    frames = np.asarray(attrs["frame_indices"], np.int64)
+    times = np.asarray(attrs["timestamps"], np.float64)
+    maps = np.asarray(array[...], np.uint8) if array.shape[0] else np.zeros((0, *shape), np.uint8)
+    return frames, times, maps
