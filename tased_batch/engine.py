@@ -164,8 +164,9 @@ class Engine:
     with BatchNorm folded into the convolutions, in the channels-last 3-D memory format;
     maps stay within the parity tolerance. ``False`` runs the given model as the released
     script does (contiguous, unfolded): bit-exact with it at batch size 1.
-    ``compile=True`` runs the model through ``torch.compile``; short batches are padded to
-    the batch size so that it compiles once. ``map_stats`` is called on each batch's uint8
+    ``compile=True`` runs the model through ``torch.compile``. Short batches are padded to the
+    batch size, so that every window runs at one batch shape: a map's bits do not depend on
+    which other windows (of this video or others) shared its batch. ``map_stats`` is called on each batch's uint8
     (B, H, W) maps on the device; its (B, ...) tensors come back per row in ``MapBatch.extras``.
     """
 
@@ -241,7 +242,11 @@ class Engine:
         """Raw model output (B, H, W) float32 for a batch of windows (B, 3, 32, H, W)."""
         n = windows.shape[0]
         batch = self.resolve_batch_size(tuple(windows.shape[-2:]))
-        if self.compiled and n < batch:  # one static shape: compile once, not per tail length
+        # Always the full batch shape: convolution kernels (oneDNN, cuDNN) may round differently
+        # at another batch size, and a window's map must not depend on how full its batch was
+        # (the last batch of a video alone vs the same window among other videos' windows).
+        # It also lets torch.compile compile once.
+        if n < batch:
             pad = windows[-1:].expand(batch - n, *windows.shape[1:])
             return self._raw_forward(torch.cat([windows, pad]))[:n]
         return self._raw_forward(windows)
