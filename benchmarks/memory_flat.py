@@ -5,7 +5,8 @@ output shapes, so the figures are the data path's own memory (engine buffers, ba
 sinks, the Parquet writer), not the model's. Frames come from an in-memory producer (a
 bank of synthetic frames, no decoding), through ShardProcessor.process into a committed
 Parquet shard. The control runs the same engine but keeps every map of the video, then
-writes it whole (what the processor did before maps were streamed): it must grow.
+writes it whole (what the processor did before maps were streamed): it must grow. Both run
+with the processor's allocator setting (:func:`tased_batch.pipeline.bound_heap_growth`).
 
 Each case runs in its own process (peak RSS is per process):
 
@@ -69,6 +70,7 @@ def run_case(case: str, n: int, size: tuple[int, int]) -> dict:
 
     from tased_batch.config import RunConfig
     from tased_batch.engine import Engine
+    from tased_batch.pipeline import bound_heap_growth
     from tased_batch.records import VideoResult
     from tased_batch.shards import ShardProcessor, run_info
     from tased_batch.sources import VideoSource
@@ -77,6 +79,7 @@ def run_case(case: str, n: int, size: tuple[int, int]) -> dict:
     from tased_batch.weights import WeightsInfo
 
     torch.set_num_threads(1)
+    bound_heap_growth()  # what a processor does; the control gets it too, so both run on the same allocator
     with tempfile.TemporaryDirectory(prefix="tased-memory-") as out:
         config = RunConfig(input="x", output=out, size=f"{size[0]}x{size[1]}", weights="stand-in").validate()
         info = run_info(config, WeightsInfo(kind="custom", uri="stand-in", sha256="0" * 64), "memory")
@@ -119,9 +122,11 @@ def main() -> None:
         print(json.dumps(run_case(args.case, args.frames, size)))
         return
     short, long = (int(float(m) * 60 * FPS) for m in args.minutes.split(","))
-    rows = [measure(case, n, size) for case in ("stream", "control") for n in (short, long)]
-    for row in rows:
-        print(f"{row['case']:<8} {row['frames']:>6} frames  peak RSS {row['peak_rss_mb']:8.1f} MB  ({row['seconds']:.1f} s)")
+    rows = []
+    for case in ("stream", "control"):
+        for n in (short, long):
+            rows.append(row := measure(case, n, size))
+            print(f"{case:<8} {n:>6} frames  peak RSS {row['peak_rss_mb']:8.1f} MB  ({row['seconds']:.1f} s)", flush=True)
     stream = rows[1]["peak_rss_mb"] - rows[0]["peak_rss_mb"]
     control = rows[3]["peak_rss_mb"] - rows[2]["peak_rss_mb"]
     print(f"growth from {short} to {long} frames: streaming {stream:+.1f} MB, control (all maps kept) {control:+.1f} MB")

@@ -241,7 +241,7 @@ class Engine:
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """Raw model output (B, H, W) float32 for a batch of windows (B, 3, 32, H, W)."""
         n = windows.shape[0]
-        batch = self.resolve_batch_size(tuple(windows.shape[-2:]))
+        batch = self.resolve_batch_size((int(windows.shape[-2]), int(windows.shape[-1])))
         # Always the full batch shape: convolution kernels (oneDNN, cuDNN) may round differently
         # at another batch size, and a window's map must not depend on how full its batch was
         # (the last batch of a video alone vs the same window among other videos' windows).
@@ -347,20 +347,21 @@ class Engine:
                     raise ValueError(f"stream {stream.key} ({stream.label}) opened twice")
                 streams[stream.key] = stream
                 continue
-            stream = streams.get(event.key)
-            if stream is None and isinstance(event, StreamFailed):  # failed before it could start (e.g. unreadable)
+            found = streams.get(event.key)
+            if found is None and isinstance(event, StreamFailed):  # failed before it could start (e.g. unreadable)
                 out.append(StreamDone(event.key, False, event.reason, event.error))
                 yield from drain(depth)
                 continue
-            if stream is None or stream.ended:
+            if found is None or found.ended:
                 raise ValueError(f"{type(event).__name__} for stream {event.key}, which is not open")
+            stream = found
             if isinstance(event, FrameChunk):
                 if len(event.frames) == 0:
                     continue
                 if event.start != stream.end:
                     raise ValueError(f"stream {event.key} ({stream.label}): chunk at {event.start}, expected {stream.end}")
                 frames = self._upload(event.frames)
-                batch_size = self.resolve_batch_size(tuple(frames.shape[-2:]))
+                batch_size = self.resolve_batch_size((int(frames.shape[-2]), int(frames.shape[-1])))
                 before = len(stream.ready)
                 stream.add(frames)
                 order.extend([stream.key] * (len(stream.ready) - before))

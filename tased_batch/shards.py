@@ -25,6 +25,7 @@ from tased_batch.pipeline import (
     BackgroundWriter,
     DecodeOptions,
     StreamProducer,
+    bound_heap_growth,
     default_device,
     meta_of,
     serial_streams,
@@ -120,6 +121,7 @@ class ShardProcessor:
         return processor
 
     def _setup(self, config: RunConfig, engine: Engine, info: dict[str, Any], producer: StreamProducer | None) -> None:
+        bound_heap_growth()  # a processor lives as long as its actor: keep its heap from creeping
         self.config = config
         self.engine = engine
         self.device = str(engine.device)
@@ -247,6 +249,7 @@ class ShardProcessor:
                 if video.finished:
                     continue
                 if isinstance(out, MapBatch):
+                    assert video.start is not None  # maps only come after the stream's start
                     sampling = video.start.sampling
                     item = (sampling.sequence[out.positions], out.positions / sampling.fps, out.maps)
                     video.maps += len(out.positions)

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from memory_flat import measure  # noqa: E402
 
-SIZE = (64, 96)  # 6 KB a map at model size: 2,700 more maps are 16 MB more when kept
+SIZE = (96, 128)  # 12 KB a map at model size: 2,700 more maps are 33 MB more when kept
 
 
 def test_streaming_peak_rss_does_not_grow_with_video_length_while_keeping_maps_does():
@@ -17,5 +17,5 @@ def test_streaming_peak_rss_does_not_grow_with_video_length_while_keeping_maps_d
     long = measure("stream", 3000, SIZE)
     control = measure("control", 3000, SIZE)
     assert long["maps"] == 3000 and control["maps"] == 3000
-    assert long["peak_rss_mb"] - short["peak_rss_mb"] < 8, (short, long)
-    assert control["peak_rss_mb"] - long["peak_rss_mb"] > 15, (long, control)  # the control does grow: the test can fail
+    assert long["peak_rss_mb"] - short["peak_rss_mb"] < 20, (short, long)
+    assert control["peak_rss_mb"] - long["peak_rss_mb"] > 30, (long, control)  # the control does grow: the test can fail

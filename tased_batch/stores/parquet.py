@@ -49,6 +49,13 @@ MAPS_SCHEMA = pa.schema(
 ROW_GROUP_BYTES = 8 << 20
 # A video holding more blob bytes than this spills to its own part file (bounds memory per open video).
 SPILL_BYTES = ROW_GROUP_BYTES
+# Held batches are merged into one table beyond this many: each small table costs its own
+# buffers (several per column), far more than its rows at the default store size.
+MERGE_TABLES = 32
+
+
+def _merged(tables: list[pa.Table]) -> list[pa.Table]:
+    return [pa.concat_tables(tables).combine_chunks()] if len(tables) > MERGE_TABLES else tables
 
 ENCODINGS = ("png", "raw")
 
@@ -129,7 +136,7 @@ class _MapsOut:
         self.rows = 0
 
     def add(self, tables: list[pa.Table], blob_bytes: int) -> None:
-        self.pending.extend(tables)
+        self.pending = _merged(self.pending + tables)
         self.pending_bytes += blob_bytes
         if self.pending_bytes >= ROW_GROUP_BYTES:
             self.flush()
@@ -185,7 +192,7 @@ class _ParquetVideo(VideoMaps):
         if self.part is not None:
             self.part.add([table], blob_bytes)
             return
-        self.tables.append(table)
+        self.tables = _merged([*self.tables, table])
         self.bytes += blob_bytes
         if self.bytes >= SPILL_BYTES:
             self.part = self.writer._new_part()
