@@ -14,7 +14,7 @@ def bench(
     size: str = typer.Option("224x384", "--size", help="Model input size HxW (multiples of 32)."),
     frames: int = typer.Option(40, "--frames", min=1, help="Frames in the synthesised test video."),
     batch_size: str = typer.Option("auto", "--batch-size", "-b", help="Windows per forward pass, or 'auto'."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 for (b) and (c); (a) is always fp32."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | tf32 | bf16 | fp16 for (b) and (c); (a) is always fp32."),
     device: str = typer.Option(None, "--device", help="torch device (default: cuda if available, else cpu)."),
     weights: str = typer.Option("random", "--weights", "-w", help="Checkpoint path/URI, or 'random' (calibrated stand-in)."),
     source_size: str = typer.Option("360x640", "--source-size", help="Resolution HxW of the synthesised video."),
@@ -74,6 +74,12 @@ def bench(
     typer.echo(f"efficiency (b)/(c)       {result.efficiency:8.2f}")
     typer.echo(f"parity, same frames      {result.parity_within_1:.4%} of pixels within 1 grey level, max diff {result.parity_max_diff}")
     typer.echo(f"CC of (b)'s maps, (a)'s  {result.pipeline_cc:.4f} (different decoders)")
+    typer.echo(f"model cost               {result.gflop_per_window:.1f} GFLOP per window (torch FLOP counter)")
+    for row in result.precisions:
+        typer.echo(
+            f"precision {row['precision']:<5}          {row['model_fps']:8.3f} frames/s, vs strict fp32: "
+            f"{row['within_1']:.4%} within 1 grey level, CC {row['cc']:.4f}, max diff {row['max_diff']}"
+        )
     if "peak_share" in s:
         typer.echo(f"share of device peak     {s['peak_share']:.1%}")
 

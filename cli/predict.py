@@ -19,7 +19,7 @@ def predict(
     weights: str = typer.Option(None, "--weights", "-w", help="Checkpoint path/URI; default the cached released file; 'random' = labelled stand-in."),
     device: str = typer.Option(None, "--device", help="torch device (default: cuda if available, else cpu)."),
     batch_size: str = typer.Option("auto", "--batch-size", "-b", help="Windows per forward pass, or 'auto' (from free device memory; 4 on CPUs)."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 (autocast; bf16 on CPUs only with bf16 instructions)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 (strict, no TF32) | tf32 (CUDA, Ampere or newer) | bf16 | fp16 (autocast; bf16 on CPUs only with bf16 instructions)."),
     compile: bool = typer.Option(False, "--compile", help="Run the model through torch.compile (pays off on long videos)."),
     size: str = typer.Option("224x384", "--size", help="Model input size HxW (multiples of 32)."),
     decoder: str = typer.Option("auto", "--decoder", help="decord | pyav | auto (decord, PyAV fallback)."),

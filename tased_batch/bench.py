@@ -33,11 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tased_batch.engine import AUTO, Engine, postprocess_reference, window_frames
+from tased_batch.engine import AUTO, PRECISIONS, Engine, postprocess_reference, precision_supported, window_frames
 from tased_batch.model import WINDOW
-
-# Model cost from the spec: about 157 GFLOP per window at 224x384, proportional to pixels.
-GFLOP_PER_WINDOW_224x384 = 157.0
 
 
 @dataclass
@@ -70,6 +67,8 @@ class BenchResult:
     parity_max_diff: int
     pipeline_cc: float
     model_tflops: float
+    gflop_per_window: float = 0.0
+    precisions: list[dict[str, Any]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     runs: dict[str, list[float]] = field(default_factory=dict)
 
@@ -79,8 +78,14 @@ class BenchResult:
         return {**out, **settings}
 
 
-def gflop_per_window(size: tuple[int, int]) -> float:
-    return GFLOP_PER_WINDOW_224x384 * size[0] * size[1] / (224 * 384)
+def gflop_per_window(model: torch.nn.Module, size: tuple[int, int]) -> float:
+    """The model's cost of one window at ``size``, counted by torch's FLOP counter (on the meta device: no compute)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = copy.deepcopy(model).to("meta")
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        meta(torch.zeros(1, 3, WINDOW, *size, device="meta"))
+    return counter.get_total_flops() / 1e9
 
 
 def synthesise_video(path: Path, n_frames: int, source_size: tuple[int, int]) -> Path:
@@ -230,6 +235,28 @@ def warm_up(engine: Engine, reference: torch.nn.Module, size: tuple[int, int]) -
     _sync(engine.device)
 
 
+def precision_table(
+    model: torch.nn.Module, settings: BenchSettings, frames: np.ndarray, targets: list[int], strict: np.ndarray,
+    fp32_fps: float, log=print,
+) -> list[dict[str, Any]]:
+    """Each precision this device runs: model frames/s and parity of its maps with strict fp32 on the same frames."""
+    rows = [{"precision": "fp32", "model_fps": fp32_fps, "within_1": 1.0, "max_diff": 0, "cc": 1.0}]
+    for precision in PRECISIONS:
+        if precision == "fp32" or not precision_supported(precision, settings.device):
+            continue
+        engine = Engine(model, device=settings.device, batch_size=settings.batch_size, precision=precision)
+        engine.forward(torch.zeros(engine.resolve_batch_size(settings.size), 3, WINDOW, *settings.size, device=engine.device))
+        seconds = statistics.median(run_model(engine, settings.frames, settings.size) for _ in range(settings.repeat))
+        maps = engine.predict(frames, targets)
+        diff = np.abs(maps.astype(np.int16) - strict.astype(np.int16))
+        rows.append({
+            "precision": precision, "model_fps": settings.frames / seconds, "within_1": float((diff <= 1).mean()),
+            "max_diff": int(diff.max()), "cc": map_cc(maps, strict),
+        })
+        log(f"{precision}: {rows[-1]['model_fps']:.3f} frames/s, {rows[-1]['within_1']:.4%} within 1 of strict fp32")
+    return rows
+
+
 def machine() -> dict[str, Any]:
     info: dict[str, Any] = {
         "torch": torch.__version__,
@@ -276,7 +303,13 @@ def run_bench(settings: BenchSettings, log=print) -> BenchResult:
     targets = parity_targets(len(ref_frames), engine.batch_size)
     same_input = engine.predict(np.stack(ref_frames), targets)
     diff = np.abs(ref_maps[targets].astype(np.int16) - same_input.astype(np.int16))
-    model_tflops = fps["model"] * gflop_per_window(settings.size) / 1000
+    gflop = gflop_per_window(reference, settings.size)
+    model_tflops = fps["model"] * gflop / 1000
+    strict = same_input
+    if settings.precision != "fp32":  # parity is measured against strict fp32
+        strict = Engine(reference, device=device, batch_size=engine.batch_size).predict(np.stack(ref_frames), targets)
+    fp32_fps = fps["model"] if settings.precision == "fp32" else float("nan")
+    precisions = precision_table(reference, settings, np.stack(ref_frames), targets, strict, fp32_fps, log)
     reported = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
     reported.update(batch_size=engine.batch_size, weights=weights_info.kind, **machine())
     if settings.peak_tflops:
@@ -291,6 +324,8 @@ def run_bench(settings: BenchSettings, log=print) -> BenchResult:
         parity_max_diff=int(diff.max()),
         pipeline_cc=map_cc(maps, ref_maps),
         model_tflops=model_tflops,
+        gflop_per_window=gflop,
+        precisions=precisions,
         settings=reported,
         runs={k: [settings.frames / s for s in v] for k, v in times.items()},
     )

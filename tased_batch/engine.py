@@ -1,259 +1,161 @@
-"""The inference engine: frames -> 32-frame windows -> TASED-Net -> uint8 maps. No Ray here.
+"""The inference engine: streams of frames -> 32-frame windows -> TASED-Net -> uint8 maps. No Ray here.
 
-Windowing is the released script's: frame i >= 31 gets frames i-31..i; frame i < 31 gets
-frames i+31, i+30, ..., i (the following frames, reversed in time, so i is still last).
-A video shorter than 63 frames is looped (frame k stands for frame k mod N), which is what
-the authors advise for short videos (TASED-Net issue #3) and equals their windowing
-whenever the video is long enough. Post-processing (quantise, Gaussian blur sigma 7 with
-scipy's reflect borders, normalise by the maximum, truncate to uint8) runs on the model's
-device as two matrix products in float64.
+The parts are separate modules: window arithmetic (:mod:`tased_batch.windows`),
+post-processing (:mod:`tased_batch.postprocess`), the fast path (:mod:`tased_batch.fastpath`:
+BatchNorm folding, precision, batch sizing) and CUDA staging (:mod:`tased_batch.staging`).
+This module keeps the streams' state and the batching, and re-exports the names other
+modules import from it.
 """
 
 from __future__ import annotations
 
 import copy
 from collections import deque
-from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from tased_batch.model import WINDOW
-from tased_batch.sizes import parse_size as parse_size  # its home was here; callers still import it from the engine
+from tased_batch.fastpath import (
+    AUTO,
+    CPU_AUTO_BATCH,
+    CPU_BYTES_PER_PIXEL,
+    MAX_AUTO_BATCH,
+    MEMORY_FRACTION,
+    PRECISIONS,
+    auto_batch_size,
+    fold_batchnorm,
+    precision_context,
+    precision_problem,
+    precision_supported,
+    window_bytes_cuda,
+)
+from tased_batch.postprocess import SIGMA, TRUNCATE, PostProcessor, blur_matrix, gaussian_kernel, postprocess_reference
+from tased_batch.staging import HostCopy, Uploader, normalise
+from tased_batch.streams import (
+    EngineOutput,
+    FrameChunk,
+    MapBatch,
+    StreamDone,
+    StreamEnd,
+    StreamEvent,
+    StreamFailed,
+    StreamStart,
+)
+from tased_batch.windows import FIRST_WINDOWS, WINDOW, parse_size, window_end, window_frames, window_start
 
-SIGMA = 7.0
-TRUNCATE = 4.0
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-AUTO = "auto"
-# CPU batch for "auto": per-window time at 224x384 drops from batch 1 to 2 to 4 on a 2-core
-# AVX-512 EPYC; batch 8 gains under 10% more for twice the memory (docs/benchmarks.md).
-CPU_AUTO_BATCH = 4
-MAX_AUTO_BATCH = 32
-MEMORY_FRACTION = 0.8  # share of free memory "auto" may fill (allocator slack, other tenants)
-# Peak bytes one more window adds on the CPU, per input pixel (max RSS at 224x384, fp32:
-# batch 1, 2, 4, 8 -> 0.98, 1.34, 2.10, 3.65 GB, about 385 MB a window).
-CPU_BYTES_PER_PIXEL = 4_500
-
-
-FIRST_WINDOWS = ("reversed", "released")
-
-
-def window_frames(i: int, n: int, first: str = "reversed") -> list[int]:
-    """Frame indices of the window whose map is frame ``i``'s, for a video of ``n`` frames.
-
-    For i < 31, ``first="reversed"`` gives the following frames reversed in time (i+31..i,
-    the documented intent); ``"released"`` gives them in time order (i..i+31), which is what
-    the released run_example.py feeds the model: its ``torch.flip(clip, [1])`` flips the
-    colour channels of a (1, 3, 32, H, W) clip, not time (the engine flips the channels too).
-    """
-    if i >= WINDOW - 1:
-        return list(range(i - WINDOW + 1, i + 1))
-    if first == "released":
-        return [(i + k) % n for k in range(WINDOW)]
-    return [(i + WINDOW - 1 - k) % n for k in range(WINDOW)]
-
-
-def gaussian_kernel(sigma: float = SIGMA, truncate: float = TRUNCATE) -> np.ndarray:
-    """The 1-D kernel scipy.ndimage.gaussian_filter uses (radius = int(truncate * sigma + 0.5))."""
-    radius = int(truncate * sigma + 0.5)
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    phi = np.exp(-0.5 * x * x / (sigma * sigma))
-    return phi / phi.sum()
+__all__ = [
+    "AUTO", "CPU_AUTO_BATCH", "CPU_BYTES_PER_PIXEL", "FIRST_WINDOWS", "MAX_AUTO_BATCH", "MEMORY_FRACTION", "PRECISIONS",
+    "SIGMA", "TRUNCATE", "WINDOW", "Engine", "MapStats", "PostProcessor", "auto_batch_size", "blur_matrix",
+    "fold_batchnorm", "gaussian_kernel", "normalise", "parse_size", "postprocess_reference", "precision_problem", "precision_supported",
+    "window_bytes_cuda", "window_end", "window_frames", "window_start",
+]
 
 
-def _reflect(index: np.ndarray, n: int) -> np.ndarray:
-    """scipy's 'reflect' (half-sample symmetric) border: d c b a | a b c d | d c b a."""
-    period = 2 * n
-    index = np.mod(index, period)
-    return np.where(index >= n, period - 1 - index, index)
+MapStats = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
 
-def blur_matrix(n: int, sigma: float = SIGMA, truncate: float = TRUNCATE) -> np.ndarray:
-    """An n x n matrix M with M @ x == gaussian_filter1d(x, sigma, mode='reflect') for any n."""
-    kernel = gaussian_kernel(sigma, truncate)
-    radius = len(kernel) // 2
-    m = np.zeros((n, n), np.float64)
-    rows = np.arange(n)
-    for k, weight in enumerate(kernel):
-        np.add.at(m, (rows, _reflect(rows + k - radius, n)), weight)
-    return m
+@dataclass
+class _Stream:
+    """The engine's state for one open stream: its frames on the device and its targets' progress.
 
-
-def _window_start(i: int) -> int:
-    """First frame a target's window may need (short videos loop back to frame 0)."""
-    return i - WINDOW + 1 if i >= WINDOW - 1 else 0
-
-
-def _window_end(i: int) -> int:
-    """Last frame a target's window needs when the video is long enough not to loop."""
-    return i + WINDOW - 1 if i < WINDOW - 1 else i
-
-
-class PostProcessor:
-    """Released post-processing for a batch of raw maps, on any torch device."""
-
-    def __init__(self, height: int, width: int, device: torch.device | str = "cpu") -> None:
-        device = torch.device(device)
-        self.dtype = torch.float32 if device.type == "mps" else torch.float64
-        self.rows = torch.as_tensor(blur_matrix(height), dtype=self.dtype, device=device)
-        self.cols_t = torch.as_tensor(blur_matrix(width).T.copy(), dtype=self.dtype, device=device)
-
-    def __call__(self, raw: torch.Tensor) -> torch.Tensor:
-        """(B, H, W) float in (0, 1) -> (B, H, W) uint8, exactly as the released script writes PNGs."""
-        q = torch.floor(raw.to(self.dtype) * 255) / 255
-        blurred = self.rows @ q @ self.cols_t
-        peak = blurred.amax(dim=(1, 2), keepdim=True)
-        scaled = torch.where(peak > 0, blurred / peak.clamp_min(torch.finfo(self.dtype).tiny) * 255, 0)
-        return scaled.to(torch.uint8)
-
-
-def postprocess_reference(raw: np.ndarray) -> np.ndarray:
-    """The released per-frame host path with scipy (for parity checks and the baseline bench)."""
-    from scipy.ndimage import gaussian_filter
-
-    q = (raw * 255.0).astype(np.int64) / 255.0
-    blurred = gaussian_filter(q, sigma=SIGMA)
-    return (blurred / np.max(blurred) * 255.0).astype(np.uint8)
-
-
-def normalise(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 (T, H, W, 3) -> float32 (3, T, H, W) in [-1, 1], with the released arithmetic."""
-    return frames.permute(3, 0, 1, 2).float().mul_(2.0).sub_(255).div_(255)
-
-
-def _fold_into(conv: torch.nn.Conv3d | torch.nn.ConvTranspose3d, bn: torch.nn.BatchNorm3d) -> None:
-    """conv -> bn (eval) == one conv with scaled weights and a bias (computed in float64)."""
-    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-    shift = bn.bias.double() - bn.running_mean.double() * scale
-    out_dim = 1 if isinstance(conv, torch.nn.ConvTranspose3d) else 0  # where output channels are
-    shape = [1] * conv.weight.dim()
-    shape[out_dim] = -1
-    bias = shift if conv.bias is None else conv.bias.double() * scale + shift
-    with torch.no_grad():
-        conv.weight.copy_((conv.weight.double() * scale.view(shape)).to(conv.weight.dtype))
-        conv.bias = torch.nn.Parameter(bias.to(conv.weight.dtype), requires_grad=False)
-
-
-def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
-    """Fold each eval-mode BatchNorm3d into the convolution registered just before it, in place.
-
-    In TASED-Net every BatchNorm directly follows a convolution, and modules register in
-    the order they run, so each (conv, bn) pair of siblings is folded and the bn becomes
-    an Identity. Saves a full pass over every activation (about 15% of the CPU time).
-    """
-    for parent in model.modules():
-        names = list(parent._modules)
-        for first, second in zip(names, names[1:]):
-            conv, bn = parent._modules[first], parent._modules[second]
-            if isinstance(bn, torch.nn.BatchNorm3d) and isinstance(conv, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
-                if conv.groups != 1 or bn.training or not bn.track_running_stats or not bn.affine:
-                    continue
-                _fold_into(conv, bn)
-                parent._modules[second] = torch.nn.Identity()
-    return model
-
-
-def precision_supported(precision: str, device: torch.device | str) -> bool:
-    """Whether ``precision`` has fast kernels on ``device`` (bf16 on CPUs: AVX-512 BF16 or AMX)."""
-    device = torch.device(device)
-    if precision == "fp32":
-        return True
-    if device.type == "cuda":
-        return precision == "fp16" or torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        check = "_is_mkldnn_bf16_supported" if precision == "bf16" else "_is_mkldnn_fp16_supported"
-        probe = getattr(torch.ops.mkldnn, check, None)
-        return bool(probe is not None and probe())
-    return True  # other backends: autocast itself refuses what it cannot do
-
-
-def window_bytes_cuda(model: torch.nn.Module, size: tuple[int, int], forward) -> int:
-    """Peak CUDA memory one more window adds: the peak of a batch of 2 minus a batch of 1.
-
-    The difference leaves out the weights, cuDNN workspaces and anything else already
-    allocated, which do not grow with the batch. ``forward`` should be the eager model:
-    a compiled one would compile for both batch sizes.
-    """
-    device = next(model.parameters()).device
-    torch.cuda.synchronize(device)
-    base = torch.cuda.memory_allocated(device)
-    peaks = []
-    for b in (1, 2):
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        forward(torch.zeros(b, 3, WINDOW, *size, device=device))
-        torch.cuda.synchronize(device)
-        peaks.append(torch.cuda.max_memory_allocated(device))
-    # cuDNN autotuning can make the two workspaces differ: never count less than half of
-    # what a batch of 2 took above the weights
-    return max(peaks[1] - peaks[0], (peaks[1] - base) // 2, 1)
-
-
-def auto_batch_size(free_bytes: int, window_bytes: int, cap: int) -> int:
-    """How many windows fit in MEMORY_FRACTION of the free memory, between 1 and ``cap``."""
-    return int(min(cap, max(1, (free_bytes * MEMORY_FRACTION) // max(window_bytes, 1))))
-
-
-class _Uploader:
-    """Host -> CUDA copies of frame chunks from two reused pinned buffers, on a side stream.
-
-    A chunk's copy is queued behind nothing on the compute stream, so it overlaps the model
-    running on the previous batch; the compute stream waits for it only where it is used.
-    Two buffers alternate so that a chunk never overwrites one whose copy is still in flight.
+    Targets move from *upcoming* (position not received yet) to *pending* (received, window
+    incomplete) to *ready* (window complete, waiting for a batch) to produced. Only frames
+    from the first window start of a ready, pending or upcoming target are kept.
     """
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.stream = torch.cuda.Stream(device)
-        self.buffers: list[torch.Tensor | None] = [None, None]
-        self.done: list[torch.cuda.Event | None] = [None, None]
-        self.turn = 0
+    key: int
+    label: str
+    targets: np.ndarray | None  # None: every position (Engine.run without targets)
+    first: int
+    whole: bool  # the whole video in one stream: it may loop at its end (short videos)
+    next: int = 0  # index into targets (or the position itself when targets is None) of the first upcoming target
+    pending: list[int] = field(default_factory=list)
+    ready: deque[tuple[int, int]] = field(default_factory=deque)  # (target, sequence length its window uses)
+    buffer: torch.Tensor | None = None  # normalised frames (3, T, H, W) on the device
+    start: int = 0  # position of buffer[:, 0]
+    end: int = 0  # one past the last position received
+    ended: bool = False
+    produced: int = 0
 
-    def __call__(self, chunk: np.ndarray | torch.Tensor) -> torch.Tensor:
-        host = torch.as_tensor(chunk)
-        slot, self.turn = self.turn, self.turn ^ 1
-        if self.done[slot] is not None:
-            self.done[slot].synchronize()
-        buffer = self.buffers[slot]
-        if buffer is None or buffer.numel() < host.numel():
-            buffer = self.buffers[slot] = torch.empty(host.numel(), dtype=torch.uint8, pin_memory=True)
-        staged = buffer[: host.numel()].view(host.shape)
-        staged.copy_(host)
-        compute = torch.cuda.current_stream(self.device)
-        with torch.cuda.stream(self.stream):
-            frames = normalise(staged.to(self.device, non_blocking=True))
-            self.done[slot] = torch.cuda.Event()
-            self.done[slot].record(self.stream)
-        compute.wait_stream(self.stream)
-        frames.record_stream(compute)
-        return frames
+    def __post_init__(self) -> None:
+        self.start = self.end = self.first
+
+    @classmethod
+    def opening(cls, event: StreamStart) -> _Stream:
+        targets = np.asarray(event.targets, np.int64)
+        if targets.size and (np.any(np.diff(targets) <= 0) or targets[0] < event.first):
+            raise ValueError(f"stream {event.key} ({event.video_id}): targets must be increasing and >= first")
+        whole = event.segments == 1 and event.first == 0
+        return cls(key=event.key, label=event.source, targets=targets, first=int(event.first), whole=whole)
+
+    def upcoming(self) -> int | None:
+        if self.targets is None:
+            return self.next
+        return int(self.targets[self.next]) if self.next < len(self.targets) else None
+
+    def add(self, frames: torch.Tensor) -> None:
+        """Append frames; targets whose windows are now complete become ready, in position order."""
+        self.buffer = frames if self.buffer is None else torch.cat([self.buffer, frames], dim=1)
+        self.end += frames.shape[1]
+        while (t := self.upcoming()) is not None and t < self.end:
+            self.pending.append(t)
+            self.next += 1
+        ready = 0  # a prefix of pending: keeps maps in position order
+        while ready < len(self.pending) and window_end(self.pending[ready]) < self.end:
+            ready += 1
+        self.ready.extend((t, self.end) for t in self.pending[:ready])
+        del self.pending[:ready]
+
+    def finish(self) -> None:
+        """The stream's last frame arrived: a whole video's remaining targets loop over its length."""
+        self.ended = True
+        if self.whole and self.buffer is not None:
+            self.ready.extend((t, self.end) for t in self.pending)
+            self.pending = []
+
+    def missing(self) -> int:
+        """How many targets can no longer be produced (past the end, or windows beyond a segment)."""
+        return len(self.pending) + (0 if self.targets is None else len(self.targets) - self.next)
+
+    def trim(self) -> None:
+        """Drop frames no remaining window needs."""
+        if self.buffer is None:
+            return
+        lowest = self.ready[0][0] if self.ready else (self.pending[0] if self.pending else self.upcoming())
+        keep_from = self.end if lowest is None or (self.ended and not self.ready) else max(window_start(lowest), self.start)
+        if keep_from >= self.end:
+            self.buffer, self.start = None, self.end
+        elif keep_from > self.start:
+            self.buffer = self.buffer[:, keep_from - self.start :]
+            self.start = keep_from
 
 
-class _HostCopy:
-    """Maps on their way to pinned host memory; ``result()`` waits only for this copy."""
+@dataclass
+class _Batch:
+    """One batch queued on the device: which stream and targets each row belongs to."""
 
-    def __init__(self, maps: torch.Tensor) -> None:
-        self.host = torch.empty(maps.shape, dtype=maps.dtype, pin_memory=True)
-        self.host.copy_(maps, non_blocking=True)
-        self.done = torch.cuda.Event()
-        self.done.record(torch.cuda.current_stream(maps.device))
+    rows: list[tuple[int, np.ndarray]]  # (stream key, positions) in row order
+    maps: np.ndarray | HostCopy
+    extras: dict[str, np.ndarray]
 
-    def result(self) -> np.ndarray:
-        self.done.synchronize()
-        return self.host.numpy()
-
-
-def _finished(maps: np.ndarray | _HostCopy) -> np.ndarray:
-    return maps.result() if isinstance(maps, _HostCopy) else maps
+    def outputs(self) -> Iterator[MapBatch]:
+        maps, extras = self.maps.result() if isinstance(self.maps, HostCopy) else (self.maps, self.extras)
+        offset = 0
+        for key, positions in self.rows:
+            rows = slice(offset, offset + len(positions))
+            offset += len(positions)
+            yield MapBatch(key, positions, maps[rows], {name: v[rows] for name, v in extras.items()})
 
 
 class Engine:
-    """Turns a stream of frames into saliency maps with one loaded TASED-Net.
+    """Turns streams of frames into saliency maps with one loaded TASED-Net.
 
-    ``run`` consumes chunks of frames (uint8, t x H x W x 3, RGB, at model size) and yields
-    the maps of the requested target frames as soon as their windows are complete, so
-    memory is bounded by the chunk plus 31 frames of history, whatever the video's length.
+    :meth:`run_streams` consumes the events of many streams (videos, or segments of long
+    videos; see :mod:`tased_batch.streams`) and fills each batch with windows from whichever
+    streams have complete windows; :meth:`run` and :meth:`predict` are one video. Memory is
+    bounded by the chunks plus 31 frames of history per open stream, whatever the video's length.
 
     ``batch_size="auto"`` is resolved at the first chunk (it depends on the frame size):
     on CUDA from ``torch.cuda.mem_get_info`` and a measured per-window footprint, on the
@@ -262,8 +164,10 @@ class Engine:
     with BatchNorm folded into the convolutions, in the channels-last 3-D memory format;
     maps stay within the parity tolerance. ``False`` runs the given model as the released
     script does (contiguous, unfolded): bit-exact with it at batch size 1.
-    ``compile=True`` runs the model through ``torch.compile``; short batches are padded to
-    the batch size so that it compiles once.
+    ``compile=True`` runs the model through ``torch.compile``. Short batches are padded to the
+    batch size, so that every window runs at one batch shape: a map's bits do not depend on
+    which other windows (of this video or others) shared its batch. ``map_stats`` is called on each batch's uint8
+    (B, H, W) maps on the device; its (B, ...) tensors come back per row in ``MapBatch.extras``.
     """
 
     def __init__(
@@ -276,6 +180,7 @@ class Engine:
         channels_last: bool = True,
         compile: bool = False,
         first_windows: str = "reversed",
+        map_stats: MapStats | None = None,
     ) -> None:
         if first_windows not in FIRST_WINDOWS:
             raise ValueError(f"first windows must be one of {', '.join(FIRST_WINDOWS)}, got {first_windows!r}")
@@ -283,8 +188,9 @@ class Engine:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        if not precision_supported(precision, self.device):
-            raise ValueError(f"{precision} has no fast kernels on this {self.device.type} device; use fp32")
+        problem = precision_problem(precision, self.device)
+        if problem is not None:
+            raise ValueError(problem)
         if batch_size != AUTO and (isinstance(batch_size, str) or int(batch_size) < 1):
             raise ValueError(f"batch size must be a positive integer or {AUTO!r}, got {batch_size!r}")
         self.channels_last = channels_last
@@ -301,13 +207,9 @@ class Engine:
         # None until resolved when batch_size == "auto"
         self.batch_size: int | None = None if batch_size == AUTO else int(batch_size)
         self.precision = precision
+        self.map_stats = map_stats
         self._post: dict[tuple[int, int], PostProcessor] = {}
-        self._uploader = _Uploader(self.device) if self.device.type == "cuda" else None
-
-    def _autocast(self):
-        if self.precision == "fp32":
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+        self._uploader = Uploader(self.device) if self.device.type == "cuda" else None
 
     def _postprocessor(self, h: int, w: int) -> PostProcessor:
         if (h, w) not in self._post:
@@ -333,91 +235,190 @@ class Engine:
     def _raw_forward(self, windows: torch.Tensor, net: torch.nn.Module | None = None) -> torch.Tensor:
         if self.channels_last:
             windows = windows.contiguous(memory_format=torch.channels_last_3d)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), precision_context(self.precision, self.device):
             return (net or self._net)(windows).float()
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """Raw model output (B, H, W) float32 for a batch of windows (B, 3, 32, H, W)."""
         n = windows.shape[0]
-        batch = self.resolve_batch_size(tuple(windows.shape[-2:]))
-        if self.compiled and n < batch:  # one static shape: compile once, not per tail length
+        batch = self.resolve_batch_size((int(windows.shape[-2]), int(windows.shape[-1])))
+        # Always the full batch shape: convolution kernels (oneDNN, cuDNN) may round differently
+        # at another batch size, and a window's map must not depend on how full its batch was
+        # (the last batch of a video alone vs the same window among other videos' windows).
+        # It also lets torch.compile compile once.
+        if n < batch:
             pad = windows[-1:].expand(batch - n, *windows.shape[1:])
             return self._raw_forward(torch.cat([windows, pad]))[:n]
         return self._raw_forward(windows)
 
     def _upload(self, chunk: np.ndarray | torch.Tensor) -> torch.Tensor:
+        if isinstance(chunk, torch.Tensor) and chunk.device == self.device:
+            return normalise(chunk)  # decoded on the model's device: no trip through host memory
         if self._uploader is not None:
             return self._uploader(chunk)
         return normalise(torch.as_tensor(chunk).to(self.device))
 
-    def _compute(self, buffer: torch.Tensor, start: int, targets: list[int], n: int) -> np.ndarray | _HostCopy:
-        """Queue one batch: gather its windows, run the model, post-process; maps (or their copy)."""
-        positions = torch.tensor([window_frames(t, n, self.first_windows) for t in targets]) - start
-        if buffer.is_cuda:  # a pageable upload would wait for the compute stream: pin it
-            positions = positions.pin_memory().to(buffer.device, non_blocking=True)
-        windows = buffer[:, positions]  # a gathered copy: (3, B, 32, H, W)
+    def _windows(self, stream: _Stream, items: list[tuple[int, int]]) -> torch.Tensor:
+        """The windows of some ready targets of one stream, gathered from its buffer: (3, b, 32, H, W)."""
+        assert stream.buffer is not None
+        positions = torch.tensor([window_frames(t, n, self.first_windows) for t, n in items]) - stream.start
+        if stream.buffer.is_cuda:  # a pageable upload would wait for the compute stream: pin it
+            positions = positions.pin_memory().to(stream.buffer.device, non_blocking=True)
+        windows = stream.buffer[:, positions]  # a gathered copy
         if self.first_windows == "released":
-            head = [b for b, t in enumerate(targets) if t < WINDOW - 1]
+            head = [b for b, (t, _) in enumerate(items) if t < WINDOW - 1]
             if head:  # the released script's flip: colour channels (RGB -> BGR) of the head windows
                 windows[:, head] = windows[:, head].flip(0)
-        windows = windows.permute(1, 0, 2, 3, 4)
+        return windows
+
+    def _compute(self, groups: list[tuple[_Stream, list[tuple[int, int]]]]) -> _Batch:
+        """Queue one batch (windows of one or more streams): run the model, post-process, start the copy home."""
+        parts = [self._windows(stream, items) for stream, items in groups]
+        windows = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).permute(1, 0, 2, 3, 4)
         raw = self.forward(windows)
         maps = self._postprocessor(raw.shape[1], raw.shape[2])(raw)
-        return _HostCopy(maps) if maps.is_cuda else maps.cpu().numpy()
+        extras = self.map_stats(maps) if self.map_stats is not None else {}
+        for name, value in extras.items():
+            if value.shape[:1] != maps.shape[:1]:
+                raise ValueError(f"map_stats gave {name!r} with shape {tuple(value.shape)}, expected {len(maps)} rows")
+        rows = [(stream.key, np.array([t for t, _ in items], np.int64)) for stream, items in groups]
+        if maps.is_cuda:
+            return _Batch(rows, HostCopy(maps, extras), {})
+        return _Batch(rows, maps.cpu().numpy(), {name: v.cpu().numpy() for name, v in extras.items()})
+
+    def run_streams(self, events: Iterable[StreamEvent]) -> Iterator[EngineOutput]:
+        """Maps of many streams, batched across them; see :mod:`tased_batch.streams` for the events.
+
+        Each stream's maps come out in position order, followed by exactly one
+        :class:`StreamDone`: ``ok`` when every target was produced; otherwise the reason of
+        its :class:`StreamFailed`, or ``"truncated"`` when it ended (or the input ended)
+        before all its targets could be produced. Batches are full except the last ones at
+        the end of the input. On CUDA a batch is yielded once the next one is queued, so the
+        device never waits for the caller.
+        """
+        return self._run(events)
+
+    def _run(self, events: Iterable[StreamEvent | _Stream]) -> Iterator[EngineOutput]:
+        streams: dict[int, _Stream] = {}
+        order: deque[int] = deque()  # stream key of each ready target, in the order they became ready
+        out: deque[_Batch | StreamDone] = deque()
+        depth = 1 if self.device.type == "cuda" else 0  # batches queued ahead of the one yielded
+        queued = 0  # batches in ``out``
+
+        def drain(keep: int) -> Iterator[EngineOutput]:
+            nonlocal queued
+            while out and (isinstance(out[0], StreamDone) or queued > keep):
+                item = out.popleft()
+                if isinstance(item, StreamDone):
+                    yield item
+                else:
+                    queued -= 1
+                    yield from item.outputs()
+
+        def close_if_done(stream: _Stream) -> None:
+            if stream.ended and not stream.ready:
+                del streams[stream.key]
+                missing = stream.missing()
+                if missing:
+                    total = stream.produced + missing
+                    error = f"{stream.label}: only {stream.produced} of {total} maps could be computed"
+                    out.append(StreamDone(stream.key, False, "truncated", error))
+                else:
+                    out.append(StreamDone(stream.key, True))
+
+        def batch(size: int) -> None:
+            nonlocal queued
+            groups: dict[int, list[tuple[int, int]]] = {}
+            for _ in range(min(size, len(order))):
+                key = order.popleft()
+                groups.setdefault(key, []).append(streams[key].ready.popleft())
+            out.append(self._compute([(streams[key], items) for key, items in groups.items()]))
+            queued += 1
+            for key, items in groups.items():
+                stream = streams[key]
+                stream.produced += len(items)
+                stream.trim()
+                close_if_done(stream)
+
+        for event in events:
+            if isinstance(event, (StreamStart, _Stream)):
+                stream = _Stream.opening(event) if isinstance(event, StreamStart) else event
+                if stream.key in streams:
+                    raise ValueError(f"stream {stream.key} ({stream.label}) opened twice")
+                streams[stream.key] = stream
+                continue
+            found = streams.get(event.key)
+            if found is None and isinstance(event, StreamFailed):  # failed before it could start (e.g. unreadable)
+                out.append(StreamDone(event.key, False, event.reason, event.error, event.trace))
+                yield from drain(depth)
+                continue
+            if found is None or found.ended:
+                raise ValueError(f"{type(event).__name__} for stream {event.key}, which is not open")
+            stream = found
+            if isinstance(event, FrameChunk):
+                if len(event.frames) == 0:
+                    continue
+                if event.start != stream.end:
+                    raise ValueError(f"stream {event.key} ({stream.label}): chunk at {event.start}, expected {stream.end}")
+                frames = self._upload(event.frames)
+                batch_size = self.resolve_batch_size((int(frames.shape[-2]), int(frames.shape[-1])))
+                before = len(stream.ready)
+                stream.add(frames)
+                order.extend([stream.key] * (len(stream.ready) - before))
+                while len(order) >= batch_size:
+                    batch(batch_size)
+                    yield from drain(depth)
+                if stream.key in streams:
+                    stream.trim()
+            elif isinstance(event, StreamEnd):
+                before = len(stream.ready)
+                stream.finish()
+                order.extend([stream.key] * (len(stream.ready) - before))
+                if self.batch_size is not None:
+                    while len(order) >= self.batch_size:
+                        batch(self.batch_size)
+                        yield from drain(depth)
+                if stream.key in streams:
+                    stream.trim()
+                    close_if_done(stream)
+            elif isinstance(event, StreamFailed):
+                del streams[stream.key]
+                if stream.ready:
+                    remaining = [key for key in order if key != stream.key]
+                    order.clear()
+                    order.extend(remaining)
+                out.append(StreamDone(stream.key, False, event.reason, event.error, event.trace))
+            else:
+                raise TypeError(f"not a stream event: {event!r}")
+            yield from drain(depth)
+        while order:
+            batch(self.batch_size or 1)
+        for stream in list(streams.values()):  # the input ended before these streams did
+            stream.ended = True
+            close_if_done(stream)
+        yield from drain(0)
 
     def run(
         self, chunks: Iterable[np.ndarray | torch.Tensor], targets: Iterable[int] | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(target frame positions, uint8 maps)`` batches in frame order.
+        """One video: yield ``(target frame positions, uint8 maps)`` batches in frame order.
 
-        ``targets`` are the sorted frame positions whose maps are wanted (default: all).
-        Targets at or beyond the end of the stream are not produced. On CUDA a batch is
-        yielded once the next one is queued, so the device never waits for the caller.
+        ``targets`` are the frame positions whose maps are wanted (default: all). Targets at
+        or beyond the end of the stream are not produced; a video shorter than 63 frames loops.
         """
-        wanted = None if targets is None else sorted(set(int(t) for t in targets))
-        pending: list[int] = []  # targets seen, waiting for their window to be complete
-        next_target = 0  # index into ``wanted`` (or the next frame when all are wanted)
-        buffer: torch.Tensor | None = None
-        start = 0  # frame index of buffer[:, 0]
-        end = 0  # one past the last frame received
-        in_flight: deque[tuple[np.ndarray, np.ndarray | _HostCopy]] = deque()
-        depth = 1 if self.device.type == "cuda" else 0  # batches queued ahead of the one yielded
-        for chunk in chunks:
-            if len(chunk) == 0:
-                continue
-            frames = self._upload(chunk)
-            batch_size = self.resolve_batch_size(tuple(frames.shape[-2:]))
-            buffer = frames if buffer is None else torch.cat([buffer, frames], dim=1)
-            end += frames.shape[1]
-            while True:
-                t = next_target if wanted is None else (wanted[next_target] if next_target < len(wanted) else None)
-                if t is None or t >= end:
-                    break
-                pending.append(t)
-                next_target += 1
-            ready = 0  # pending[:ready] have complete windows; keeping a prefix keeps maps in order
-            while ready < len(pending) and _window_end(pending[ready]) < end:
-                ready += 1
-            while ready >= batch_size:
-                batch, pending = pending[:batch_size], pending[batch_size:]
-                ready -= batch_size
-                in_flight.append((np.array(batch, np.int64), self._compute(buffer, start, batch, n=end)))
-                while len(in_flight) > depth:
-                    positions, maps = in_flight.popleft()
-                    yield positions, _finished(maps)
-            upcoming = next_target if wanted is None else (wanted[next_target] if next_target < len(wanted) else None)
-            needed = pending + ([] if upcoming is None else [upcoming])
-            keep_from = min((_window_start(t) for t in needed), default=end)
-            if keep_from > start:
-                buffer = buffer[:, keep_from - start :]
-                start = keep_from
-        if buffer is not None:
-            for i in range(0, len(pending), batch_size):
-                batch = pending[i : i + batch_size]
-                in_flight.append((np.array(batch, np.int64), self._compute(buffer, start, batch, n=end)))
-        while in_flight:
-            positions, maps = in_flight.popleft()
-            yield positions, _finished(maps)
+        wanted = None if targets is None else np.array(sorted({int(t) for t in targets}), np.int64)
+
+        def events() -> Iterator[StreamEvent | _Stream]:
+            yield _Stream(key=0, label="video", targets=wanted, first=0, whole=True)
+            position = 0
+            for chunk in chunks:
+                yield FrameChunk(0, position, chunk)
+                position += len(chunk)
+            yield StreamEnd(0)
+
+        for output in self._run(events()):
+            if isinstance(output, MapBatch):
+                yield output.positions, output.maps
 
     def predict(self, frames: np.ndarray, targets: Iterable[int] | None = None, chunk: int = 64) -> np.ndarray:
         """All maps of an in-memory video (T x H x W x 3 uint8) as (N, H, W) uint8."""

@@ -12,9 +12,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from tased_batch.windows import WINDOW  # noqa: F401  (the clip length, defined with the window arithmetic)
+
 BN_EPS = 1e-3
 BN_MOMENTUM = 1e-3
-WINDOW = 32
 
 
 def _bn(channels: int) -> nn.BatchNorm3d:

@@ -7,6 +7,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+@dataclass(frozen=True)
+class VideoMeta:
+    """What is known about a source video before its maps: recorded with its maps or its failure."""
+
+    n_frames: int = 0
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    duration: float = 0.0
+
+
 @dataclass
 class VideoResult:
     """Everything a store writes for one video.
@@ -34,6 +45,10 @@ class VideoResult:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def meta(self) -> VideoMeta:
+        return VideoMeta(self.n_frames, self.fps, self.width, self.height, self.duration)
 
     @classmethod
     def failed(cls, video_id: str, source: str, reason: str, error: str, **meta) -> "VideoResult":

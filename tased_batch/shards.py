@@ -1,28 +1,42 @@
-"""Process one shard: its videos -> decode -> engine -> store writer -> commit. No Ray here.
+"""Process one shard: its videos -> stream producer -> engine -> per-video sinks -> commit. No Ray here.
 
 A Ray actor holds one :class:`ShardProcessor` (one loaded TASED-Net) and calls
-:meth:`ShardProcessor.process` for each shard it is given. Decoding runs ahead in a
-background thread (see :func:`tased_batch.pipeline.predict_video`) and writing in another,
-so the model rarely waits.
+:meth:`ShardProcessor.process` for each shard it is given. A producer (by default
+:func:`tased_batch.pipeline.serial_streams`; any callable from sources to stream events)
+decodes ahead; the engine batches windows across videos; each batch of maps goes to its
+video's sink at once (in a background thread), so memory does not grow with video length.
+Segments of a long video are put back in order: a later segment's maps wait, at store
+size, until the earlier segments are done.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from tased_batch.backoff import STORAGE_BASE, STORAGE_CAP, STORAGE_RETRIES, backoff_delay
 from tased_batch.config import RunConfig
 from tased_batch.engine import Engine
 from tased_batch.options import ModelOptions
-from tased_batch.pipeline import BackgroundWriter, default_device, predict_video
-from tased_batch.records import VideoResult
-from tased_batch.runrecords import StorageUnavailable, internal_error, split_skip
+from tased_batch.pipeline import (
+    BackgroundWriter,
+    StreamProducer,
+    bound_heap_growth,
+    default_device,
+    meta_of,
+    serial_streams,
+)
 from tased_batch.sources import VideoSource
+from tased_batch.runrecords import StorageUnavailable, split_skip
 from tased_batch.stores import open_shard_writer
+from tased_batch.stores.base import ShardWriter, VideoSink
+from tased_batch.stores.resample import resize_maps
+from tased_batch.streams import MapBatch, StreamDone, StreamEvent, StreamStart
 from tased_batch.weights import WeightsInfo, model_from_payload
 
 TRANSIENT_REASONS = ("io-error",)
@@ -42,7 +56,33 @@ def engine_for(options: ModelOptions, model: torch.nn.Module, device: str) -> En
                   first_windows=options.first_windows)
 
 
+SINK_QUEUE = 16  # sink operations (batches of maps) waiting for the writer thread
+
+
+class _Calls:
+    """A "sink" for :class:`BackgroundWriter` whose items are calls: store work runs in its thread, in order."""
+
+    def write(self, call: Callable[[], None]) -> None:
+        call()
+
+
+@dataclass
+class _Video:
+    """One video of a pass: its sink, its segments' progress, later segments' maps held back."""
+
+    source: VideoSource
+    sink: VideoSink
+    start: StreamStart | None = None
+    segments: int = 1
+    current: int = 0  # the segment whose maps go straight to the sink
+    done: set[int] = field(default_factory=set)
+    held: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    maps: int = 0
+    finished: bool = False
+
+
 class ShardProcessor:
+
     """One loaded model that turns shards of videos into committed store shards."""
 
     def __init__(
@@ -54,33 +94,34 @@ class ShardProcessor:
         *,
         device: str | None = None,
         threads: int | None = None,
+        producer: StreamProducer | None = None,
     ) -> None:
         if threads:
             torch.set_num_threads(int(threads))
+        device = device or default_device()
+        model = model_from_payload(weights_bytes, weights, device)
+        self._setup(config, engine_for(config.model, model, device), info, producer)
+
+    @classmethod
+    def with_engine(
+        cls, config: RunConfig, engine: Engine, info: dict[str, Any], *, producer: StreamProducer | None = None
+    ) -> "ShardProcessor":
+        """A processor around an engine built elsewhere (benchmarks with a stand-in model, tests)."""
+        processor = cls.__new__(cls)
+        processor._setup(config, engine, info, producer)
+        return processor
+
+    def _setup(self, config: RunConfig, engine: Engine, info: dict[str, Any], producer: StreamProducer | None) -> None:
+        bound_heap_growth()  # a processor lives as long as its actor: keep its heap from creeping
         self.config = config
-        self.device = device or default_device()
-        model = model_from_payload(weights_bytes, weights, self.device)
-        self.engine = engine_for(config.model, model, self.device)
+        self.engine = engine
+        self.device = str(engine.device)
         self.options = config.sampling.decode_options()
         self.info = info
+        self.producer: StreamProducer = producer or self._serial
 
-    def predict(self, source: VideoSource) -> VideoResult:
-        """One video, retrying transient storage errors with backoff (minutes).
-
-        Storage that stays unavailable raises :class:`StorageUnavailable`: the shard stays
-        pending for a later attempt or ``resume`` instead of recording the video as failed.
-        """
-        for attempt in range(1, STORAGE_RETRIES + 2):
-            result = predict_video(
-                source, self.engine, size=self.config.model_size, options=self.options,
-                storage_options=self.config.storage_options,
-            )
-            if result.ok or result.reason not in TRANSIENT_REASONS:
-                return result
-            if attempt > STORAGE_RETRIES:
-                raise StorageUnavailable(f"{source.video_id}: {result.error}")
-            _sleep(backoff_delay(attempt, base=STORAGE_BASE, cap=STORAGE_CAP))
-        return result
+    def _serial(self, sources: Sequence[VideoSource]) -> Any:
+        return serial_streams(sources, self.config.model_size, self.options, self.config.storage_options)
 
     def process(
         self,
@@ -102,26 +143,22 @@ class ShardProcessor:
             self.config.output, shard_id, format=self.config.format, store_size=self.config.store_shape,
             model_size=self.config.model_size, run_info=self.info, storage_options=self.config.storage_options,
         )
-        background = BackgroundWriter(writer)
+        background = BackgroundWriter(_Calls(), depth=SINK_QUEUE)
         try:
+            sinks = {source.video_id: writer.open_video(source.video_id, source.display) for source in videos}
+            todo = []
             for source in videos:
-                notify({"event": "start", "shard": shard_id, "video_id": source.video_id})
-                trace = None
                 if source.video_id in skip:
-                    result = VideoResult.failed(source.video_id, source.display, *split_skip(skip[source.video_id]))
+                    notify({"event": "start", "shard": shard_id, "video_id": source.video_id})
+                    self._finish(background, notify, shard_id, sinks[source.video_id], *split_skip(skip[source.video_id]))
                 else:
-                    try:
-                        result = self.predict(source)
-                    except (StorageUnavailable, KeyboardInterrupt):
-                        raise
-                    except Exception as exc:  # any bug or absurd input: this video's failure, not the shard's
-                        result, trace = internal_error(source.video_id, source.display, exc)
-                background.submit(result)  # written while the next video decodes and runs
-                notify({
-                    "event": "video", "shard": shard_id, "video_id": result.video_id, "status": result.status,
-                    "frames": int(len(result.maps)), "reason": result.reason, "error": result.error,
-                    "source": result.source, "traceback": trace,
-                })
+                    todo.append(source)
+            for attempt in range(STORAGE_RETRIES + 1):  # later passes redo videos that met a transient error
+                if not todo:
+                    break
+                if attempt:  # backoff in minutes: an object store's SlowDown burst lasts that long
+                    _sleep(backoff_delay(attempt, base=STORAGE_BASE, cap=STORAGE_CAP))
+                todo = self._pass(todo, sinks, writer, background, notify, shard_id, last=attempt == STORAGE_RETRIES)
             background.close()
             record = writer.commit()
         except BaseException:
@@ -137,3 +174,91 @@ class ShardProcessor:
         record = dict(record)
         record["seconds"] = time.perf_counter() - started
         return record
+
+    def _finish(
+        self, background: BackgroundWriter, notify: Progress, shard_id: str, sink: VideoSink,
+        reason: str | None, error: str | None, maps: int = 0, trace: str | None = None,
+    ) -> None:
+        """Close (``reason`` None) or fail a video's sink, and say so (``trace``: for the run report)."""
+        background.submit(sink.close if reason is None else (lambda: sink.fail(reason, error or "")))
+        notify({
+            "event": "video", "shard": shard_id, "video_id": sink.video_id, "status": "ok" if reason is None else "failed",
+            "frames": maps, "reason": reason, "error": error, "source": sink.source, "traceback": trace,
+        })
+
+    def _pass(
+        self, todo: list[VideoSource], sinks: dict[str, VideoSink], writer: ShardWriter, background: BackgroundWriter,
+        notify: Progress, shard_id: str, last: bool,
+    ) -> list[VideoSource]:
+        """Run ``todo`` through the producer and the engine into their sinks; return the videos to retry."""
+        videos = [_Video(source, sinks[source.video_id]) for source in todo]
+        by_key: dict[int, tuple[_Video, int]] = {}
+        retry: list[VideoSource] = []
+
+        def begin(video: _Video) -> None:
+            if video.start is None and not video.finished:
+                notify({"event": "start", "shard": shard_id, "video_id": video.source.video_id})
+
+        def watched(events: Any) -> Any:
+            for event in events:
+                if isinstance(event, StreamStart):
+                    video = next(v for v in videos if v.source.video_id == event.video_id)
+                    begin(video)
+                    if video.start is None:
+                        video.start, video.segments = event, event.segments
+                        video.sink.meta = meta_of(event)
+                    by_key[event.key] = (video, event.segment)
+                yield event
+
+        def append(video: _Video, item: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+            background.submit(lambda: video.sink.append(*item))
+
+        def done(video: _Video, segment: int, out: StreamDone) -> None:
+            if not out.ok:
+                video.finished = True
+                if out.reason in TRANSIENT_REASONS:
+                    if last:  # storage outlasted the retries: the shard stays pending, never a committed io-error
+                        raise StorageUnavailable(f"{video.source.video_id}: {out.error}")
+                    retry.append(video.source)
+                    background.submit(video.sink.restart)
+                else:
+                    self._finish(background, notify, shard_id, video.sink, out.reason or "internal-error", out.error,
+                                 trace=out.trace)
+                return
+            video.done.add(segment)
+            while video.current in video.done:
+                video.current += 1
+                for item in video.held.pop(video.current, []):
+                    append(video, item)
+            if video.current >= video.segments:
+                video.finished = True
+                self._finish(background, notify, shard_id, video.sink, None, None, video.maps)
+
+        events: StreamEvent | Any = self.producer(todo)
+        try:
+            for out in self.engine.run_streams(watched(events)):
+                video, segment = by_key.get(out.key) or (videos[out.key], 0)  # a lone failure: key = index in todo
+                if video.finished:
+                    continue
+                if isinstance(out, MapBatch):
+                    assert video.start is not None  # maps only come after the stream's start
+                    sampling = video.start.sampling
+                    item = (sampling.sequence[out.positions], out.positions / sampling.fps, out.maps)
+                    video.maps += len(out.positions)
+                    if segment == video.current:
+                        append(video, item)
+                    else:  # a later segment finished first: hold its maps, small, until its turn
+                        video.held.setdefault(segment, []).append((*item[:2], resize_maps(out.maps, writer.store_size)))
+                else:
+                    begin(video)
+                    done(video, segment, out)
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+        for video in videos:
+            if not video.finished:  # the producer stopped before this video was complete
+                begin(video)
+                error = f"{video.source.display}: the decoder delivered only part of the video"
+                self._finish(background, notify, shard_id, video.sink, "truncated", error)
+        return retry

@@ -4,7 +4,9 @@ A *stream* is one video, or one segment of a long video, delivered as bounded ch
 frames at model size. Decode workers (:mod:`tased_batch.feed`) produce, for each stream,
 one :class:`StreamStart`, then :class:`FrameChunk` s in position order, then either a
 :class:`StreamEnd` or a :class:`StreamFailed`. Events of different streams interleave
-freely; events of one stream keep their order.
+freely; events of one stream keep their order. A stream that cannot even start (its video
+cannot be opened or probed) is a lone :class:`StreamFailed`; its key then says which video
+it was (for :func:`tased_batch.pipeline.serial_streams`, the video's index in its sources).
 
 The engine (:meth:`tased_batch.engine.Engine.run_streams`) turns them into
 :class:`MapBatch` es (windows of several streams share one batch) and one
@@ -77,6 +79,7 @@ class StreamFailed:
     key: int
     reason: str
     error: str
+    trace: str | None = None  # the traceback of an unexpected exception (``internal-error``), for the run report
 
 
 StreamEvent = Union[StreamStart, FrameChunk, StreamEnd, StreamFailed]
@@ -104,6 +107,7 @@ class StreamDone:
     ok: bool
     reason: str | None = None
     error: str | None = None
+    trace: str | None = None
 
 
 EngineOutput = Union[MapBatch, StreamDone]

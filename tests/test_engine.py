@@ -98,9 +98,9 @@ def test_stream_yields_in_frame_order_and_bounds_its_buffer():
     sizes = []
     original = engine._compute
 
-    def spy(buffer, start, batch, n):
-        sizes.append(buffer.shape[1])
-        return original(buffer, start, batch, n)
+    def spy(groups):
+        sizes.extend(stream.buffer.shape[1] for stream, _ in groups)
+        return original(groups)
 
     engine._compute = spy
     for positions, maps in engine.run(frames[i : i + 8] for i in range(0, 140, 8)):

@@ -66,11 +66,34 @@ def test_bad_batch_sizes_are_refused(bad):
 
 
 def test_unsupported_precision_is_refused(monkeypatch):
-    monkeypatch.setattr(engine_module, "precision_supported", lambda precision, device: precision == "fp32")
+    monkeypatch.setattr(engine_module, "precision_problem", lambda p, device: None if p == "fp32" else f"{p}: no kernels")
     with pytest.raises(ValueError, match="bf16"):
         Engine(Probe(), precision="bf16")
     with pytest.raises(ValueError):
         Engine(Probe(), precision="fp8")
+
+
+def test_tf32_is_refused_off_cuda_with_what_to_do():
+    with pytest.raises(ValueError, match="tf32 is a CUDA precision.*use fp32"):
+        Engine(Probe(), precision="tf32")
+
+
+def test_cuda_fp32_is_strict_and_tf32_explicit_inside_the_forward_only():
+    """PyTorch's default lets cuDNN use TF32 for fp32 convolutions: the engine decides per forward, then restores."""
+    from tased_batch.fastpath import precision_context
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        with precision_context("fp32", torch.device("cuda")):
+            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        with precision_context("tf32", torch.device("cuda")):
+            assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def test_cpu_bf16_support_follows_onednn():
@@ -191,6 +214,6 @@ def test_predict_command_checks_the_speed_options(tiny_weights, make_video, tmp_
     runner = CliRunner()
     bad_batch = runner.invoke(app, ["predict", str(video), str(tmp_path), "-w", str(tiny_weights), "-b", "zero"])
     assert bad_batch.exit_code == 2 and "auto" in bad_batch.output
-    monkeypatch.setattr(engine_module, "precision_supported", lambda precision, device: precision == "fp32")
+    monkeypatch.setattr(engine_module, "precision_problem", lambda p, device: None if p == "fp32" else f"{p}: no kernels")
     bad_precision = runner.invoke(app, ["predict", str(video), str(tmp_path), "-w", str(tiny_weights), "--precision", "bf16"])
     assert bad_precision.exit_code == 2 and "fp32" in bad_precision.output

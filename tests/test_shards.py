@@ -11,7 +11,7 @@ import torch
 import tased_batch.shards as shards
 from tased_batch import open_results
 from tased_batch.config import RunConfig
-from tased_batch.records import VideoResult
+from tased_batch.streams import StreamFailed
 from tased_batch.sources import VideoSource
 from tased_batch.stores import committed_shards
 from tased_batch.weights import WeightsInfo
@@ -30,19 +30,19 @@ def processor(tmp_path, tiny_model):
 
 def test_transient_errors_are_retried(processor, make_video, monkeypatch):
     video = make_video("a.mp4", n_frames=33)
-    real = shards.predict_video
+    real = processor.producer
     calls = []
 
-    def flaky(source, *args, **kwargs):
-        calls.append(source.video_id)
-        if len(calls) < 3:
-            return VideoResult.failed(source.video_id, source.uri, "io-error", "connection reset")
-        return real(source, *args, **kwargs)
+    def flaky(sources):
+        calls.append([s.video_id for s in sources])
+        if len(calls) < 3:  # the video cannot be fetched at first: a lone failure (key = index)
+            return iter([StreamFailed(0, "io-error", "connection reset")])
+        return real(sources)
 
-    monkeypatch.setattr(shards, "predict_video", flaky)
+    processor.producer = flaky
     monkeypatch.setattr(shards, "_sleep", lambda seconds: None)
     record = processor.process("000000", [VideoSource("a", str(video))])
-    assert calls == ["a", "a", "a"]
+    assert calls == [["a"], ["a"], ["a"]]
     assert record["n_ok"] == 1 and record["n_maps"] == 33
 
 
@@ -60,7 +60,9 @@ def test_permanent_errors_are_not_retried_and_skips_are_recorded(processor, make
     assert record["n_ok"] == 1 and record["n_failed"] == 2
     reasons = {f["video_id"]: f["reason"] for f in record["failures"]}
     assert reasons["crashy"] == "worker-crash" and reasons["bad"] != "io-error"
-    assert [e["video_id"] for e in events if e["event"] == "video"] == ["bad", "crashy", "g"]
+    # one "video" event each, in the order they finish (a skip is known at once)
+    assert sorted(e["video_id"] for e in events if e["event"] == "video") == ["bad", "crashy", "g"]
+    assert record["video_ids"] == ["bad", "crashy", "g"]  # the shard's table keeps the given order
     res = open_results(processor.config.output)
     np.testing.assert_array_equal(res.frame_indices("g"), np.arange(10))
 
@@ -68,10 +70,61 @@ def test_permanent_errors_are_not_retried_and_skips_are_recorded(processor, make
 def test_a_failing_write_leaves_the_shard_uncommitted(processor, make_video, monkeypatch):
     video = make_video("a.mp4", n_frames=5)
 
-    def broken_write(self, result):
+    def broken_append(self, *args):
         raise OSError("disk full")
 
-    monkeypatch.setattr("tased_batch.stores.base.ShardWriter.write", broken_write)
+    monkeypatch.setattr("tased_batch.stores.base.VideoSink.append", broken_append)
     with pytest.raises(OSError, match="disk full"):
         processor.process("000002", [VideoSource("a", str(video))])
     assert committed_shards(processor.config.output) == {}
+
+
+def test_segments_of_a_long_video_are_put_back_in_order_and_failures_stay_per_video(tmp_path, make_video):
+    """A producer that splits a video into segments finishing out of order, plus one that fails midway."""
+    from tased_batch.engine import Engine, window_end, window_start
+    from tased_batch.pipeline import serial_streams
+    from tased_batch.streams import FrameChunk, StreamEnd, StreamStart
+
+    from conftest import WindowProbe
+
+    config = RunConfig(input="x", output=str(tmp_path / "out"), size=f"{SMALL[0]}x{SMALL[1]}", weights="tiny").validate()
+    info = WeightsInfo(kind="custom", uri="probe", sha256="0" * 64)
+    engine = Engine(WindowProbe(), batch_size=3, channels_last=False)
+    processor = shards.ShardProcessor.with_engine(config, engine, shards.run_info(config, info, "fp"))
+    long, broken = make_video("long.mp4", n_frames=100), make_video("broken.mp4", n_frames=50, seed=2)
+
+    def split(sources):
+        whole = list(serial_streams(sources, SMALL))
+        starts = {e.key: e for e in whole if isinstance(e, StreamStart)}
+        frames = {k: np.concatenate([e.frames for e in whole if isinstance(e, FrameChunk) and e.key == k]) for k in starts}
+        events, tails = [], []
+        for key, start in starts.items():
+            parts = np.array_split(start.targets, 2)
+            for segment, chosen in enumerate(parts):
+                first = window_start(int(chosen[0]))
+                last = len(start.sampling.sequence) if segment else max(window_end(int(t)) for t in chosen) + 1
+                skey = key * 10 + segment
+                events.append(StreamStart(skey, start.video_id, start.source, start.info, start.sampling, chosen,
+                                          first, last, segment, 2))
+                body = [FrameChunk(skey, first, frames[key][first:last])]
+                if sources[key].video_id == "broken" and segment == 1:
+                    body.append(StreamFailed(skey, "decode-error", "corrupt packet"))
+                else:
+                    body.append(StreamEnd(skey))
+                tails.append(body)
+        for body in reversed(tails):  # second segments first
+            events.extend(body)
+        return iter(events)
+
+    processor.producer = split
+    record = processor.process("000009", [VideoSource("long", str(long)), VideoSource("broken", str(broken))])
+    assert record["n_ok"] == 1 and record["failures"][0]["video_id"] == "broken", record["failures"]
+    res = open_results(config.output)
+    np.testing.assert_array_equal(res.frame_indices("long"), np.arange(100))
+    from tased_batch.pipeline import predict_video
+    from tased_batch.stores import default_store_size
+    from tased_batch.stores.resample import resize_maps
+
+    alone = predict_video(str(long), processor.engine, size=SMALL)
+    store = config.store_shape or default_store_size(SMALL)
+    np.testing.assert_array_equal(res.maps("long"), resize_maps(alone.maps, store))

@@ -12,10 +12,11 @@ from typing import Any
 
 from tased_batch.errors import StoreError
 from tased_batch.stores.base import DEFAULT_STORE_FACTOR, ShardWriter, default_store_size
+from tased_batch.stores.formats import STORE_FORMATS
 from tased_batch.stores.layout import committed_shards, read_commit, remove_orphans
 from tased_batch.stores.resample import parse_size
 
-FORMATS = ("parquet", "zarr", "png")
+FORMATS = tuple(STORE_FORMATS)
 
 __all__ = [
     "DEFAULT_STORE_FACTOR",
@@ -46,15 +47,9 @@ def open_shard_writer(
     needs ``config_fingerprint`` and ``weights`` (``sha256``, ``kind``, ``uri``); it is
     recorded in the data and in the commit record.
     """
-    if format == "parquet":
-        from tased_batch.stores.parquet import ParquetShardWriter as cls
-    elif format == "zarr":
-        from tased_batch.stores.zarr_store import ZarrShardWriter as cls
-    elif format == "png":
-        from tased_batch.stores.png import PngShardWriter as cls
-    else:
+    if format not in STORE_FORMATS:
         raise StoreError(f"unknown output format {format!r}", f"use one of {', '.join(FORMATS)}")
-    return cls(
+    return STORE_FORMATS[format].writer()(
         output,
         shard_id,
         store_size=store_size,

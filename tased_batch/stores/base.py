@@ -1,7 +1,11 @@
 """What every shard writer shares: validation, downsizing, the per-video table, the commit.
 
-A format subclass only stores the maps (:meth:`ShardWriter._write_maps`) and, at commit,
-finishes its data objects and lists them (:meth:`ShardWriter._finish`).
+Maps stream in: :meth:`ShardWriter.open_video` gives a :class:`VideoSink` that takes a
+video's maps batch by batch (downsized to the store size per batch), so a writer's memory
+does not grow with video length. A format subclass gives each video a :class:`VideoMaps`
+(append, close, discard) and, at commit, finishes its data objects and lists them
+(:meth:`ShardWriter._finish`). A video that fails after some maps were written discards
+them (:meth:`VideoMaps.discard`): no committed data object holds maps of a failed video.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pyarrow.parquet as pq
 
 from tased_batch import __version__
 from tased_batch.errors import StoreError
-from tased_batch.records import VideoResult
+from tased_batch.records import VideoMeta, VideoResult
 from tased_batch.secrets import scrub_text
 from tased_batch.stores import layout
 from tased_batch.stores.resample import resize_maps
@@ -122,7 +126,9 @@ class ShardWriter:
         self.fs, self.root = layout.open_fs(output, storage_options)
         self.attempt = layout.new_attempt_id()
         self.prefix = layout.attempt_prefix(self.shard_id, self.attempt)
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[dict[str, Any]] = []  # the video table, in the order videos were opened (set at commit)
+        self._finished: dict[str, dict[str, Any]] = {}
+        self._opened: list[str] = []
         self._ids: set[str] = set()
         self._state = "open"
 
@@ -138,41 +144,45 @@ class ShardWriter:
         return entry
 
     # -- public API ----------------------------------------------------------------
-    def write(self, result: VideoResult) -> None:
-        """Store one video's maps (downsized to the store size) or its failure."""
+    def open_video(self, video_id: str, source: str, meta: VideoMeta | None = None) -> VideoSink:
+        """Start one video: ``append`` its maps batch by batch, then ``close`` it (or ``fail`` it)."""
         if self._state != "open":
             raise StoreError(f"shard {self.shard_id} writer is already {self._state}")
-        if not isinstance(result.video_id, str) or not result.video_id:
-            raise StoreError(f"video id must be a non-empty string, got {result.video_id!r}")
-        if result.video_id in self._ids:
-            raise StoreError(f"video {result.video_id!r} written twice to shard {self.shard_id}")
-        location = None
-        n_maps = 0
+        if not isinstance(video_id, str) or not video_id:
+            raise StoreError(f"video id must be a non-empty string, got {video_id!r}")
+        if video_id in self._ids:
+            raise StoreError(f"video {video_id!r} written twice to shard {self.shard_id}")
+        self._ids.add(video_id)
+        self._opened.append(video_id)
+        return VideoSink(self, video_id, source, meta or VideoMeta())
+
+    def write(self, result: VideoResult) -> None:
+        """Store one whole video's maps (downsized to the store size) or its failure."""
         if result.ok:
             maps, frames, times = self._check_maps(result)
-            stored = resize_maps(maps, self.store_size)
-            n_maps = int(stored.shape[0])
-            try:
-                location = self._write_maps(result, stored, frames, times)
-            except StoreError:
-                raise
-            except Exception as exc:  # fsspec/zarr raise many types; name the shard and video
-                raise StoreError(f"shard {self.shard_id}: cannot store maps of {result.video_id!r}: {exc}") from exc
         elif result.status != "failed":
             raise StoreError(f"video {result.video_id!r} has status {result.status!r}", "use 'ok' or 'failed'")
-        self._ids.add(result.video_id)
-        self._rows.append(
+        sink = self.open_video(result.video_id, result.source, result.meta)
+        if result.ok:
+            sink.append(frames, times, maps)
+            sink.close()
+        else:
+            sink.fail(result.reason or "error", result.error or "")
+
+    def _add_row(self, video_id: str, source: str, meta: VideoMeta, status: str, reason: str | None,
+                 error: str | None, n_maps: int, location: str | None) -> None:
+        self._finished[video_id] = (
             {
-                "video_id": result.video_id,
-                "source": scrub_text(result.source),  # a signed URL's signature is never stored
-                "status": result.status,
-                "reason": result.reason,
-                "error": None if result.error is None else scrub_text(result.error),
-                "n_frames": int(result.n_frames),
-                "fps": float(result.fps),
-                "width": int(result.width),
-                "height": int(result.height),
-                "duration": float(result.duration),
+                "video_id": video_id,
+                "source": scrub_text(source),  # a signed URL's signature is never stored
+                "status": status,
+                "reason": reason,
+                "error": None if error is None else scrub_text(error),
+                "n_frames": int(meta.n_frames),
+                "fps": float(meta.fps),
+                "width": int(meta.width),
+                "height": int(meta.height),
+                "duration": float(meta.duration),
                 "n_maps": n_maps,
                 "location": location,
             }
@@ -182,6 +192,10 @@ class ShardWriter:
         """Finish the data objects, write the video table, then the commit record (last)."""
         if self._state != "open":
             raise StoreError(f"shard {self.shard_id} writer is already {self._state}")
+        unfinished = [v for v in self._opened if v not in self._finished]
+        if unfinished:
+            raise StoreError(f"shard {self.shard_id}: video {unfinished[0]!r} is neither closed nor failed", "close or fail every video")
+        self._rows = [self._finished[v] for v in self._opened]
         try:
             files = self._finish()
             videos = self._videos_table()
@@ -249,7 +263,7 @@ class ShardWriter:
         except (FileNotFoundError, OSError):
             pass
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -304,8 +318,8 @@ class ShardWriter:
                 raise StoreError(f"shard {self.shard_id}: {entry['path']} has {size} bytes, expected {entry['bytes']}")
 
     # -- format hooks ----------------------------------------------------------------
-    def _write_maps(self, result: VideoResult, maps: np.ndarray, frames: np.ndarray, times: np.ndarray) -> str | None:
-        """Store one video's maps at store size; return its location inside the attempt."""
+    def _video_maps(self, video_id: str, source: str, meta: VideoMeta) -> VideoMaps:
+        """Where one video's maps go, batch by batch, at store size."""
         raise NotImplementedError
 
     def _finish(self) -> list[dict[str, Any]]:
@@ -314,3 +328,106 @@ class ShardWriter:
 
     def _discard(self) -> None:
         """Drop open uploads on abort."""
+
+
+class VideoMaps:
+    """One video's maps in one format: appended at store size, then kept (``close``) or dropped (``discard``)."""
+
+    def append(self, frames: np.ndarray, times: np.ndarray, maps: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def close(self) -> str | None:
+        """Finish the video's data; return its location inside the attempt (None: the shared maps file)."""
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        """Remove whatever was written for this video (it failed)."""
+
+
+class VideoSink:
+    """One video's maps on their way into a shard, batch by batch; see :meth:`ShardWriter.open_video`.
+
+    Maps arrive at model size (uint8, b x H x W) with their source frame indices (strictly
+    increasing across batches) and timestamps; each batch is downsized to the store size
+    and handed to the format at once, so nothing of the video accumulates here.
+    """
+
+    def __init__(self, writer: ShardWriter, video_id: str, source: str, meta: VideoMeta) -> None:
+        self.writer = writer
+        self.video_id = video_id
+        self.source = source
+        self.meta = meta
+        self.n_maps = 0
+        self._last_frame = -1
+        self._state = "open"
+        self._maps: VideoMaps | None = None
+
+    def _where(self) -> str:
+        return f"shard {self.writer.shard_id}, video {self.video_id!r}"
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise StoreError(f"{self._where()}: the video is already {self._state}")
+        if self.writer._state != "open":
+            raise StoreError(f"shard {self.writer.shard_id} writer is already {self.writer._state}")
+
+    def append(self, frame_indices: np.ndarray, timestamps: np.ndarray, maps: np.ndarray) -> None:
+        """Store one batch of maps (model size, or already at store size) of this video, in frame order."""
+        self._check_open()
+        maps = np.asarray(maps)
+        frames = np.asarray(frame_indices, dtype=np.int64)
+        times = np.asarray(timestamps, dtype=np.float64)
+        where = self._where()
+        model = self.writer.model_size
+        if maps.dtype != np.uint8 or maps.ndim != 3:
+            raise StoreError(f"{where}: maps must be uint8 N x H x W, got {maps.dtype} {maps.shape}")
+        if maps.shape[0] and maps.shape[1:] not in (model, self.writer.store_size):
+            raise StoreError(f"{where}: maps are {maps.shape[1]}x{maps.shape[2]}, the model size is {model[0]}x{model[1]}")
+        if frames.shape != (maps.shape[0],) or times.shape != (maps.shape[0],):
+            raise StoreError(f"{where}: {maps.shape[0]} maps but {frames.size} frame indices and {times.size} timestamps")
+        if frames.size and (frames[0] <= self._last_frame or frames[0] < 0 or np.any(np.diff(frames) <= 0)):
+            raise StoreError(f"{where}: frame indices must be non-negative and strictly increasing")
+        if not frames.size:
+            return
+        stored = resize_maps(maps, self.writer.store_size)
+        try:
+            if self._maps is None:
+                self._maps = self.writer._video_maps(self.video_id, self.source, self.meta)
+            self._maps.append(frames, times, stored)
+        except StoreError:
+            raise
+        except Exception as exc:  # fsspec/zarr raise many types; name the shard and video
+            raise StoreError(f"{where}: cannot store maps: {exc}") from exc
+        self.n_maps += int(stored.shape[0])
+        self._last_frame = int(frames[-1])
+
+    def close(self) -> None:
+        """The video is complete: its maps become part of the shard (visible once it commits)."""
+        self._check_open()
+        try:
+            if self._maps is None:  # a video with no maps still gets its (empty) data object
+                self._maps = self.writer._video_maps(self.video_id, self.source, self.meta)
+            location = self._maps.close()
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"{self._where()}: cannot store maps: {exc}") from exc
+        self._state = "closed"
+        self.writer._add_row(self.video_id, self.source, self.meta, "ok", None, None, self.n_maps, location)
+
+    def restart(self) -> None:
+        """Drop the maps written so far and start the video again (a retry after a transient error)."""
+        self._check_open()
+        if self._maps is not None:
+            self._maps.discard()
+        self._maps = None
+        self.n_maps = 0
+        self._last_frame = -1
+
+    def fail(self, reason: str, error: str) -> None:
+        """The video failed: drop any maps written so far and record the failure instead."""
+        self._check_open()
+        if self._maps is not None:
+            self._maps.discard()
+        self._state = "failed"
+        self.writer._add_row(self.video_id, self.source, self.meta, "failed", reason, error, 0, None)

@@ -1,4 +1,11 @@
-"""Parquet store (the default): one row per stored map, one file per shard attempt.
+"""Parquet store (the default): one row per stored map, in ``maps.parquet`` per shard attempt.
+
+A video's rows are held (at store size, encoded) until the video closes, then join the
+shared ``maps.parquet``; a video whose rows outgrow :data:`SPILL_BYTES` streams them into
+its own part file ``maps-vNNNNN.parquet`` instead (its ``location`` in the video table), so
+memory stays bounded. A failed video's rows never reach a committed file: held rows are
+dropped and its part file is deleted, so a plain Parquet or DuckDB read of an attempt's
+``maps*.parquet`` sees only complete videos.
 
 ``maps.parquet`` columns: ``video_id``, ``frame_index`` (0-based source frame),
 ``timestamp`` (s), ``encoding`` (``png``: an 8-bit grey PNG; ``raw``: H*W uint8 bytes,
@@ -10,6 +17,7 @@ dictionary encoding (blobs never repeat) and no statistics (min/max of blobs are
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections import OrderedDict
 from typing import Any
@@ -20,9 +28,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tased_batch.errors import StoreError
-from tased_batch.records import VideoResult
+from tased_batch.records import VideoMeta
 from tased_batch.stores import layout
-from tased_batch.stores.base import ShardWriter
+from tased_batch.stores.base import ShardWriter, VideoMaps
 
 MAPS_SCHEMA = pa.schema(
     [
@@ -39,6 +47,15 @@ MAPS_SCHEMA = pa.schema(
 # A row group holds about this many blob bytes: large enough for efficient S3 range reads,
 # small enough that reading one video does not pull much else.
 ROW_GROUP_BYTES = 8 << 20
+# A video holding more blob bytes than this spills to its own part file (bounds memory per open video).
+SPILL_BYTES = ROW_GROUP_BYTES
+# Held batches are merged into one table beyond this many: each small table costs its own
+# buffers (several per column), far more than its rows at the default store size.
+MERGE_TABLES = 32
+
+
+def _merged(tables: list[pa.Table]) -> list[pa.Table]:
+    return [pa.concat_tables(tables).combine_chunks()] if len(tables) > MERGE_TABLES else tables
 
 ENCODINGS = ("png", "raw")
 
@@ -91,8 +108,113 @@ class _HashingFile:
         self.closed = True
 
 
+class _MapsOut:
+    """One Parquet file of map rows being written (an S3 multipart upload until ``finish``), cut into row groups by bytes."""
+
+    def __init__(self, writer: ParquetShardWriter, name: str) -> None:
+        self.writer = writer
+        self.name = name
+        fs = writer.fs
+        if layout.is_local(fs):
+            fs.makedirs(writer._path(""), exist_ok=True)
+        self.handle = fs.open(writer._path(name), "wb")
+        self.hashing = _HashingFile(self.handle)
+        metadata = {
+            "tased_batch.run_info": json.dumps(writer.run_info),
+            "tased_batch.model_size": json.dumps(list(writer.model_size)),
+            "tased_batch.store_size": json.dumps(list(writer.store_size)),
+        }
+        self.parquet = pq.ParquetWriter(
+            pa.PythonFile(self.hashing, mode="w"),
+            MAPS_SCHEMA.with_metadata(metadata),
+            compression="zstd",
+            use_dictionary=["video_id", "encoding"],
+            write_statistics=["video_id", "frame_index", "timestamp"],
+        )
+        self.pending: list[pa.Table] = []
+        self.pending_bytes = 0
+        self.rows = 0
+
+    def add(self, tables: list[pa.Table], blob_bytes: int) -> None:
+        self.pending = _merged(self.pending + tables)
+        self.pending_bytes += blob_bytes
+        if self.pending_bytes >= ROW_GROUP_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        table = pa.concat_tables(self.pending)
+        self.parquet.write_table(table, row_group_size=table.num_rows)
+        self.rows += table.num_rows
+        self.pending, self.pending_bytes = [], 0
+
+    def finish(self) -> dict[str, Any]:
+        self.flush()
+        self.parquet.close()
+        self.handle.close()  # completes the upload: the object appears whole
+        return {
+            "path": f"{self.writer.prefix}/{self.name}",
+            "bytes": self.hashing.size,
+            "sha256": self.hashing.sha.hexdigest(),
+            "rows": self.rows,
+        }
+
+    def discard(self) -> None:
+        self.hashing.handle = io.BytesIO()  # the Parquet writer may still flush its footer when collected
+        if not self.handle.closed:
+            try:
+                self.handle.discard()  # aborts a pending multipart upload
+            except (AttributeError, RuntimeError):  # local files cannot discard: close them (then remove)
+                self.handle.close()
+
+    def remove(self) -> None:
+        """Discard and delete the file (a failed video's part file)."""
+        self.discard()
+        try:
+            self.writer.fs.rm(self.writer._path(self.name))
+        except (FileNotFoundError, OSError):
+            pass
+
+
+class _ParquetVideo(VideoMaps):
+    """One video's rows: held until it closes, or streamed into its own part file once they outgrow SPILL_BYTES."""
+
+    def __init__(self, writer: ParquetShardWriter, video_id: str) -> None:
+        self.writer = writer
+        self.video_id = video_id
+        self.tables: list[pa.Table] = []
+        self.bytes = 0
+        self.part: _MapsOut | None = None
+
+    def append(self, frames: np.ndarray, times: np.ndarray, maps: np.ndarray) -> None:
+        table, blob_bytes = self.writer._map_rows(self.video_id, frames, times, maps)
+        if self.part is not None:
+            self.part.add([table], blob_bytes)
+            return
+        self.tables = _merged([*self.tables, table])
+        self.bytes += blob_bytes
+        if self.bytes >= SPILL_BYTES:
+            self.part = self.writer._new_part()
+            self.part.add(self.tables, self.bytes)
+            self.tables, self.bytes = [], 0
+
+    def close(self) -> str | None:
+        if self.part is not None:
+            self.writer._parts.append(self.part.finish())
+            return self.part.name
+        if self.tables:
+            self.writer._shared_file().add(self.tables, self.bytes)
+        return None
+
+    def discard(self) -> None:
+        self.tables = []
+        if self.part is not None:
+            self.part.remove()
+
+
 class ParquetShardWriter(ShardWriter):
-    """Streams map rows into ``maps.parquet`` (an S3 multipart upload, completed at commit)."""
+    """Streams map rows into ``maps.parquet`` (an S3 multipart upload, completed at commit) and part files."""
 
     format = "parquet"
 
@@ -101,39 +223,27 @@ class ParquetShardWriter(ShardWriter):
         if encoding not in ENCODINGS:
             raise StoreError(f"unknown map encoding {encoding!r}", f"use one of {', '.join(ENCODINGS)}")
         self.encoding = encoding
-        self._handle: Any = None
-        self._hashing: _HashingFile | None = None
-        self._writer: pq.ParquetWriter | None = None
-        self._pending: list[pa.Table] = []
-        self._pending_bytes = 0
-        self._rows_written = 0
+        self._shared: _MapsOut | None = None
+        self._open_parts: list[_MapsOut] = []
+        self._parts: list[dict[str, Any]] = []
 
-    def _open(self) -> None:
-        if layout.is_local(self.fs):
-            self.fs.makedirs(self._path(""), exist_ok=True)
-        self._handle = self.fs.open(self._path("maps.parquet"), "wb")
-        self._hashing = _HashingFile(self._handle)
-        metadata = {
-            "tased_batch.run_info": json.dumps(self.run_info),
-            "tased_batch.model_size": json.dumps(list(self.model_size)),
-            "tased_batch.store_size": json.dumps(list(self.store_size)),
-        }
-        self._writer = pq.ParquetWriter(
-            pa.PythonFile(self._hashing, mode="w"),
-            MAPS_SCHEMA.with_metadata(metadata),
-            compression="zstd",
-            use_dictionary=["video_id", "encoding"],
-            write_statistics=["video_id", "frame_index", "timestamp"],
-        )
+    def _shared_file(self) -> _MapsOut:
+        if self._shared is None:
+            self._shared = _MapsOut(self, "maps.parquet")
+        return self._shared
 
-    def _write_maps(self, result: VideoResult, maps: np.ndarray, frames: np.ndarray, times: np.ndarray) -> str | None:
-        if self._writer is None:
-            self._open()
+    def _new_part(self) -> _MapsOut:
+        part = _MapsOut(self, f"maps-v{len(self._open_parts):05d}.parquet")
+        self._open_parts.append(part)
+        return part
+
+    def _map_rows(self, video_id: str, frames: np.ndarray, times: np.ndarray, maps: np.ndarray) -> tuple[pa.Table, int]:
+        """Map rows for one batch of a video (store size, encoded) and their blob bytes."""
         n = maps.shape[0]
         blobs = [encode_map(image, self.encoding) for image in maps]
         table = pa.Table.from_arrays(
             [
-                pa.array([result.video_id] * n, pa.string()),
+                pa.array([video_id] * n, pa.string()),
                 pa.array(frames, pa.int64()),
                 pa.array(times, pa.float64()),
                 pa.array([self.encoding] * n, pa.string()),
@@ -143,44 +253,19 @@ class ParquetShardWriter(ShardWriter):
             ],
             schema=MAPS_SCHEMA,
         )
-        if n == 0:
-            return None
-        self._pending.append(table)
-        self._pending_bytes += sum(len(b) for b in blobs)
-        if self._pending_bytes >= ROW_GROUP_BYTES:
-            self._flush()
-        return None
+        return table, sum(len(b) for b in blobs)
 
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        table = pa.concat_tables(self._pending)
-        self._writer.write_table(table, row_group_size=table.num_rows)
-        self._rows_written += table.num_rows
-        self._pending, self._pending_bytes = [], 0
+    def _video_maps(self, video_id: str, source: str, meta: VideoMeta) -> VideoMaps:
+        return _ParquetVideo(self, video_id)
 
     def _finish(self) -> list[dict[str, Any]]:
-        if self._writer is None:
-            self._open()  # an all-failed shard still gets an (empty) maps file
-        self._flush()
-        self._writer.close()
-        self._handle.close()  # completes the upload: the object appears whole
-        entry = {
-            "path": f"{self.prefix}/maps.parquet",
-            "bytes": self._hashing.size,
-            "sha256": self._hashing.sha.hexdigest(),
-            "rows": self._rows_written,
-        }
-        self._writer = None
-        return [entry]
+        entries = [self._shared_file().finish()]  # an all-failed shard still gets an (empty) maps file
+        return entries + self._parts
 
     def _discard(self) -> None:
-        if self._handle is not None and not self._handle.closed:
-            discard = getattr(self._handle, "discard", None)
-            if discard is not None:
-                discard()  # aborts a pending multipart upload
-            else:
-                self._handle.close()
+        for out in [self._shared, *self._open_parts]:
+            if out is not None:
+                out.discard()
 
 
 class MapsFile:
@@ -224,3 +309,19 @@ class MapsFile:
 
     def close(self) -> None:
         self._handle.close()
+
+
+def read_maps(
+    results: Any, record: dict[str, Any], info: dict[str, Any], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One committed video's rows, from ``maps.parquet`` or its own part file (``location``)."""
+    name = info["location"] or "maps.parquet"
+    key = f"maps:{record['shard_id']}:{name}"
+    maps_file = results._cached(key, lambda: MapsFile(results.fs, results._file(record, name)))
+    table = maps_file.rows(info["video_id"]).sort_by("frame_index")
+    maps = np.empty((table.num_rows, *shape), np.uint8)
+    columns = ("data", "encoding", "height", "width")
+    rows = zip(*(table[c].to_pylist() for c in columns))
+    for i, (data, encoding, height, width) in enumerate(rows):
+        maps[i] = decode_map(data, encoding, height, width)
+    return table["frame_index"].to_numpy(), table["timestamp"].to_numpy(), maps

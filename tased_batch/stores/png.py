@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 
 from tased_batch.errors import StoreError
-from tased_batch.records import VideoResult
+from tased_batch.records import VideoMeta
 from tased_batch.stores import layout
-from tased_batch.stores.base import ShardWriter, table_bytes
+from tased_batch.stores.base import ShardWriter, VideoMaps, table_bytes
 
 # PNGs sent per concurrent batch (s3fs pipes a dict of objects in parallel).
 _PUT_BATCH = 256
@@ -140,6 +140,48 @@ def write_png_maps(
     return [path for path, _ in _write_pngs(fs, directory, np.asarray(maps), np.asarray(frame_indices), text)]
 
 
+class _PngVideo(VideoMaps):
+    """One video's PNG folder, written batch by batch; a failed video's folder is deleted."""
+
+    def __init__(self, writer: PngShardWriter, video_id: str, location: str) -> None:
+        self.writer = writer
+        self.video_id = video_id
+        self.location = location
+        self.tables: list[pa.Table] = []
+        self.written = False
+
+    def append(self, frames: np.ndarray, times: np.ndarray, maps: np.ndarray) -> None:
+        w = self.writer
+        self.written = True
+        written = _write_pngs(w.fs, w._path(self.location), maps, frames, weights_text(w.run_info["weights"]))
+        rel = [f"{w.prefix}/{self.location}/{png_name(i)}" for i in frames]
+        self.tables.append(
+            pa.Table.from_arrays(
+                [
+                    pa.array([self.video_id] * len(rel), pa.string()),
+                    pa.array(frames, pa.int64()),
+                    pa.array(times, pa.float64()),
+                    pa.array(rel, pa.string()),
+                    pa.array([len(data) for _, data in written], pa.int64()),
+                    pa.array([layout.sha256_hex(data) for _, data in written], pa.string()),
+                ],
+                schema=FRAMES_SCHEMA,
+            )
+        )
+
+    def close(self) -> str | None:
+        self.writer._frames.extend(self.tables)
+        return self.location
+
+    def discard(self) -> None:
+        self.tables = []
+        if self.written:
+            try:
+                self.writer.fs.rm(self.writer._path(self.location), recursive=True)
+            except (FileNotFoundError, OSError):
+                pass
+
+
 class PngShardWriter(ShardWriter):
     """Writes ``png/<video>/%04d.png`` per video at store size, and a frames table."""
 
@@ -150,33 +192,48 @@ class PngShardWriter(ShardWriter):
         self._frames: list[pa.Table] = []
         self._folders: set[str] = set()
 
-    def _write_maps(self, result: VideoResult, maps: np.ndarray, frames: np.ndarray, times: np.ndarray) -> str | None:
-        folder = folder_name(result.video_id)
+    def _video_maps(self, video_id: str, source: str, meta: VideoMeta) -> VideoMaps:
+        folder = folder_name(video_id)
         base, n = folder, 1
         while folder in self._folders:  # two ids that sanitise to the same name
             n += 1
             folder = f"{base}~{n}"
         self._folders.add(folder)
-        location = f"png/{folder}"
-        written = _write_pngs(self.fs, self._path(location), maps, frames, weights_text(self.run_info["weights"]))
-        rel = [f"{self.prefix}/{location}/{png_name(i)}" for i in frames]
-        self._frames.append(
-            pa.Table.from_arrays(
-                [
-                    pa.array([result.video_id] * len(rel), pa.string()),
-                    pa.array(frames, pa.int64()),
-                    pa.array(times, pa.float64()),
-                    pa.array(rel, pa.string()),
-                    pa.array([len(data) for _, data in written], pa.int64()),
-                    pa.array([layout.sha256_hex(data) for _, data in written], pa.string()),
-                ],
-                schema=FRAMES_SCHEMA,
-            )
-        )
-        return location
+        return _PngVideo(self, video_id, f"png/{folder}")
 
     def _finish(self) -> list[dict[str, Any]]:
         table = pa.concat_tables(self._frames) if self._frames else FRAMES_SCHEMA.empty_table()
         data = table_bytes(table)
         layout.put_whole(self.fs, self._path("frames.parquet"), data)
         return [self._entry("frames.parquet", data, rows=table.num_rows)]
+
+
+def read_maps(
+    results: Any, record: dict[str, Any], info: dict[str, Any], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One committed video's PNGs, as listed (with sizes) in the shard's ``frames.parquet``."""
+    import pyarrow.compute as pc
+
+    frames_table: pa.Table = results._cached(
+        f"frames:{record['shard_id']}", lambda: results._read_parquet(results._file(record, "frames.parquet"))
+    )
+    table = frames_table.filter(pc.equal(frames_table["video_id"], info["video_id"])).sort_by("frame_index")
+    paths = [layout.join(results.root, p) for p in table["path"].to_pylist()]
+    contents = layout.cat_many(results.fs, paths)
+    maps = np.empty((len(paths), *shape), np.uint8)
+    for i, (path, size, data) in enumerate(zip(paths, table["bytes"].to_pylist(), contents)):
+        if not isinstance(data, bytes) or len(data) != size:
+            raise StoreError(f"committed PNG {path} is missing or damaged", "redo that shard")
+        maps[i] = decode_png(data)
+    return table["frame_index"].to_numpy(), table["timestamp"].to_numpy(), maps
+
+
+def verify_files(results: Any, record: dict[str, Any]) -> None:
+    """The PNGs are listed, with checksums, in frames.parquet rather than in the commit record."""
+    sid = record["shard_id"]
+    table = results._read_parquet(results._file(record, "frames.parquet"))
+    paths = [layout.join(results.root, p) for p in table["path"].to_pylist()]
+    expected = zip(paths, table["bytes"].to_pylist(), table["sha256"].to_pylist())
+    for (path, size, digest), data in zip(expected, layout.cat_many(results.fs, paths)):
+        if not isinstance(data, bytes) or len(data) != size or layout.sha256_hex(data) != digest:
+            raise StoreError(f"shard {sid}: {path} is missing or does not match frames.parquet", "redo that shard")

@@ -15,12 +15,12 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tased_batch.errors import StoreError
 from tased_batch.stores import layout
 from tased_batch.stores.base import VIDEOS_SCHEMA
+from tased_batch.stores.formats import STORE_FORMATS, StoreFormat
 from tased_batch.stores.resample import resize_maps
 
 Size = str | tuple[int, int]
@@ -173,13 +173,7 @@ class Results:
                     raise StoreError(f"shard {sid}: committed file {entry['path']} is missing") from exc
                 if len(data) != entry["bytes"] or layout.sha256_hex(data) != entry["sha256"]:
                     raise StoreError(f"shard {sid}: {entry['path']} does not match its commit record", "redo that shard")
-            if record["format"] == "png":  # the PNGs are listed, with checksums, in frames.parquet
-                table = self._read_parquet(self._file(record, "frames.parquet"))
-                paths = [layout.join(self.root, p) for p in table["path"].to_pylist()]
-                expected = zip(paths, table["bytes"].to_pylist(), table["sha256"].to_pylist())
-                for (path, size, digest), data in zip(expected, layout.cat_many(self.fs, paths)):
-                    if not isinstance(data, bytes) or len(data) != size or layout.sha256_hex(data) != digest:
-                        raise StoreError(f"shard {sid}: {path} is missing or does not match frames.parquet", "redo that shard")
+            self._format(record).verify_files(self, record)
 
     # -- helpers ---------------------------------------------------------------------
     def _info(self, video_id: str) -> dict[str, Any]:
@@ -200,6 +194,12 @@ class Results:
                 old.close()
         return value
 
+    def _format(self, record: dict[str, Any]) -> StoreFormat:
+        fmt = STORE_FORMATS.get(record["format"])
+        if fmt is None:
+            raise StoreError(f"shard {record['shard_id']} has unknown format {record['format']!r}", "upgrade tased-batch")
+        return fmt
+
     def _target(self, info: dict[str, Any], size: Size) -> tuple[int, int]:
         if size == "stored":
             return info["store_height"], info["store_width"]
@@ -216,64 +216,13 @@ class Results:
     def _read(self, info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         record = self._record(info["shard_id"])
         shape = (info["store_height"], info["store_width"])
-        fmt = record["format"]
-        if fmt == "parquet":
-            frames, times, maps = self._read_parquet_maps(record, info["video_id"], shape)
-        elif fmt == "zarr":
-            frames, times, maps = self._read_zarr(record, info, shape)
-        elif fmt == "png":
-            frames, times, maps = self._read_png(record, info["video_id"], shape)
-        else:
-            raise StoreError(f"shard {record['shard_id']} has unknown format {fmt!r}", "upgrade tased-batch")
+        frames, times, maps = self._format(record).read_maps(self, record, info, shape)
         if maps.shape[0] != info["n_maps"]:
             raise StoreError(
                 f"video {info['video_id']!r}: {maps.shape[0]} maps stored, its table says {info['n_maps']}",
                 "the shard is damaged; redo it",
             )
         return frames, times, maps
-
-    def _read_parquet_maps(self, record: dict[str, Any], video_id: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        from tased_batch.stores.parquet import MapsFile, decode_map
-
-        maps_file = self._cached(f"maps:{record['shard_id']}", lambda: MapsFile(self.fs, self._file(record, "maps.parquet")))
-        table = maps_file.rows(video_id).sort_by("frame_index")
-        maps = np.empty((table.num_rows, *shape), np.uint8)
-        rows = zip(table["data"].to_pylist(), table["encoding"].to_pylist(), table["height"].to_pylist(), table["width"].to_pylist())
-        for i, (data, encoding, height, width) in enumerate(rows):
-            maps[i] = decode_map(data, encoding, height, width)
-        return table["frame_index"].to_numpy(), table["timestamp"].to_numpy(), maps
-
-    def _read_zarr(self, record: dict[str, Any], info: dict[str, Any], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        import zarr
-
-        from tased_batch.stores.zarr_store import zarr_store
-
-        location = info["location"]
-        if f"{record['attempt_prefix']}/{location}/zarr.json" not in {f["path"] for f in record["files"]}:
-            raise StoreError(f"commit record of shard {record['shard_id']} names no array {location}", "redo that shard")
-        path = layout.join(self.root, record["attempt_prefix"], location)
-        array = zarr.open_array(store=zarr_store(self.fs, path, self.storage_options, read_only=True), mode="r")
-        attrs = array.attrs
-        frames = np.asarray(attrs["frame_indices"], np.int64)
-        times = np.asarray(attrs["timestamps"], np.float64)
-        maps = np.asarray(array[...], np.uint8) if array.shape[0] else np.zeros((0, *shape), np.uint8)
-        return frames, times, maps
-
-    def _read_png(self, record: dict[str, Any], video_id: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        from tased_batch.stores.png import decode_png
-
-        frames_table: pa.Table = self._cached(
-            f"frames:{record['shard_id']}", lambda: self._read_parquet(self._file(record, "frames.parquet"))
-        )
-        table = frames_table.filter(pc.equal(frames_table["video_id"], video_id)).sort_by("frame_index")
-        paths = [layout.join(self.root, p) for p in table["path"].to_pylist()]
-        contents = layout.cat_many(self.fs, paths)
-        maps = np.empty((len(paths), *shape), np.uint8)
-        for i, (path, size, data) in enumerate(zip(paths, table["bytes"].to_pylist(), contents)):
-            if not isinstance(data, bytes) or len(data) != size:
-                raise StoreError(f"committed PNG {path} is missing or damaged", "redo that shard")
-            maps[i] = decode_png(data)
-        return table["frame_index"].to_numpy(), table["timestamp"].to_numpy(), maps
 
 
 def open_results(uri: str, storage_options: dict | None = None) -> Results:

@@ -4,8 +4,11 @@ Each attempt holds a group ``maps.zarr`` with arrays ``v00000``, ``v00001``... (
 table's ``location`` maps ids to arrays, since ids may hold ``/``). Inner chunks are
 ``CHUNK_FRAMES`` whole frames, compressed with zstd; the sharding codec packs up to
 ``SHARD_FRAMES`` frames into one object, so a typical video is two objects (metadata and
-one shard). Arrays are written in a single assignment by the one writer of the attempt:
+one shard). Every shard object is written once, whole, by the one writer of the attempt:
 zarr-python's partial shard writes are read-modify-write, and concurrent ones lose data.
+So a video's maps are held until a whole shard's worth (at most :data:`SHARD_BYTES`) is
+there; a video that closes before that is written in one assignment, a longer one grows
+shard by shard. A failed video's array is deleted.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from tased_batch.errors import StoreError
-from tased_batch.records import VideoResult
+from tased_batch.records import VideoMeta
 from tased_batch.stores import layout
-from tased_batch.stores.base import ShardWriter
+from tased_batch.stores.base import ShardWriter, VideoMaps
 
 CHUNK_FRAMES = 128
 SHARD_FRAMES = 4096
+SHARD_BYTES = 16 << 20  # a long video's maps held in memory before its next shard object is written
 ZSTD_LEVEL = 19  # measured: 9% smaller than level 9 on 128-frame chunks; decoding speed is the same
 
 
@@ -34,6 +38,95 @@ def zarr_store(fs: Any, path: str, storage_options: dict | None, read_only: bool
     if layout.is_local(fs):
         return LocalStore(path, read_only=read_only)
     return FsspecStore.from_url(fs.unstrip_protocol(path), storage_options=storage_options, read_only=read_only)
+
+
+def streaming_shard_frames(store_size: tuple[int, int]) -> int:
+    """Frames per shard object of a long video: SHARD_FRAMES, fewer for large maps (SHARD_BYTES held at most)."""
+    chunks = SHARD_BYTES // (store_size[0] * store_size[1] * CHUNK_FRAMES)
+    return CHUNK_FRAMES * max(1, min(SHARD_FRAMES // CHUNK_FRAMES, chunks))
+
+
+class _ZarrVideo(VideoMaps):
+    """One video's array: held until a whole shard is there, so each shard object is written once."""
+
+    def __init__(self, writer: ZarrShardWriter, name: str, video_id: str, source: str, meta: VideoMeta) -> None:
+        self.writer = writer
+        self.name = name
+        self.attributes = {
+            "video_id": video_id,
+            "source": source,
+            "fps": float(meta.fps),
+            "source_width": int(meta.width),
+            "source_height": int(meta.height),
+            "model_size": list(writer.model_size),
+            "store_size": list(writer.store_size),
+        }
+        self.frames: list[int] = []
+        self.times: list[float] = []
+        self.held: list[np.ndarray] = []
+        self.held_frames = 0
+        self.shard = streaming_shard_frames(writer.store_size)
+        self.array: Any = None
+        self.stored = 0
+
+    def _create(self, n: int, chunk: int, shard: int) -> None:
+        from zarr.codecs import ZstdCodec
+
+        if self.writer._group is None:
+            self.writer._open()
+        height, width = self.writer.store_size
+        self.array = self.writer._group.create_array(
+            self.name,
+            shape=(n, height, width),
+            dtype="uint8",
+            chunks=(chunk, height, width),
+            shards=(shard, height, width),
+            compressors=ZstdCodec(level=ZSTD_LEVEL),
+            fill_value=0,
+            dimension_names=("frame", "y", "x"),
+            attributes=self.attributes,
+        )
+
+    def _store(self, maps: np.ndarray) -> None:
+        """Write whole shards (or the last, partial one) at the end of the array."""
+        end = self.stored + maps.shape[0]
+        self.array.resize((end, *maps.shape[1:]))
+        self.array[self.stored : end] = maps
+        self.stored = end
+
+    def append(self, frames: np.ndarray, times: np.ndarray, maps: np.ndarray) -> None:
+        self.frames.extend(int(i) for i in frames)
+        self.times.extend(float(t) for t in times)
+        self.held.append(maps)
+        self.held_frames += maps.shape[0]
+        if self.held_frames >= self.shard:
+            held = np.concatenate(self.held)
+            full = (self.held_frames // self.shard) * self.shard
+            if self.array is None:
+                self._create(0, CHUNK_FRAMES, self.shard)
+            self._store(held[:full])
+            self.held, self.held_frames = [held[full:]], self.held_frames - full
+
+    def close(self) -> str | None:
+        held = np.concatenate(self.held) if self.held else np.zeros((0, *self.writer.store_size), np.uint8)
+        if self.array is None:  # the whole video fits one shard: one array, one assignment
+            n = held.shape[0]
+            chunk = max(1, min(CHUNK_FRAMES, n))
+            self._create(n, chunk, chunk * max(1, -(-min(n, SHARD_FRAMES) // chunk)))
+            if n:
+                self.array[...] = held
+        elif held.shape[0]:
+            self._store(held)
+        self.array.update_attributes({"frame_indices": self.frames, "timestamps": self.times})
+        return f"maps.zarr/{self.name}"
+
+    def discard(self) -> None:
+        self.held = []
+        if self.array is not None:
+            try:
+                self.writer.fs.rm(self.writer._path(f"maps.zarr/{self.name}"), recursive=True)
+            except (FileNotFoundError, OSError):
+                pass
 
 
 class ZarrShardWriter(ShardWriter):
@@ -55,40 +148,10 @@ class ZarrShardWriter(ShardWriter):
             attributes={"shard_id": self.shard_id, "attempt": self.attempt, "run_info": self.run_info},
         )
 
-    def _write_maps(self, result: VideoResult, maps: np.ndarray, frames: np.ndarray, times: np.ndarray) -> str | None:
-        from zarr.codecs import ZstdCodec
-
-        if self._group is None:
-            self._open()
+    def _video_maps(self, video_id: str, source: str, meta: VideoMeta) -> VideoMaps:
         name = f"v{self._count:05d}"
         self._count += 1
-        n, height, width = maps.shape
-        chunk = max(1, min(CHUNK_FRAMES, n))
-        shard = chunk * max(1, -(-min(n, SHARD_FRAMES) // chunk))
-        array = self._group.create_array(
-            name,
-            shape=maps.shape,
-            dtype="uint8",
-            chunks=(chunk, height, width),
-            shards=(shard, height, width),
-            compressors=ZstdCodec(level=ZSTD_LEVEL),
-            fill_value=0,
-            dimension_names=("frame", "y", "x"),
-            attributes={
-                "video_id": result.video_id,
-                "source": result.source,
-                "fps": float(result.fps),
-                "frame_indices": [int(i) for i in frames],
-                "timestamps": [float(t) for t in times],
-                "source_width": int(result.width),
-                "source_height": int(result.height),
-                "model_size": list(self.model_size),
-                "store_size": list(self.store_size),
-            },
-        )
-        if n:
-            array[...] = maps  # one assignment: every zarr shard object written once, whole
-        return f"maps.zarr/{name}"
+        return _ZarrVideo(self, name, video_id, source, meta)
 
     def _finish(self) -> list[dict[str, Any]]:
         if self._group is None:
@@ -102,3 +165,21 @@ class ZarrShardWriter(ShardWriter):
                 raise StoreError(f"shard {self.shard_id}: cannot read back {path}: {data}")
             entries.append(self._entry(path[len(self.root) :].strip("/")[len(self.prefix) + 1 :], data))
         return entries
+
+
+def read_maps(
+    results: Any, record: dict[str, Any], info: dict[str, Any], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One committed video's array (named by the record's file list, or it does not count)."""
+    import zarr
+
+    location = info["location"]
+    if f"{record['attempt_prefix']}/{location}/zarr.json" not in {f["path"] for f in record["files"]}:
+        raise StoreError(f"commit record of shard {record['shard_id']} names no array {location}", "redo that shard")
+    path = layout.join(results.root, record["attempt_prefix"], location)
+    array = zarr.open_array(store=zarr_store(results.fs, path, results.storage_options, read_only=True), mode="r")
+    attrs = array.attrs
+    frames = np.asarray(attrs["frame_indices"], np.int64)
+    times = np.asarray(attrs["timestamps"], np.float64)
+    maps = np.asarray(array[...], np.uint8) if array.shape[0] else np.zeros((0, *shape), np.uint8)
+    return frames, times, maps
