@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from tased_batch.runrecords import VideoFinished, event_to_dict
-from tased_batch.secrets import plain, scrub, scrub_text
+from tased_batch.secrets import plain, scrub
 
 
 class Reporter:

@@ -22,6 +22,7 @@ from tased_batch.job import run_job, run_status
 from tased_batch.plan import Output, prepare
 from tased_batch.records import VideoResult
 from tased_batch.runrecords import InternalError, event_from_dict
+from tased_batch.streams import StreamFailed
 from tased_batch.stores import index, layout, open_shard_writer
 from tased_batch.stores.png import folder_name
 
@@ -186,14 +187,16 @@ def test_a_300_byte_unicode_id_in_the_png_store(tmp_path):
 
 def test_any_exception_in_a_video_is_recorded_and_the_shard_commits(tmp_path, videos, tiny_weights, local_exec,
                                                                     monkeypatch):
-    real = shards.predict_video
+    from tased_batch import pipeline
 
-    def absurd(source, *args, **kwargs):
-        if source.video_id == "b":
+    real = pipeline.sample_frames
+
+    def absurd(info, *args, **kwargs):
+        if info.n_frames == LENGTHS["b"]:  # absurd container metadata in video b
             raise MemoryError("cannot allocate 10^12 frames")
-        return real(source, *args, **kwargs)
+        return real(info, *args, **kwargs)
 
-    monkeypatch.setattr(shards, "predict_video", absurd)
+    monkeypatch.setattr(pipeline, "sample_frames", absurd)
     out = tmp_path / "out"
     result = run_job(_config(videos, out, tiny_weights))
     assert result.exit_code == 3
@@ -212,10 +215,11 @@ def test_storage_that_stays_down_leaves_the_shard_pending(tmp_path, videos, tiny
     sleeps: list[float] = []
     monkeypatch.setattr(shards, "_sleep", sleeps.append)
 
-    def throttled(source, *args, **kwargs):
-        return VideoResult.failed(source.video_id, source.uri, "io-error", "SlowDown: please reduce your request rate")
+    def throttled(sources, *args, **kwargs):  # every fetch is throttled: each stream fails before it starts
+        return iter([StreamFailed(key, "io-error", "SlowDown: please reduce your request rate")
+                     for key in range(len(sources))])
 
-    monkeypatch.setattr(shards, "predict_video", throttled)
+    monkeypatch.setattr(shards, "serial_streams", throttled)
     with pytest.raises(Exception, match="SlowDown"):
         run_job(_config(videos, tmp_path / "out", tiny_weights))
     assert len(sleeps) == 5 and sum(sleeps) >= 60 * 2  # minutes of backoff, not seconds (none really slept)
