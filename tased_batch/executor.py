@@ -103,8 +103,9 @@ def _actor_layout(config: RunConfig) -> tuple[int, dict[str, float], int]:
     gpus = float(resources.get("GPU", 0))
     cpus = float(resources.get("CPU", 1))
     if gpus > 0:
-        per = {"num_gpus": config.gpus_per_actor, "num_cpus": config.cpus_per_actor or 1}
         count = config.actors or max(1, int(gpus // config.gpus_per_actor))
+        # the CPUs feed the GPUs: each actor gets its share for its decode workers (issue 11)
+        per = {"num_gpus": config.gpus_per_actor, "num_cpus": config.cpus_per_actor or max(1.0, cpus // count)}
         return count, per, int(per["num_cpus"])
     if config.address:
         import warnings

@@ -73,6 +73,7 @@ class Spec:
     switches: tuple[Switch, ...] = ()
     metavar: str | None = None
     example: Any = None  # a valid value other than the default, for tests and docs (derived when None)
+    minimum: int = 1  # the least value of an integer option
 
 
 def option(default: Any, help: str, **spec: Any) -> Any:
@@ -133,8 +134,9 @@ class SamplingOptions:
                                run_info=True)
     output_fps: float | None = option(None, "Maps only at this rate (maps per second).", fingerprint=True,
                                       predictor=True, run_info=True)
-    decode_workers: int | Auto = option(AUTO, "Videos decoded at once per actor, or auto (from the actor's CPUs).",
-                                        resume=True)
+    decode_workers: int | Auto = option(AUTO, "Decode worker processes per model actor (videos and segments of "
+                                        "long videos decoded at once); 0 decodes in a thread of the actor; auto: the "
+                                        "actor's CPUs less one on a GPU, 0 on CPUs.", resume=True, minimum=0)
     video_timeout: float | None = option(None, "Seconds one video may take before it is recorded as failed "
                                                "(default: derived from its length).", resume=True, predictor=True)
 
@@ -248,8 +250,8 @@ class Option:
                 value = kind(value)
             except (TypeError, ValueError) as e:
                 raise ConfigError(f"{where}: {name} must be {expected}, got {value!r}") from e
-            if kind is int and value < 1:
-                raise ConfigError(f"{name} must be at least 1, got {value}")
+            if kind is int and value < self.spec.minimum:
+                raise ConfigError(f"{name} must be at least {self.spec.minimum}, got {value}")
             if kind is float and not value > 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
         elif kind is tuple:

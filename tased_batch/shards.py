@@ -56,6 +56,19 @@ def engine_for(options: ModelOptions, model: torch.nn.Module, device: str) -> En
                   first_windows=options.first_windows)
 
 
+def decode_workers(setting: int | str, device: str, cpus: int | None) -> int:
+    """Decode worker processes per model: ``auto`` is the actor's CPUs less one on a GPU, and none on
+    the CPU, where the model is orders of magnitude slower than one decoding thread (decoding
+    then runs in a background thread of the actor, as :func:`serial_streams` does)."""
+    if setting != "auto":
+        return int(setting)
+    if not device.startswith("cuda"):
+        return 0
+    from tased_batch.feed import auto_workers
+
+    return auto_workers(cpus)
+
+
 SINK_QUEUE = 16  # sink operations (batches of maps) waiting for the writer thread
 
 
@@ -100,7 +113,7 @@ class ShardProcessor:
             torch.set_num_threads(int(threads))
         device = device or default_device()
         model = model_from_payload(weights_bytes, weights, device)
-        self._setup(config, engine_for(config.model, model, device), info, producer)
+        self._setup(config, engine_for(config.model, model, device), info, producer, cpus=threads)
 
     @classmethod
     def with_engine(
@@ -111,17 +124,31 @@ class ShardProcessor:
         processor._setup(config, engine, info, producer)
         return processor
 
-    def _setup(self, config: RunConfig, engine: Engine, info: dict[str, Any], producer: StreamProducer | None) -> None:
+    def _setup(self, config: RunConfig, engine: Engine, info: dict[str, Any], producer: StreamProducer | None,
+               cpus: int | None = None) -> None:
         bound_heap_growth()  # a processor lives as long as its actor: keep its heap from creeping
         self.config = config
         self.engine = engine
         self.device = str(engine.device)
         self.options = config.sampling.decode_options()
         self.info = info
-        self.producer: StreamProducer = producer or self._serial
+        self.cpus = cpus
+        self.decode_workers = decode_workers(config.decode_workers, self.device, cpus)
+        self.producer: StreamProducer = producer or (self._feed if self.decode_workers else self._serial)
 
     def _serial(self, sources: Sequence[VideoSource]) -> Any:
         return serial_streams(sources, self.config.model_size, self.options, self.config.storage_options)
+
+    def _feed(self, sources: Sequence[VideoSource]) -> Any:
+        """Several decode worker processes (long videos in segments, a deadline per video) feed the engine."""
+        from tased_batch.feed import DecodeFeed
+
+        opts = self.options
+        return iter(DecodeFeed(
+            sources, self.config.model_size, decoder=opts.decoder, resize=opts.resize, fps=opts.fps, every=opts.every,
+            output_fps=opts.output_fps, storage_options=self.config.storage_options, workers=self.decode_workers,
+            cpus=self.cpus, chunk=opts.chunk, video_timeout=self.config.video_timeout,
+        ))
 
     def process(
         self,

@@ -216,4 +216,4 @@ def test_predict_command_checks_the_speed_options(tiny_weights, make_video, tmp_
     assert bad_batch.exit_code == 2 and "auto" in bad_batch.output
     monkeypatch.setattr(engine_module, "precision_problem", lambda p, device: None if p == "fp32" else f"{p}: no kernels")
     bad_precision = runner.invoke(app, ["predict", str(video), str(tmp_path), "-w", str(tiny_weights), "--precision", "bf16"])
-    assert bad_precision.exit_code == 2 and "fp32" in bad_precision.output
+    assert bad_precision.exit_code == 2 and "bf16: no kernels" in bad_precision.output

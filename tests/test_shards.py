@@ -128,3 +128,47 @@ def test_segments_of_a_long_video_are_put_back_in_order_and_failures_stay_per_vi
     alone = predict_video(str(long), processor.engine, size=SMALL)
     store = config.store_shape or default_store_size(SMALL)
     np.testing.assert_array_equal(res.maps("long"), resize_maps(alone.maps, store))
+
+
+def test_decode_workers_feed_the_engine_with_the_same_maps(tmp_path, tiny_model, make_video):
+    """--decode-workers N: worker processes decode (a long video in segments); maps equal in-thread decoding."""
+    buffer = io.BytesIO()
+    torch.save(tiny_model.state_dict(), buffer)
+    info = WeightsInfo(kind="custom", uri="tiny", sha256="0" * 64)
+    size = f"{SMALL[0]}x{SMALL[1]}"
+    sources = [VideoSource("long", str(make_video("long.mp4", n_frames=150))),
+               VideoSource("short", str(make_video("short.mp4", n_frames=20))),
+               VideoSource("bad", str(tmp_path / "missing.mp4"))]
+    maps = {}
+    for workers in (0, 2):
+        config = RunConfig(input="x", output=str(tmp_path / f"out{workers}"), size=size, weights="tiny",
+                           decode_workers=workers).validate()
+        processor = shards.ShardProcessor(config, buffer.getvalue(), info, shards.run_info(config, info, "fp"),
+                                          threads=1)
+        assert processor.decode_workers == workers
+        if workers:  # segments small enough that the long video is split across workers
+            real_feed = processor._feed
+
+            def small_segments(videos, real_feed=real_feed):
+                from tased_batch import feed
+
+                original = feed.DecodeFeed.__init__
+
+                def init(self, *args, **kwargs):
+                    original(self, *args, **{**kwargs, "segment": 64})
+
+                feed.DecodeFeed.__init__ = init
+                try:
+                    return real_feed(videos)
+                finally:
+                    feed.DecodeFeed.__init__ = original
+
+            processor.producer = small_segments
+        record = processor.process("000000", sources)
+        assert record["n_ok"] == 2 and record["n_failed"] == 1
+        results = open_results(str(tmp_path / f"out{workers}"))
+        maps[workers] = {v: results.maps(v, size="stored") for v in ("long", "short")}
+        assert list(results.frame_indices("long")) == list(range(150))
+    for video in ("long", "short"):
+        assert np.array_equal(maps[0][video], maps[2][video])
+    assert shards.decode_workers("auto", "cpu", 8) == 0 and shards.decode_workers("auto", "cuda:0", 8) == 7
