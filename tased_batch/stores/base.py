@@ -21,6 +21,9 @@ from tased_batch.errors import StoreError
 from tased_batch.records import VideoResult
 from tased_batch.stores import layout
 from tased_batch.stores.resample import resize_maps
+from tased_batch.stores.summary_tables import ShardSummaries
+from tased_batch.summaries import VIDEO_COLUMNS
+from tased_batch.summaries import fields as summary_fields
 
 # Default stored size = model size divided by this factor (rounded up), chosen with
 # benchmarks/store_size_table.py: see docs/stores.md for the measurements.
@@ -53,6 +56,7 @@ VIDEOS_SCHEMA = pa.schema(
         ("config_fingerprint", pa.string()),
         ("shard_id", pa.string()),
         ("attempt", pa.string()),
+        *summary_fields(VIDEO_COLUMNS),  # per-video saliency summaries (docs/summaries.md)
     ]
 )
 
@@ -93,6 +97,7 @@ class ShardWriter:
     """
 
     format: ClassVar[str] = ""
+    stats_in_maps: ClassVar[bool] = False  # per-map statistics are columns of the map rows
 
     def __init__(
         self,
@@ -103,6 +108,7 @@ class ShardWriter:
         model_size: tuple[int, int],
         run_info: dict[str, Any],
         storage_options: dict | None = None,
+        crop: str | None = None,
     ) -> None:
         self.output = output
         self.shard_id = layout.check_shard_id(shard_id)
@@ -122,6 +128,7 @@ class ShardWriter:
         self.attempt = layout.new_attempt_id()
         self.prefix = layout.attempt_prefix(self.shard_id, self.attempt)
         self._rows: list[dict[str, Any]] = []
+        self.summaries = ShardSummaries(crop, in_maps=self.stats_in_maps)
         self._ids: set[str] = set()
         self._state = "open"
 
@@ -149,10 +156,11 @@ class ShardWriter:
         n_maps = 0
         if result.ok:
             maps, frames, times = self._check_maps(result)
+            stats = self.summaries.add_whole(result.video_id, maps, frames, times, result.width, result.height)
             stored = resize_maps(maps, self.store_size)
             n_maps = int(stored.shape[0])
             try:
-                location = self._write_maps(result, stored, frames, times)
+                location = self._write_maps(result, stored, frames, times, stats)
             except StoreError:
                 raise
             except Exception as exc:  # fsspec/zarr raise many types; name the shard and video
@@ -174,6 +182,7 @@ class ShardWriter:
                 "duration": float(result.duration),
                 "n_maps": n_maps,
                 "location": location,
+                **self.summaries.videos.get(result.video_id, {}),
             }
         )
 
@@ -183,6 +192,7 @@ class ShardWriter:
             raise StoreError(f"shard {self.shard_id} writer is already {self._state}")
         try:
             files = self._finish()
+            files += self.summaries.write(self)
             videos = self._videos_table()
             data = table_bytes(videos)
             layout.put_whole(self.fs, self._path("videos.parquet"), data)
@@ -303,8 +313,10 @@ class ShardWriter:
                 raise StoreError(f"shard {self.shard_id}: {entry['path']} has {size} bytes, expected {entry['bytes']}")
 
     # -- format hooks ----------------------------------------------------------------
-    def _write_maps(self, result: VideoResult, maps: np.ndarray, frames: np.ndarray, times: np.ndarray) -> str | None:
-        """Store one video's maps at store size; return its location inside the attempt."""
+    def _write_maps(
+        self, result: VideoResult, maps: np.ndarray, frames: np.ndarray, times: np.ndarray, stats: pa.Table
+    ) -> str | None:
+        """Store one video's maps at store size (``stats``: their per-map rows); return its location."""
         raise NotImplementedError
 
     def _finish(self) -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 ``maps.parquet`` columns: ``video_id``, ``frame_index`` (0-based source frame),
 ``timestamp`` (s), ``encoding`` (``png``: an 8-bit grey PNG; ``raw``: H*W uint8 bytes,
-row-major), ``height``, ``width`` (stored size) and ``data`` (the map bytes). zstd
+row-major), ``height``, ``width`` (stored size), ``data`` (the map bytes), then the per-map
+saliency statistics (:data:`tased_batch.summaries.FRAME_COLUMNS`, docs/summaries.md). zstd
 compression; row groups are cut by blob bytes, not row counts; the blob column has no
 dictionary encoding (blobs never repeat) and no statistics (min/max of blobs are useless).
 """
@@ -23,6 +24,8 @@ from tased_batch.errors import StoreError
 from tased_batch.records import VideoResult
 from tased_batch.stores import layout
 from tased_batch.stores.base import ShardWriter
+from tased_batch.summaries import FRAME_COLUMNS
+from tased_batch.summaries import fields as summary_fields
 
 MAPS_SCHEMA = pa.schema(
     [
@@ -33,6 +36,7 @@ MAPS_SCHEMA = pa.schema(
         ("height", pa.int32()),
         ("width", pa.int32()),
         ("data", pa.binary()),
+        *summary_fields(FRAME_COLUMNS),  # per-map saliency statistics (docs/summaries.md)
     ]
 )
 
@@ -95,6 +99,7 @@ class ParquetShardWriter(ShardWriter):
     """Streams map rows into ``maps.parquet`` (an S3 multipart upload, completed at commit)."""
 
     format = "parquet"
+    stats_in_maps = True
 
     def __init__(self, *args: Any, encoding: str = "png", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -123,10 +128,12 @@ class ParquetShardWriter(ShardWriter):
             MAPS_SCHEMA.with_metadata(metadata),
             compression="zstd",
             use_dictionary=["video_id", "encoding"],
-            write_statistics=["video_id", "frame_index", "timestamp"],
+            write_statistics=["video_id", "frame_index", "timestamp", *(c.name for c in FRAME_COLUMNS)],
         )
 
-    def _write_maps(self, result: VideoResult, maps: np.ndarray, frames: np.ndarray, times: np.ndarray) -> str | None:
+    def _write_maps(
+        self, result: VideoResult, maps: np.ndarray, frames: np.ndarray, times: np.ndarray, stats: pa.Table
+    ) -> str | None:
         if self._writer is None:
             self._open()
         n = maps.shape[0]
@@ -140,6 +147,7 @@ class ParquetShardWriter(ShardWriter):
                 pa.array(np.full(n, maps.shape[1], np.int32)),
                 pa.array(np.full(n, maps.shape[2], np.int32)),
                 pa.array(blobs, pa.binary()),
+                *(stats[c.name] for c in FRAME_COLUMNS),
             ],
             schema=MAPS_SCHEMA,
         )

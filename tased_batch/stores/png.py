@@ -136,7 +136,9 @@ class PngShardWriter(ShardWriter):
         self._frames: list[pa.Table] = []
         self._folders: set[str] = set()
 
-    def _write_maps(self, result: VideoResult, maps: np.ndarray, frames: np.ndarray, times: np.ndarray) -> str | None:
+    def _write_maps(
+        self, result: VideoResult, maps: np.ndarray, frames: np.ndarray, times: np.ndarray, stats: pa.Table
+    ) -> str | None:
         folder = folder_name(result.video_id)
         base, n = folder, 1
         while folder in self._folders:  # two ids that sanitise to the same name

@@ -21,6 +21,7 @@ from tased_batch.errors import StoreError
 from tased_batch.stores import layout
 from tased_batch.stores.base import VIDEOS_SCHEMA
 from tased_batch.stores.resample import resize_maps
+from tased_batch.summaries import conform
 
 Size = str | tuple[int, int]
 
@@ -82,15 +83,28 @@ class Results:
         for (sid, path), data in zip(paths.items(), contents):
             if isinstance(data, Exception):
                 raise StoreError(f"committed file {path} of shard {sid} cannot be read: {data}", "redo that shard")
-            tables.append(pq.read_table(io.BytesIO(data)).cast(VIDEOS_SCHEMA))
+            tables.append(conform(pq.read_table(io.BytesIO(data)), VIDEOS_SCHEMA))  # older: null summaries
         if not tables:
             return VIDEOS_SCHEMA.empty_table()
         return pa.concat_tables(tables)
 
     # -- public API ------------------------------------------------------------------
     def videos(self) -> pa.Table:
-        """One row per video: id, source, status, error, n_frames, fps, width, height, ..."""
+        """One row per video: id, source, status, error, n_frames, fps, width, height, ...,
+        and the per-video saliency summaries (docs/summaries.md; null in older outputs)."""
         return self._table
+
+    def frame_stats(self, video_id: str | None = None) -> pa.Table:
+        """Per-map saliency statistics of one video or all (docs/summaries.md), by video and frame."""
+        from tased_batch.stores.summary_tables import read_frame_stats
+
+        return read_frame_stats(self, video_id)
+
+    def crop_track(self, video_id: str | None = None, aspect: str | None = None) -> pa.Table:
+        """The crop track stored by ``run --crop``, or for another ``aspect`` computed from a video's maps."""
+        from tased_batch.stores.summary_tables import read_crop
+
+        return read_crop(self, video_id, aspect)
 
     def __len__(self) -> int:
         return self._table.num_rows

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from tased_batch.errors import StoreError
 from tased_batch.records import VideoResult
@@ -55,7 +56,9 @@ class ZarrShardWriter(ShardWriter):
             attributes={"shard_id": self.shard_id, "attempt": self.attempt, "run_info": self.run_info},
         )
 
-    def _write_maps(self, result: VideoResult, maps: np.ndarray, frames: np.ndarray, times: np.ndarray) -> str | None:
+    def _write_maps(
+        self, result: VideoResult, maps: np.ndarray, frames: np.ndarray, times: np.ndarray, stats: pa.Table
+    ) -> str | None:
         from zarr.codecs import ZstdCodec
 
         if self._group is None:
