@@ -34,6 +34,8 @@ BOX_SHARE = 0.9
 # Bins of the cumulative mass profile kept per map along the cropped axis (a crop window is
 # placed with linear interpolation between bin edges: 128 bins is 1/128 of the frame, 516 bytes a map).
 CROP_BINS = 128
+# Crop windows whose mass differs by less than this share of the map count as equal.
+CROP_TIE = 1e-3
 # Gaussian smoothing of the crop centre over time (standard deviation, seconds).
 CROP_SMOOTH_SECONDS = 0.5
 
@@ -205,15 +207,19 @@ def _area_holding(hist: torch.Tensor, pixel_mass: torch.Tensor, share: float) ->
 def _shortest_interval(profile: torch.Tensor, share: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row, the shortest run of cells [start, end) whose mass reaches ``share`` of the row."""
     b, length = profile.shape
+    if profile.device.type != "mps":  # float64 where the device has it: equal intervals must compare equal
+        profile = profile.double()
     cum = torch.nn.functional.pad(profile.cumsum(1), (1, 0))  # B x (L + 1)
     cum = cum / cum[:, -1:].clamp_min(1e-30)
     targets = (cum[:, :-1] + share - 1e-6).contiguous()
     ends = torch.searchsorted(cum.contiguous(), targets)  # first end whose mass reaches the share
     starts = torch.arange(length, device=profile.device).expand(b, length)
-    widths = torch.where(ends <= length, ends - starts, torch.full_like(ends, length + 1)).float()
-    # Among the shortest, the one nearest the middle (a flat profile gives a centred interval).
+    widths = torch.where(ends <= length, ends - starts, torch.full_like(ends, length + 1)).to(cum.dtype)
+    held = torch.gather(cum, 1, ends.clamp(max=length)) - cum[:, :-1]
+    # Among the shortest, the one holding the most; among equals, the one nearest the middle
+    # (a flat profile gives a centred interval).
     off_centre = ((starts + widths / 2) - length / 2).abs() / (length + 1)
-    best = (widths + off_centre).argmin(1)
+    best = (widths - 0.5 * held + 1e-6 * off_centre).argmin(1)
     start = best
     end = torch.gather(ends, 1, best[:, None]).squeeze(1).clamp(max=length)
     return start, end
@@ -283,7 +289,9 @@ def _window_mass(cum: np.ndarray, starts: np.ndarray, length: float) -> np.ndarr
 def best_window_starts(cum: np.ndarray, fraction: float) -> np.ndarray:
     """Per row, the start (fraction) of the window of length ``fraction`` that holds the most mass.
 
-    Ties (a flat profile) go to the window nearest the centre.
+    Windows within :data:`CROP_TIE` of the most mass count as equal (a small blob fits in many);
+    of those, the one whose centre is nearest the centre of mass wins, so a lone blob is centred
+    and a flat profile gives the middle of the frame.
     """
     if cum.shape[0] == 0 or fraction >= 1.0:
         return np.zeros(cum.shape[0])
@@ -291,8 +299,10 @@ def best_window_starts(cum: np.ndarray, fraction: float) -> np.ndarray:
     candidates = np.linspace(0.0, 1.0 - fraction, 4 * bins + 1)
     starts = np.broadcast_to(candidates, (cum.shape[0], candidates.size))
     mass = _window_mass(cum, starts, fraction)
-    score = mass - 1e-9 * np.abs(candidates - (1.0 - fraction) / 2)
-    return candidates[np.argmax(score, axis=1)]
+    centre_of_mass = 1.0 - (cum[:, :-1] + cum[:, 1:]).sum(1) / (2 * bins)  # integral of x dC over [0, 1]
+    distance = np.abs(candidates[None, :] + fraction / 2 - centre_of_mass[:, None])
+    near_best = mass >= mass.max(1, keepdims=True) - CROP_TIE
+    return candidates[np.argmin(np.where(near_best, distance, np.inf), axis=1)]
 
 
 def smooth_starts(starts: np.ndarray, timestamps: np.ndarray, fraction: float, seconds: float = CROP_SMOOTH_SECONDS) -> np.ndarray:
