@@ -100,6 +100,13 @@ class Results:
 
         return read_frame_stats(self, video_id)
 
+    def table_files(self, name: str) -> list[str]:
+        """Paths (URIs off local disk) of the committed tables called ``name`` (``videos.parquet``,
+        ``maps.parquet``, ``frame_stats.parquet``, ``crop.parquet``): what DuckDB or Polars should read."""
+        from tased_batch.stores.summary_tables import committed_files
+
+        return committed_files(self, name)
+
     def crop_track(self, video_id: str | None = None, aspect: str | None = None) -> pa.Table:
         """The crop track stored by ``run --crop``, or for another ``aspect`` computed from a video's maps."""
         from tased_batch.stores.summary_tables import read_crop

@@ -34,7 +34,8 @@ FRAME_STATS_FILE = "frame_stats.parquet"
 CROP_FILE = "crop.parquet"
 
 __all__ = [
-    "CROP_FILE", "FRAME_STATS_FILE", "ShardSummaries", "VideoSummary", "frame_stats", "read_crop", "read_frame_stats",
+    "CROP_FILE", "FRAME_STATS_FILE", "ShardSummaries", "VideoSummary", "committed_files", "frame_stats", "read_crop",
+    "read_frame_stats",
 ]
 
 
@@ -102,6 +103,12 @@ class ShardSummaries:
 def _listed(record: dict[str, Any], name: str) -> str | None:
     wanted = f"{record['attempt_prefix']}/{name}"
     return next((entry["path"] for entry in record["files"] if entry["path"] == wanted), None)
+
+
+def committed_files(results: "Results", name: str) -> list[str]:
+    """Every committed shard's file ``name``: plain paths on local disk, URIs elsewhere (s3://...)."""
+    paths = [layout.join(results.root, p) for p in (_listed(results.shards[s], name) for s in sorted(results.shards)) if p]
+    return paths if layout.is_local(results.fs) else [results.fs.unstrip_protocol(p) for p in paths]
 
 
 def _read(results: "Results", relative: str, columns: list[str] | None = None) -> pa.Table:
