@@ -137,19 +137,20 @@ def frame_stats(maps: torch.Tensor) -> dict[str, torch.Tensor]:
     n = h * w
     flat = maps.reshape(b, n)
     out: dict[str, torch.Tensor] = {}
-    out["peak_value"] = flat.amax(1).float() / 255.0 if n else torch.zeros(b, device=device)
-    out["mean_value"] = flat.float().mean(1) / 255.0
-    empty = flat.amax(1) == 0
-    if bool(empty.any()):
-        flat = torch.where(empty[:, None], torch.ones_like(flat), flat)
-    index = flat.argmax(1)
-    out["peak_x"] = ((index % w).float() + 0.5) / w
-    out["peak_y"] = (torch.div(index, w, rounding_mode="floor").float() + 0.5) / h
-
-    # Histogram of grey levels: entropy and the areas holding a share of the mass.
+    # Histogram of grey levels: peak and mean values, entropy, the areas holding a share of the mass.
     hist = _histogram(flat)
     levels = torch.arange(256, device=device, dtype=torch.float32)
     total = (hist * levels).sum(1, keepdim=True)
+    out["peak_value"] = torch.where(hist > 0, levels, torch.zeros_like(levels)).amax(1) / 255.0
+    out["mean_value"] = total[:, 0] / (255.0 * n)
+    empty = total[:, 0] == 0
+    if bool(empty.any()):
+        flat = torch.where(empty[:, None], torch.ones_like(flat), flat)
+        hist = torch.where(empty[:, None], torch.nn.functional.one_hot(torch.ones_like(empty, dtype=torch.long), 256) * float(n), hist)
+        total = (hist * levels).sum(1, keepdim=True)
+    index = flat.argmax(1)
+    out["peak_x"] = ((index % w).float() + 0.5) / w
+    out["peak_y"] = (torch.div(index, w, rounding_mode="floor").float() + 0.5) / h
     pixel_mass = levels / total  # mass of one pixel of each level (B x 256)
     plogp = torch.where(hist > 0, hist * pixel_mass * torch.log(pixel_mass.clamp_min(1e-30)), torch.zeros_like(hist))
     nats = -(plogp.sum(1))
@@ -159,8 +160,8 @@ def frame_stats(maps: torch.Tensor) -> dict[str, torch.Tensor]:
         out[f"area{int(share * 100)}"] = _area_holding(hist, pixel_mass, share) / n
 
     # Marginals: centre of mass, spread, box, crop profiles.
-    mass = flat.float().reshape(b, h, w) / total[:, :, None]
-    profile_x, profile_y = mass.sum(1), mass.sum(2)
+    grey = flat.reshape(b, h, w).float()
+    profile_x, profile_y = grey.sum(1) / total, grey.sum(2) / total
     xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w
     ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h
     out["com_x"] = (profile_x * xs).sum(1)
@@ -173,7 +174,7 @@ def frame_stats(maps: torch.Tensor) -> dict[str, torch.Tensor]:
     cols, lines = torch.arange(w, device=device), torch.arange(h, device=device)
     inside_x = ((cols >= x0[:, None]) & (cols < x1[:, None])).float()
     inside_y = ((lines >= y0[:, None]) & (lines < y1[:, None])).float()
-    out["box90_mass"] = torch.einsum("bh,bhw,bw->b", inside_y, mass, inside_x).clamp(0.0, 1.0)
+    out["box90_mass"] = (torch.einsum("bh,bhw,bw->b", inside_y, grey, inside_x) / total[:, 0]).clamp(0.0, 1.0)
     out["box90_x0"], out["box90_x1"] = x0.float() / w, x1.float() / w
     out["box90_y0"], out["box90_y1"] = y0.float() / h, y1.float() / h
     out["profile_x"], out["profile_y"] = profile_x, profile_y
@@ -374,6 +375,23 @@ def crop_track_from_maps(
         cums.append(cumulative_profile(stats["profile_" + geometry.axis].numpy()))
     cum = np.concatenate(cums) if cums else np.zeros((0, CROP_BINS + 1))
     return crop_track(video_id, frame_indices, timestamps, cum, geometry, width, height, smooth_seconds)
+
+
+def sendcmd_script(track: pa.Table) -> str:
+    """ffmpeg ``sendcmd`` commands that move a ``crop`` filter along ``track`` (one video's rows).
+
+    Use with :func:`ffmpeg_filter`: ``ffmpeg -i in.mp4 -vf "<filter>" out.mp4``.
+    """
+    rows = zip(track["timestamp"].to_pylist(), track["crop_x"].to_pylist(), track["crop_y"].to_pylist())
+    return "".join(f"{t:.3f} crop x {x}, crop y {y};\n" for t, x, y in rows)
+
+
+def ffmpeg_filter(track: pa.Table, command_file: str) -> str:
+    """The ``-vf`` value that crops to ``track``'s window, its positions read from ``command_file``."""
+    if track.num_rows == 0:
+        raise ConfigError("the crop track is empty", "the video failed or has no maps")
+    first = track.slice(0, 1).to_pylist()[0]
+    return f"sendcmd=f={command_file},crop=w={first['crop_w']}:h={first['crop_h']}:x={first['crop_x']}:y={first['crop_y']}"
 
 
 # -- per-video accumulation --------------------------------------------------------------------

@@ -230,3 +230,34 @@ def test_docs_describe_every_column():
     doc = (Path(__file__).parents[1] / "docs" / "summaries.md").read_text()
     for columns in (FRAME_COLUMNS, VIDEO_COLUMNS, CROP_COLUMNS):
         assert schema_markdown(columns) in doc
+
+
+def test_the_ffmpeg_recipe_crops_where_the_track_says(tmp_path):
+    """sendcmd + crop, run through libavfilter (what the ffmpeg command line uses), follows the track."""
+    from fractions import Fraction
+
+    import av
+
+    from tased_batch.summaries import ffmpeg_filter, sendcmd_script
+
+    fps, n, width, height = 25, 50, 128, 72
+    maps = np.stack([np.round(gaussian((0.2 if t < 25 else 0.8) * W, H / 2, 6)).astype(np.uint8) for t in range(n)])
+    track = crop_track_from_maps("v", maps, np.arange(n), np.arange(n) / fps, "9:16", width, height, smooth_seconds=0)
+    command_file = tmp_path / "v.cmd"
+    command_file.write_text(sendcmd_script(track))
+    sendcmd, crop = ffmpeg_filter(track, str(command_file)).split(",", 1)
+    graph = av.filter.Graph()
+    chain = [graph.add_buffer(width=width, height=height, format="rgb24", time_base=Fraction(1, fps)),
+             graph.add(*sendcmd.split("=", 1)), graph.add(*crop.split("=", 1)), graph.add("buffersink")]
+    for a, b in zip(chain, chain[1:]):
+        a.link_to(b)
+    graph.configure()
+    columns = np.tile(np.arange(width, dtype=np.uint8)[None, :, None], (height, 1, 3))  # pixel value = its x
+    for t, expected in enumerate(track["crop_x"].to_pylist()):
+        frame = av.VideoFrame.from_ndarray(columns, format="rgb24")
+        frame.pts, frame.time_base = t, Fraction(1, fps)
+        graph.push(frame)
+        out = graph.pull().to_ndarray()
+        assert out.shape == (track["crop_h"][0].as_py(), track["crop_w"][0].as_py(), 3)
+        assert out[0, 0, 0] == expected
+    assert track["crop_x"][0].as_py() < track["crop_x"][n - 1].as_py()

@@ -133,25 +133,24 @@ def test_duckdb_joins_summaries_to_a_captions_manifest(tmp_path):
     duckdb = pytest.importorskip("duckdb")
     uri, manifest = _two_shard_store(tmp_path)
     res = open_results(uri)
-    con = duckdb.connect()
-    con.execute("CREATE TABLE videos AS SELECT * FROM read_parquet($files)", {"files": res.table_files("videos.parquet")})
-    con.execute("CREATE TABLE maps AS SELECT * EXCLUDE (data) FROM read_parquet($files)", {"files": res.table_files("maps.parquet")})
-    rows = con.execute(
-        """
+    # as README.md shows it: relations over the committed files, queried by their Python names
+    videos = duckdb.read_parquet(res.table_files("videos.parquet"))  # noqa: F841
+    maps = duckdb.read_parquet(res.table_files("maps.parquet"))
+    rows = duckdb.sql(
+        f"""
         SELECT c.video_id, c.caption, v.focus, v.com_x_mean, count(m.frame_index) AS maps, avg(m.com_x) AS com_x
-        FROM read_csv($manifest) c
+        FROM read_csv('{manifest}') c
         LEFT JOIN videos v USING (video_id)
         LEFT JOIN maps m USING (video_id)
         GROUP BY ALL ORDER BY c.video_id
-        """,
-        {"manifest": manifest},
+        """
     ).fetchall()
     assert [r[:2] for r in rows] == [("cat", "a cat on the left"), ("dog", "a dog"), ("owl", "an owl")]
     (cat, dog, owl) = rows
     assert cat[4] == dog[4] == 5 and owl[4] == 0 and owl[2] is None  # the failed video has no summaries
     assert cat[3] == pytest.approx(0.2, abs=0.01) and cat[5] == pytest.approx(0.2, abs=0.01)
     assert dog[3] == pytest.approx(0.7, abs=0.01) and dog[2] > 0.9
-    types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE maps)").fetchall())
+    types = dict(duckdb.sql("SELECT column_name, column_type FROM (DESCRIBE maps)").fetchall())
     assert types["com_x"] == "FLOAT" and types["frame_index"] == "BIGINT"
 
 
