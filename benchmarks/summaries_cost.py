@@ -27,7 +27,7 @@ from tased_batch.stores.parquet import encode_map
 from tased_batch.stores.reader import open_results
 from tased_batch.stores.resample import resize_maps
 from tased_batch.stores.synthetic import MODEL_SIZE, synthetic_saliency_maps
-from tased_batch.summaries import FRAME_COLUMNS, VIDEO_COLUMNS, summarise_maps, frame_stats
+from tased_batch.summaries import FRAME_COLUMNS, VIDEO_COLUMNS, frame_stats, summarise_maps
 
 RUN_INFO = {"config_fingerprint": "bench", "weights": {"sha256": "0" * 64, "kind": "random", "uri": "bench"}}
 STORE = (38, 64)

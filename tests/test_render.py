@@ -115,9 +115,8 @@ def test_render_rejects_bad_output_and_source(png_tree, tmp_path):
 
 def test_cli_render(make_video, png_tree, tmp_path):
     import typer
-    from typer.testing import CliRunner
-
     from tased_batch.cli import render as render_cli
+    from typer.testing import CliRunner
 
     app = typer.Typer()
     app.callback()(lambda: None)
@@ -133,10 +132,10 @@ def test_cli_render(make_video, png_tree, tmp_path):
 
 def test_render_crop_window_follows_the_saliency(make_video, tmp_path):
     """--crop 1:1 on a 128x72 source: a 72x72 window over the salient left part, the rest dimmed."""
-    from typer.testing import CliRunner
-
     import typer
     from tased_batch.cli import render as render_cli
+    from typer.testing import CliRunner
+
     from tased_batch.records import VideoResult
     from tased_batch.stores import open_shard_writer
 

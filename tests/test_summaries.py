@@ -8,6 +8,7 @@ areas 0.5 and 0.9. Tolerances cover uint8 rounding of the Gaussian tails.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -15,8 +16,17 @@ import pytest
 import torch
 
 from tased_batch.errors import ConfigError
-from tased_batch.summaries import (CROP_COLUMNS, FRAME_COLUMNS, VIDEO_COLUMNS, VideoSummary, crop_geometry,
-                                   crop_track_from_maps, frame_stats, parse_aspect, schema_markdown)
+from tased_batch.summaries import (
+    CROP_COLUMNS,
+    FRAME_COLUMNS,
+    VIDEO_COLUMNS,
+    VideoSummary,
+    crop_geometry,
+    crop_track_from_maps,
+    frame_stats,
+    parse_aspect,
+    schema_markdown,
+)
 
 H, W = 96, 160
 
@@ -249,7 +259,7 @@ def test_the_ffmpeg_recipe_crops_where_the_track_says(tmp_path):
     graph = av.filter.Graph()
     chain = [graph.add_buffer(width=width, height=height, format="rgb24", time_base=Fraction(1, fps)),
              graph.add(*sendcmd.split("=", 1)), graph.add(*crop.split("=", 1)), graph.add("buffersink")]
-    for a, b in zip(chain, chain[1:]):
+    for a, b in itertools.pairwise(chain):
         a.link_to(b)
     graph.configure()
     columns = np.tile(np.arange(width, dtype=np.uint8)[None, :, None], (height, 1, 3))  # pixel value = its x

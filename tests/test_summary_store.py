@@ -135,7 +135,7 @@ def test_duckdb_joins_summaries_to_a_captions_manifest(tmp_path):
     res = open_results(uri)
     # as README.md shows it: relations over the committed files, queried by their Python names
     videos = duckdb.read_parquet(res.table_files("videos.parquet"))  # noqa: F841
-    maps = duckdb.read_parquet(res.table_files("maps.parquet"))
+    maps = duckdb.read_parquet(res.table_files("maps.parquet"))  # noqa: F841
     rows = duckdb.sql(
         f"""
         SELECT c.video_id, c.caption, v.focus, v.com_x_mean, count(m.frame_index) AS maps, avg(m.com_x) AS com_x

@@ -14,7 +14,6 @@ summary columns and they contribute no rows to :func:`read_frame_stats` and :fun
 
 from __future__ import annotations
 
-import io
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -23,8 +22,17 @@ import pyarrow.parquet as pq
 
 from tased_batch.errors import StoreError
 from tased_batch.stores import layout
-from tased_batch.summaries import (CROP_SCHEMA, FRAME_COLUMNS, FRAME_STATS_SCHEMA, VideoSummary, conform,
-                                   crop_track_from_maps, frame_stats, parse_aspect, summarise_maps)
+from tased_batch.summaries import (
+    CROP_SCHEMA,
+    FRAME_COLUMNS,
+    FRAME_STATS_SCHEMA,
+    VideoSummary,
+    conform,
+    crop_track_from_maps,
+    frame_stats,
+    parse_aspect,
+    summarise_maps,
+)
 
 if TYPE_CHECKING:
     from tased_batch.stores.base import ShardWriter
@@ -82,7 +90,7 @@ class ShardSummaries:
             self._crops.append(track)
         return rows
 
-    def write(self, writer: "ShardWriter") -> list[dict[str, Any]]:
+    def write(self, writer: ShardWriter) -> list[dict[str, Any]]:
         """Put the shard's summary tables into its attempt; return their commit-record entries."""
         from tased_batch.stores.base import table_bytes
 
@@ -105,13 +113,13 @@ def _listed(record: dict[str, Any], name: str) -> str | None:
     return next((entry["path"] for entry in record["files"] if entry["path"] == wanted), None)
 
 
-def committed_files(results: "Results", name: str) -> list[str]:
+def committed_files(results: Results, name: str) -> list[str]:
     """Every committed shard's file ``name``: plain paths on local disk, URIs elsewhere (s3://...)."""
     paths = [layout.join(results.root, p) for p in (_listed(results.shards[s], name) for s in sorted(results.shards)) if p]
     return paths if layout.is_local(results.fs) else [results.fs.unstrip_protocol(p) for p in paths]
 
 
-def _read(results: "Results", relative: str, columns: list[str] | None = None) -> pa.Table:
+def _read(results: Results, relative: str, columns: list[str] | None = None) -> pa.Table:
     try:
         with results.fs.open(layout.join(results.root, relative), "rb") as handle:
             return pq.read_table(handle, columns=columns)
@@ -119,7 +127,7 @@ def _read(results: "Results", relative: str, columns: list[str] | None = None) -
         raise StoreError(f"committed file {relative} is missing", "the output was modified after commit; redo that shard") from exc
 
 
-def _shard_frame_stats(results: "Results", record: dict[str, Any]) -> pa.Table | None:
+def _shard_frame_stats(results: Results, record: dict[str, Any]) -> pa.Table | None:
     if record["format"] == "parquet":
         relative = _listed(record, "maps.parquet")
         if relative is None:
@@ -133,7 +141,7 @@ def _shard_frame_stats(results: "Results", record: dict[str, Any]) -> pa.Table |
     return None if relative is None else _read(results, relative)
 
 
-def _collect(results: "Results", video_id: str | None, read: Any, schema: pa.Schema) -> pa.Table:
+def _collect(results: Results, video_id: str | None, read: Any, schema: pa.Schema) -> pa.Table:
     if video_id is None:
         records = [results.shards[sid] for sid in sorted(results.shards)]
     else:
@@ -149,12 +157,12 @@ def _collect(results: "Results", video_id: str | None, read: Any, schema: pa.Sch
     return pa.concat_tables(tables).sort_by([("video_id", "ascending"), ("frame_index", "ascending")])
 
 
-def read_frame_stats(results: "Results", video_id: str | None = None) -> pa.Table:
+def read_frame_stats(results: Results, video_id: str | None = None) -> pa.Table:
     """Per-map statistics (:data:`FRAME_STATS_SCHEMA`) of one video or of all, sorted by video and frame."""
     return _collect(results, video_id, _shard_frame_stats, FRAME_STATS_SCHEMA)
 
 
-def read_crop(results: "Results", video_id: str | None = None, aspect: str | None = None) -> pa.Table:
+def read_crop(results: Results, video_id: str | None = None, aspect: str | None = None) -> pa.Table:
     """The crop track (:data:`CROP_SCHEMA`): stored by the run, or computed now for another ``aspect``.
 
     A stored track is used when the run had the same ``--crop`` (or ``aspect`` is None);
@@ -162,7 +170,7 @@ def read_crop(results: "Results", video_id: str | None = None, aspect: str | Non
     stored size: a little coarser than the run's, which places it on the model-size maps.
     """
 
-    def stored(res: "Results", record: dict[str, Any]) -> pa.Table | None:
+    def stored(res: Results, record: dict[str, Any]) -> pa.Table | None:
         relative = _listed(record, CROP_FILE)
         return None if relative is None else _read(res, relative)
 
