@@ -144,7 +144,7 @@ def frame_stats(maps: torch.Tensor) -> dict[str, torch.Tensor]:
     out["peak_value"] = torch.where(hist > 0, levels, torch.zeros_like(levels)).amax(1) / 255.0
     out["mean_value"] = total[:, 0] / (255.0 * n)
     empty = total[:, 0] == 0
-    if bool(empty.any()):
+    if flat.device.type != "cpu" or bool(empty.any()):  # no host sync on accelerators: always apply
         flat = torch.where(empty[:, None], torch.ones_like(flat), flat)
         hist = torch.where(empty[:, None], torch.nn.functional.one_hot(torch.ones_like(empty, dtype=torch.long), 256) * float(n), hist)
         total = (hist * levels).sum(1, keepdim=True)

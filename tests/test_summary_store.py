@@ -168,3 +168,25 @@ def test_polars_joins_summaries_to_a_captions_manifest(tmp_path):
     assert joined["com_x_mean"][0] == pytest.approx(0.2, abs=0.01) and joined["focus"][2] is None
     frames = pl.scan_parquet(res.table_files("maps.parquet")).select("video_id", "frame_index", "peak_x").collect()
     assert frames.height == 10
+
+
+def test_streaming_summaries_keep_only_closed_videos(tmp_path):
+    """The streaming writer's use: batches per video, then close, or drop when the video fails part-way."""
+    from tased_batch.stores.summary_tables import ShardSummaries
+
+    maps = blob_maps(6, (32, 64), 0.3)
+    summaries = ShardSummaries("1:1", in_maps=False)
+    good, bad = summaries.open_video("good", 640, 360), summaries.open_video("bad", 640, 360)
+    for start in (0, 3):  # two batches each, interleaved
+        for summary in (good, bad):
+            frames = np.arange(start, start + 3)
+            summaries.add_rows(summary.add(frames, frames / 25.0, frame_stats(torch.from_numpy(maps[start : start + 3]))))
+    summaries.close_video(good)
+    summaries.drop_video("bad")
+    with open_shard_writer(str(tmp_path / "o"), "s0", format="png", store_size=(16, 32), model_size=(32, 64), run_info=RUN_INFO) as writer:
+        entries = summaries.write(writer)
+        tables = {e["path"].rsplit("/", 1)[1]: pq.read_table(tmp_path / "o" / e["path"]) for e in entries}
+    assert tables["frame_stats.parquet"]["video_id"].to_pylist() == ["good"] * 6
+    assert tables["frame_stats.parquet"]["frame_index"].to_pylist() == list(range(6))
+    assert tables["crop.parquet"]["video_id"].to_pylist() == ["good"] * 6
+    assert set(summaries.videos) == {"good"} and summaries.videos["good"]["crop_width"] == 360

@@ -52,6 +52,10 @@ class ShardSummaries:
 
     ``in_maps``: the format keeps the per-map statistics in its own map rows (Parquet);
     otherwise they are collected here and written as ``frame_stats.parquet``.
+
+    Streaming use, per video: ``summary = open_video(...)``; per batch ``rows = summary.add(...)``
+    and ``add_rows(rows)`` (or the rows go into the format's map rows); at the end
+    ``close_video(summary)``, or ``drop_video(video_id)`` if the video failed part-way.
     """
 
     def __init__(self, crop: str | None, in_maps: bool) -> None:
@@ -61,6 +65,7 @@ class ShardSummaries:
         self.in_maps = in_maps
         self.videos: dict[str, dict[str, Any]] = {}
         self._frames: list[pa.Table] = []
+        self._pending: dict[str, list[pa.Table]] = {}
         self._crops: list[pa.Table] = []
 
     def open_video(self, video_id: str, width: int, height: int) -> VideoSummary:
@@ -69,22 +74,29 @@ class ShardSummaries:
         return VideoSummary(video_id, width=width, height=height, crop=crop)
 
     def add_rows(self, rows: pa.Table) -> None:
-        """Per-map rows of a batch that the format does not store in its map rows."""
+        """Per-map rows of a batch (of one video) that the format does not store in its map rows."""
         if not self.in_maps and rows.num_rows:
-            self._frames.append(rows)
+            self._pending.setdefault(rows["video_id"][0].as_py(), []).append(rows)
 
     def close_video(self, summary: VideoSummary) -> None:
-        """A video's last batch is in: keep its per-video columns and crop track."""
+        """A video's last batch is in: keep its per-map rows, per-video columns and crop track."""
+        self._frames.extend(self._pending.pop(summary.video_id, []))
         row, track = summary.finish()
         self.videos[summary.video_id] = row
         if track is not None and track.num_rows:
             self._crops.append(track)
 
+    def drop_video(self, video_id: str) -> None:
+        """Forget a video that failed after some of its batches: no rows of it are written."""
+        self._pending.pop(video_id, None)
+        self.videos.pop(video_id, None)
+
     def add_whole(self, video_id: str, maps: Any, frames: Any, times: Any, width: int, height: int) -> pa.Table:
         """A whole video's model-size maps (the non-streaming writer); returns its per-map rows."""
         crop = self.crop if width >= 2 and height >= 2 else None
         rows, row, track = summarise_maps(video_id, maps, frames, times, width=width, height=height, crop=crop)
-        self.add_rows(rows)
+        if not self.in_maps and rows.num_rows:
+            self._frames.append(rows)
         self.videos[video_id] = row
         if track is not None and track.num_rows:
             self._crops.append(track)
