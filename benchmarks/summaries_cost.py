@@ -99,7 +99,8 @@ def main() -> None:
             best[name] = min(best[name], best_of(1, job))
     stats, baseline, plain, crop = best["stats"], best["baseline"], best["writer"], best["crop"]
 
-    print(f"{n} maps of {MODEL_SIZE[0]}x{MODEL_SIZE[1]}, batch {args.batch}, device {args.device}, torch threads {torch.get_num_threads()}")
+    size = f"{MODEL_SIZE[0]}x{MODEL_SIZE[1]}"
+    print(f"{n} maps of {size}, batch {args.batch}, device {args.device}, torch threads {torch.get_num_threads()}")
     print(f"frame_stats:                     {stats / n * 1e3:7.3f} ms/map")
     print(f"baseline (downsize + PNG encode): {baseline / n * 1e3:7.3f} ms/map")
     print(f"ratio frame_stats / baseline:     {stats / baseline:7.2f}")
@@ -110,14 +111,31 @@ def main() -> None:
         sizes = {}
         for fmt in ("parquet", "zarr"):
             uri = f"{root}/{fmt}"
-            with open_shard_writer(uri, "s0", format=fmt, store_size=None, model_size=MODEL_SIZE, run_info=RUN_INFO, crop="9:16") as w:
+            with open_shard_writer(
+                uri, "s0", format=fmt, store_size=None, model_size=MODEL_SIZE, run_info=RUN_INFO, crop="9:16"
+            ) as w:
                 for i, v in enumerate(videos):
-                    w.write(VideoResult(video_id=f"video-{i:04d}", source="bench", n_frames=len(v), fps=25.0, width=1920,
-                                        height=1080, duration=len(v) / 25, frame_indices=frames, timestamps=frames / 25.0, maps=v))
+                    w.write(
+                        VideoResult(
+                            video_id=f"video-{i:04d}",
+                            source="bench",
+                            n_frames=len(v),
+                            fps=25.0,
+                            width=1920,
+                            height=1080,
+                            duration=len(v) / 25,
+                            frame_indices=frames,
+                            timestamps=frames / 25.0,
+                            maps=v,
+                        )
+                    )
                 w.commit()
             res = open_results(uri)
-            files = {path.rsplit("/", 1)[1]: path for name in ("maps.parquet", "frame_stats.parquet", "crop.parquet", "videos.parquet")
-                     for path in res.table_files(name)}
+            files = {
+                path.rsplit("/", 1)[1]: path
+                for name in ("maps.parquet", "frame_stats.parquet", "crop.parquet", "videos.parquet")
+                for path in res.table_files(name)
+            }
             sizes[fmt] = files
         meta = pq.ParquetFile(sizes["parquet"]["maps.parquet"]).metadata
         names = {c.name for c in FRAME_COLUMNS}
@@ -132,10 +150,15 @@ def main() -> None:
                     blob += column.total_compressed_size
         videos_meta = pq.ParquetFile(sizes["parquet"]["videos.parquet"]).metadata
         video_names = {c.name for c in VIDEO_COLUMNS}
-        video_bytes = sum(videos_meta.row_group(0).column(c).total_compressed_size for c in range(videos_meta.num_columns)
-                          if videos_meta.row_group(0).column(c).path_in_schema in video_names)
-        print(f"parquet: statistics columns {added / n:6.1f} B/map vs the map blob {blob / n:6.1f} B/map "
-              f"(+{100 * added / blob:.1f}%)")
+        video_bytes = sum(
+            videos_meta.row_group(0).column(c).total_compressed_size
+            for c in range(videos_meta.num_columns)
+            if videos_meta.row_group(0).column(c).path_in_schema in video_names
+        )
+        print(
+            f"parquet: statistics columns {added / n:6.1f} B/map vs the map blob {blob / n:6.1f} B/map "
+            f"(+{100 * added / blob:.1f}%)"
+        )
         print(f"zarr/png: frame_stats.parquet {os.path.getsize(sizes['zarr']['frame_stats.parquet']) / n:6.1f} B/map")
         print(f"crop.parquet (--crop 9:16):   {os.path.getsize(sizes['parquet']['crop.parquet']) / n:6.1f} B/map")
         print(f"videos table summary columns: {video_bytes / args.videos:6.1f} B/video")

@@ -81,7 +81,14 @@ def draw_crop(picture: np.ndarray, x: int, y: int, w: int, h: int, border: int =
 
 
 def crop_windows(
-    results: str, video_id: str, aspect: str, maps: np.ndarray, map_frames: np.ndarray, fps: float, width: int, height: int
+    results: str,
+    video_id: str,
+    aspect: str,
+    maps: np.ndarray,
+    map_frames: np.ndarray,
+    fps: float,
+    width: int,
+    height: int,
 ) -> np.ndarray:
     """Window (x, y, w, h) in this source's pixels for each map: the stored crop track when the
     results store has one for ``aspect``, otherwise one computed from the maps at hand."""

@@ -60,8 +60,16 @@ FRAME_COLUMNS: tuple[Column, ...] = (
     Column("com_y", F32, "y of the centre of mass, fraction of the height"),
     Column("spread_x", F32, "standard deviation of the mass along x, fraction of the width"),
     Column("spread_y", F32, "standard deviation of the mass along y, fraction of the height"),
-    Column("entropy", F32, "Shannon entropy of the mass / log(pixels): 1 uniform, 0 one pixel (varies a little with resolution)"),
-    Column("entropy_area", F32, "exp(entropy in nats) / pixels: the share of the frame an even spread of the same entropy covers"),
+    Column(
+        "entropy",
+        F32,
+        "Shannon entropy of the mass / log(pixels): 1 uniform, 0 one pixel (varies a little with resolution)",
+    ),
+    Column(
+        "entropy_area",
+        F32,
+        "exp(entropy in nats) / pixels: the share of the frame an even spread of the same entropy covers",
+    ),
     Column("area50", F32, "smallest share of the frame's pixels holding 50% of the mass (0.5 for a uniform map)"),
     Column("area90", F32, "smallest share of the frame's pixels holding 90% of the mass (0.9 for a uniform map)"),
     Column("box90_x0", F32, "left edge of the box holding at least 90% of the mass, fraction of the width"),
@@ -75,12 +83,16 @@ FRAME_COLUMNS: tuple[Column, ...] = (
 SUMMARISED = ("peak_value", "com_x", "com_y", "spread_x", "spread_y", "entropy", "area50", "area90")
 
 VIDEO_COLUMNS: tuple[Column, ...] = tuple(
-    Column(f"{name}_{stat}", F64, f"{'mean' if stat == 'mean' else 'standard deviation'} of {name} over the video's maps")
+    Column(
+        f"{name}_{stat}", F64, f"{'mean' if stat == 'mean' else 'standard deviation'} of {name} over the video's maps"
+    )
     for name in SUMMARISED
     for stat in ("mean", "std")
 ) + (
     Column("focus", F64, "1 - 2 * mean area50: 0 when attention is spread evenly, near 1 when it sits on one point"),
-    Column("focus_motion", F64, "mean distance the centre of mass moves, in frame diagonals per second (null below 2 maps)"),
+    Column(
+        "focus_motion", F64, "mean distance the centre of mass moves, in frame diagonals per second (null below 2 maps)"
+    ),
     Column("crop_aspect", pa.string(), "aspect ratio of the crop track (e.g. 9:16), null without --crop"),
     Column("crop_width", I32, "crop window width, pixels of the source video"),
     Column("crop_height", I32, "crop window height, pixels of the source video"),
@@ -146,7 +158,9 @@ def frame_stats(maps: torch.Tensor) -> dict[str, torch.Tensor]:
     empty = total[:, 0] == 0
     if flat.device.type != "cpu" or bool(empty.any()):  # no host sync on accelerators: always apply
         flat = torch.where(empty[:, None], torch.ones_like(flat), flat)
-        hist = torch.where(empty[:, None], torch.nn.functional.one_hot(torch.ones_like(empty, dtype=torch.long), 256) * float(n), hist)
+        all_ones = torch.zeros_like(hist)
+        all_ones[:, 1] = float(n)
+        hist = torch.where(empty[:, None], all_ones, hist)
         total = (hist * levels).sum(1, keepdim=True)
     index = flat.argmax(1)
     out["peak_x"] = ((index % w).float() + 0.5) / w
@@ -184,8 +198,10 @@ def frame_stats(maps: torch.Tensor) -> dict[str, torch.Tensor]:
 def _histogram(flat: torch.Tensor) -> torch.Tensor:
     """Pixels per grey level (B x 256, float32): numpy's bincount on the CPU (10x torch's scatter there)."""
     if flat.device.type == "cpu":
-        rows = flat.numpy()
-        return torch.from_numpy(np.stack([np.bincount(r, minlength=256) for r in rows]).astype(np.float32)) if len(rows) else torch.zeros(0, 256)
+        if flat.shape[0] == 0:
+            return torch.zeros(0, 256)
+        counts = np.stack([np.bincount(row, minlength=256) for row in flat.numpy()])
+        return torch.from_numpy(counts.astype(np.float32))
     hist = torch.zeros(flat.shape[0], 256, device=flat.device, dtype=torch.float32)
     return hist.scatter_add_(1, flat.long(), torch.ones(flat.shape, device=flat.device, dtype=torch.float32))
 
@@ -306,7 +322,9 @@ def best_window_starts(cum: np.ndarray, fraction: float) -> np.ndarray:
     return candidates[np.argmin(np.where(near_best, distance, np.inf), axis=1)]
 
 
-def smooth_starts(starts: np.ndarray, timestamps: np.ndarray, fraction: float, seconds: float = CROP_SMOOTH_SECONDS) -> np.ndarray:
+def smooth_starts(
+    starts: np.ndarray, timestamps: np.ndarray, fraction: float, seconds: float = CROP_SMOOTH_SECONDS
+) -> np.ndarray:
     """Gaussian smoothing of the window position over time (sigma ``seconds``), kept inside the frame."""
     from scipy.ndimage import gaussian_filter1d
 
@@ -391,7 +409,9 @@ def ffmpeg_filter(track: pa.Table, command_file: str) -> str:
     if track.num_rows == 0:
         raise ConfigError("the crop track is empty", "the video failed or has no maps")
     first = track.slice(0, 1).to_pylist()[0]
-    return f"sendcmd=f={command_file},crop=w={first['crop_w']}:h={first['crop_h']}:x={first['crop_x']}:y={first['crop_y']}"
+    return (
+        f"sendcmd=f={command_file},crop=w={first['crop_w']}:h={first['crop_h']}:x={first['crop_x']}:y={first['crop_y']}"
+    )
 
 
 # -- per-video accumulation --------------------------------------------------------------------
@@ -497,7 +517,9 @@ def summarise_maps(
     tables = [FRAME_STATS_SCHEMA.empty_table()]
     for start in range(0, len(maps), batch):
         part = torch.from_numpy(np.ascontiguousarray(maps[start : start + batch]))
-        tables.append(summary.add(frame_indices[start : start + batch], timestamps[start : start + batch], frame_stats(part)))
+        tables.append(
+            summary.add(frame_indices[start : start + batch], timestamps[start : start + batch], frame_stats(part))
+        )
     row, track = summary.finish()
     return pa.concat_tables(tables), row, track
 
@@ -505,8 +527,7 @@ def summarise_maps(
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with ``schema``'s columns in order: missing ones (older stores) filled with nulls."""
     arrays = [
-        table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-        for f in schema
+        table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in schema
     ]
     return pa.Table.from_arrays(arrays, schema=schema)
 

@@ -61,7 +61,7 @@ def test_single_gaussian_every_statistic():
     assert st["box90_x1"] == pytest.approx((cx + half) / W, abs=1.01 / W)
     assert st["box90_y0"] == pytest.approx((cy - half) / H, abs=1.01 / H)
     assert st["box90_y1"] == pytest.approx((cy + half) / H, abs=1.01 / H)
-    assert 0.9 <= st["box90_mass"] == pytest.approx(0.95 ** 2, abs=0.01)
+    assert 0.9 <= st["box90_mass"] == pytest.approx(0.95**2, abs=0.01)
 
 
 def test_two_blobs():
@@ -89,8 +89,12 @@ def test_uniform_and_empty_maps(level):
     for i in range(2):  # an empty map has no preferred place: summarised like a uniform one
         assert st["com_x"][i] == pytest.approx(0.5, abs=1e-5) and st["com_y"][i] == pytest.approx(0.5, abs=1e-5)
         assert st["spread_x"][i] == pytest.approx(1 / math.sqrt(12), rel=1e-3)
-        assert st["entropy"][i] == pytest.approx(1.0, abs=1e-5) and st["entropy_area"][i] == pytest.approx(1.0, abs=1e-4)
-        assert st["area50"][i] == pytest.approx(0.5, abs=1 / (H * W)) and st["area90"][i] == pytest.approx(0.9, abs=1 / (H * W))
+        assert st["entropy"][i] == pytest.approx(1.0, abs=1e-5) and st["entropy_area"][i] == pytest.approx(
+            1.0, abs=1e-4
+        )
+        assert st["area50"][i] == pytest.approx(0.5, abs=1 / (H * W)) and st["area90"][i] == pytest.approx(
+            0.9, abs=1 / (H * W)
+        )
         assert st["box90_mass"][i] >= 0.9
         assert st["box90_x0"][i] + st["box90_x1"][i] == pytest.approx(1.0, abs=1.01 / W)  # centred
         assert st["box90_y0"][i] + st["box90_y1"][i] == pytest.approx(1.0, abs=1.01 / H)
@@ -103,7 +107,9 @@ def test_single_pixel_has_no_spread():
     st = {k: float(v[0]) for k, v in stats_of(m).items() if v.ndim == 1}
     assert st["entropy"] == 0.0 and st["entropy_area"] == pytest.approx(1 / (H * W))
     assert st["area50"] == st["area90"] == pytest.approx(1 / (H * W))
-    assert (st["box90_x0"], st["box90_x1"], st["box90_y0"], st["box90_y1"]) == pytest.approx((20 / W, 21 / W, 10 / H, 11 / H))
+    assert (st["box90_x0"], st["box90_x1"], st["box90_y0"], st["box90_y1"]) == pytest.approx(
+        (20 / W, 21 / W, 10 / H, 11 / H)
+    )
     assert st["box90_mass"] == pytest.approx(1.0)
 
 
@@ -207,7 +213,9 @@ def test_crop_of_uniform_map_is_centred_and_keeps_its_share():
 
 def test_crop_prefers_the_heavier_blob_and_slides_vertically_on_portrait_sources():
     heavy_low = np.maximum(gaussian(W / 2, 20, 5, peak=120), gaussian(W / 2, 75, 8))
-    track = crop_track_from_maps("v", np.round(heavy_low)[None].astype(np.uint8), np.arange(1), np.zeros(1), "1:1", 1080, 1920)
+    track = crop_track_from_maps(
+        "v", np.round(heavy_low)[None].astype(np.uint8), np.arange(1), np.zeros(1), "1:1", 1080, 1920
+    )
     top, height = track["crop_y"][0].as_py(), track["crop_h"][0].as_py()
     assert track["crop_x"][0].as_py() == 0 and track["crop_w"][0].as_py() == 1080 and height == 1080
     scale = 1920 / H  # source pixels per map pixel
@@ -220,7 +228,10 @@ def test_crop_prefers_the_heavier_blob_and_slides_vertically_on_portrait_sources
 def test_crop_track_is_smoothed_over_time():
     """A blob jumping left->right at 2 s: the raw best window jumps; the track glides (sigma 0.5 s)."""
     fps, n = 25.0, 100
-    left, right = np.round(gaussian(0.2 * W, H / 2, 6)).astype(np.uint8), np.round(gaussian(0.8 * W, H / 2, 6)).astype(np.uint8)
+    left, right = (
+        np.round(gaussian(0.2 * W, H / 2, 6)).astype(np.uint8),
+        np.round(gaussian(0.8 * W, H / 2, 6)).astype(np.uint8),
+    )
     maps = np.stack([left if t < 50 else right for t in range(n)])
     track = crop_track_from_maps("v", maps, np.arange(n), np.arange(n) / fps, "9:16", 1920, 1080)
     x = np.array(track["crop_x"].to_pylist(), float)
@@ -257,8 +268,12 @@ def test_the_ffmpeg_recipe_crops_where_the_track_says(tmp_path):
     command_file.write_text(sendcmd_script(track))
     sendcmd, crop = ffmpeg_filter(track, str(command_file)).split(",", 1)
     graph = av.filter.Graph()
-    chain = [graph.add_buffer(width=width, height=height, format="rgb24", time_base=Fraction(1, fps)),
-             graph.add(*sendcmd.split("=", 1)), graph.add(*crop.split("=", 1)), graph.add("buffersink")]
+    chain = [
+        graph.add_buffer(width=width, height=height, format="rgb24", time_base=Fraction(1, fps)),
+        graph.add(*sendcmd.split("=", 1)),
+        graph.add(*crop.split("=", 1)),
+        graph.add("buffersink"),
+    ]
     for a, b in itertools.pairwise(chain):
         a.link_to(b)
     graph.configure()

@@ -22,18 +22,39 @@ MODEL = (224, 384)
 # How far statistics of a map read back at the default store size (38 x 64, area-downsized) may be
 # from those the writer computed at model size (224 x 384); docs/summaries.md states the same.
 STORE_SIZE_TOLERANCE = {
-    "peak_x": 1.5 / 64, "peak_y": 1.5 / 38, "peak_value": 0.02, "mean_value": 0.001,
-    "com_x": 0.002, "com_y": 0.002, "spread_x": 0.002, "spread_y": 0.002,
-    "entropy": 0.1, "entropy_area": 0.005, "area50": 0.005, "area90": 0.005,
-    "box90_x0": 2 / 64, "box90_y0": 2 / 38, "box90_x1": 2 / 64, "box90_y1": 2 / 38, "box90_mass": 0.03,
+    "peak_x": 1.5 / 64,
+    "peak_y": 1.5 / 38,
+    "peak_value": 0.02,
+    "mean_value": 0.001,
+    "com_x": 0.002,
+    "com_y": 0.002,
+    "spread_x": 0.002,
+    "spread_y": 0.002,
+    "entropy": 0.1,
+    "entropy_area": 0.005,
+    "area50": 0.005,
+    "area90": 0.005,
+    "box90_x0": 2 / 64,
+    "box90_y0": 2 / 38,
+    "box90_x1": 2 / 64,
+    "box90_y1": 2 / 38,
+    "box90_mass": 0.03,
 }
 
 
 def video(video_id: str, maps: np.ndarray, fps: float = 25.0, width: int = 1920, height: int = 1080) -> VideoResult:
     frames = np.arange(len(maps), dtype=np.int64) * 2  # maps every 2nd frame
     return VideoResult(
-        video_id=video_id, source=f"/v/{video_id}.mp4", n_frames=2 * len(maps), fps=fps, width=width, height=height,
-        duration=2 * len(maps) / fps, frame_indices=frames, timestamps=frames / fps, maps=maps,
+        video_id=video_id,
+        source=f"/v/{video_id}.mp4",
+        n_frames=2 * len(maps),
+        fps=fps,
+        width=width,
+        height=height,
+        duration=2 * len(maps) / fps,
+        frame_indices=frames,
+        timestamps=frames / fps,
+        maps=maps,
     )
 
 
@@ -67,7 +88,9 @@ def test_stats_at_store_size_match_model_size(fmt, model_maps, tmp_path):
         for column in FRAME_COLUMNS:
             written = stored[column.name].to_numpy()
             assert np.all((written >= 0) & (written <= 1)), column.name
-            np.testing.assert_allclose(back[column.name].numpy(), written, atol=STORE_SIZE_TOLERANCE[column.name], err_msg=column.name)
+            np.testing.assert_allclose(
+                back[column.name].numpy(), written, atol=STORE_SIZE_TOLERANCE[column.name], err_msg=column.name
+            )
     videos = res.videos()
     assert videos.schema.field("focus").type == pa.float64()
     assert all(v is not None for v in videos["com_x_mean"].to_pylist())
@@ -77,7 +100,9 @@ def test_stats_at_store_size_match_model_size(fmt, model_maps, tmp_path):
 
 def test_crop_track_in_the_store_and_at_read_time(tmp_path):
     uri = str(tmp_path / "o")
-    with open_shard_writer(uri, "s0", format="zarr", store_size=(16, 32), model_size=(96, 160), run_info=RUN_INFO, crop="9:16") as writer:
+    with open_shard_writer(
+        uri, "s0", format="zarr", store_size=(16, 32), model_size=(96, 160), run_info=RUN_INFO, crop="9:16"
+    ) as writer:
         writer.write(video("left", blob_maps(6, (96, 160), 0.25)))
         writer.write(VideoResult.failed("bad", "/v/bad.mp4", "decode-error", "broken"))
         record = writer.commit()
@@ -118,14 +143,18 @@ def test_outputs_without_summaries_still_read(tmp_path):
 def _two_shard_store(tmp_path) -> tuple[str, str]:
     uri = str(tmp_path / "run")
     for shard, (video_id, x) in enumerate((("cat", 0.2), ("dog", 0.7))):
-        with open_shard_writer(uri, f"s{shard}", store_size=(16, 32), model_size=(96, 160), run_info=RUN_INFO) as writer:
+        with open_shard_writer(
+            uri, f"s{shard}", store_size=(16, 32), model_size=(96, 160), run_info=RUN_INFO
+        ) as writer:
             writer.write(video(video_id, blob_maps(5, (96, 160), x)))
             if shard:
                 writer.write(VideoResult.failed("owl", "/v/owl.mp4", "not-video", "not a video"))
             writer.commit()
     manifest = tmp_path / "captions.csv"
     with open(manifest, "w", newline="") as f:
-        csv.writer(f).writerows([["video_id", "caption"], ["cat", "a cat on the left"], ["dog", "a dog"], ["owl", "an owl"]])
+        csv.writer(f).writerows(
+            [["video_id", "caption"], ["cat", "a cat on the left"], ["dog", "a dog"], ["owl", "an owl"]]
+        )
     return uri, str(manifest)
 
 
@@ -162,7 +191,8 @@ def test_polars_joins_summaries_to_a_captions_manifest(tmp_path):
     captions = pl.scan_csv(manifest)
     joined = (
         captions.join(videos.select("video_id", "focus", "com_x_mean"), on="video_id", how="left")
-        .sort("video_id").collect()
+        .sort("video_id")
+        .collect()
     )
     assert joined["video_id"].to_list() == ["cat", "dog", "owl"]
     assert joined["com_x_mean"][0] == pytest.approx(0.2, abs=0.01) and joined["focus"][2] is None
@@ -180,10 +210,14 @@ def test_streaming_summaries_keep_only_closed_videos(tmp_path):
     for start in (0, 3):  # two batches each, interleaved
         for summary in (good, bad):
             frames = np.arange(start, start + 3)
-            summaries.add_rows(summary.add(frames, frames / 25.0, frame_stats(torch.from_numpy(maps[start : start + 3]))))
+            summaries.add_rows(
+                summary.add(frames, frames / 25.0, frame_stats(torch.from_numpy(maps[start : start + 3])))
+            )
     summaries.close_video(good)
     summaries.drop_video("bad")
-    with open_shard_writer(str(tmp_path / "o"), "s0", format="png", store_size=(16, 32), model_size=(32, 64), run_info=RUN_INFO) as writer:
+    with open_shard_writer(
+        str(tmp_path / "o"), "s0", format="png", store_size=(16, 32), model_size=(32, 64), run_info=RUN_INFO
+    ) as writer:
         entries = summaries.write(writer)
         tables = {e["path"].rsplit("/", 1)[1]: pq.read_table(tmp_path / "o" / e["path"]) for e in entries}
     assert tables["frame_stats.parquet"]["video_id"].to_pylist() == ["good"] * 6

@@ -42,7 +42,13 @@ FRAME_STATS_FILE = "frame_stats.parquet"
 CROP_FILE = "crop.parquet"
 
 __all__ = [
-    "CROP_FILE", "FRAME_STATS_FILE", "ShardSummaries", "VideoSummary", "committed_files", "frame_stats", "read_crop",
+    "CROP_FILE",
+    "FRAME_STATS_FILE",
+    "ShardSummaries",
+    "VideoSummary",
+    "committed_files",
+    "frame_stats",
+    "read_crop",
     "read_frame_stats",
 ]
 
@@ -127,7 +133,9 @@ def _listed(record: dict[str, Any], name: str) -> str | None:
 
 def committed_files(results: Results, name: str) -> list[str]:
     """Every committed shard's file ``name``: plain paths on local disk, URIs elsewhere (s3://...)."""
-    paths = [layout.join(results.root, p) for p in (_listed(results.shards[s], name) for s in sorted(results.shards)) if p]
+    paths = [
+        layout.join(results.root, p) for p in (_listed(results.shards[s], name) for s in sorted(results.shards)) if p
+    ]
     return paths if layout.is_local(results.fs) else [results.fs.unstrip_protocol(p) for p in paths]
 
 
@@ -136,7 +144,9 @@ def _read(results: Results, relative: str, columns: list[str] | None = None) -> 
         with results.fs.open(layout.join(results.root, relative), "rb") as handle:
             return pq.read_table(handle, columns=columns)
     except FileNotFoundError as exc:
-        raise StoreError(f"committed file {relative} is missing", "the output was modified after commit; redo that shard") from exc
+        raise StoreError(
+            f"committed file {relative} is missing", "the output was modified after commit; redo that shard"
+        ) from exc
 
 
 def _shard_frame_stats(results: Results, record: dict[str, Any]) -> pa.Table | None:
@@ -193,10 +203,18 @@ def read_crop(results: Results, video_id: str | None = None, aspect: str | None 
     table = table.filter(pc.equal(table["crop_aspect"], aspect))
     if table.num_rows or video_id is None:
         if video_id is None and not table.num_rows:
-            raise StoreError(f"{results.uri} holds no crop track for {aspect}", "name a video_id to compute one from its maps")
+            raise StoreError(
+                f"{results.uri} holds no crop track for {aspect}", "name a video_id to compute one from its maps"
+            )
         return table
     info = results._info(video_id)
     maps = results.maps(video_id)
     return crop_track_from_maps(
-        video_id, maps, results.frame_indices(video_id), results.timestamps(video_id), aspect, info["width"], info["height"]
+        video_id,
+        maps,
+        results.frame_indices(video_id),
+        results.timestamps(video_id),
+        aspect,
+        info["width"],
+        info["height"],
     )
