@@ -224,3 +224,28 @@ def test_streaming_summaries_keep_only_closed_videos(tmp_path):
     assert tables["frame_stats.parquet"]["frame_index"].to_pylist() == list(range(6))
     assert tables["crop.parquet"]["video_id"].to_pylist() == ["good"] * 6
     assert set(summaries.videos) == {"good"} and summaries.videos["good"]["crop_width"] == 360
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "png"])
+def test_summaries_on_object_storage(fmt, s3):
+    uri = f"s3://{s3['bucket']}/run"
+    opts = s3["storage_options"]
+    with open_shard_writer(
+        uri,
+        "s0",
+        format=fmt,
+        store_size=(16, 32),
+        model_size=(96, 160),
+        run_info=RUN_INFO,
+        storage_options=opts,
+        crop="9:16",
+    ) as writer:
+        writer.write(video("v", blob_maps(4, (96, 160), 0.6)))
+        writer.commit()
+    res = open_results(uri, storage_options=opts)
+    assert res.frame_stats("v")["com_x"].to_numpy() == pytest.approx([0.6] * 4, abs=0.01)
+    assert res.crop_track("v").num_rows == 4
+    files = res.table_files("videos.parquet")
+    assert len(files) == 1 and files[0].startswith(f"s3://{s3['bucket']}/run/shards/s0/")
+    with s3["fs"].open(files[0], "rb") as handle:  # plain Parquet at the listed URI
+        assert pq.read_table(handle, columns=["video_id", "focus"])["focus"][0].as_py() > 0.9
