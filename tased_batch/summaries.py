@@ -415,6 +415,17 @@ def ffmpeg_filter(track: pa.Table, command_file: str) -> str:
 
 
 # -- per-video accumulation --------------------------------------------------------------------
+def stats_to_host(stats: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """:func:`frame_stats` output as numpy on the host, in three device-to-host copies (not one per column)."""
+    names = [c.name for c in FRAME_COLUMNS]
+    columns = torch.stack([stats[name].float() for name in names]).cpu().numpy()
+    out = dict(zip(names, columns))
+    for key in ("profile_x", "profile_y"):
+        if key in stats:
+            out[key] = stats[key].float().cpu().numpy()
+    return out
+
+
 def _numpy(value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", torch.float32).numpy()

@@ -26,6 +26,7 @@ from tased_batch.summaries import (
     frame_stats,
     parse_aspect,
     schema_markdown,
+    stats_to_host,
 )
 
 H, W = 96, 160
@@ -119,6 +120,14 @@ def test_stats_do_not_depend_on_batch_company():
     together = stats_of(b, a)
     for key, value in alone.items():
         np.testing.assert_allclose(together[key][1], value[0], rtol=1e-5, atol=1e-6)
+
+
+def test_stats_to_host_keeps_every_value():
+    stats = frame_stats(torch.from_numpy(np.stack([np.round(gaussian(30, 20, 5)).astype(np.uint8)] * 2)))
+    host = stats_to_host(stats)
+    assert set(host) == set(stats)
+    for key, value in stats.items():
+        np.testing.assert_array_equal(host[key], value.numpy())
 
 
 def test_bad_input_is_refused():
