@@ -137,7 +137,6 @@ def test_render_crop_window_follows_the_saliency(make_video, tmp_path):
     from typer.testing import CliRunner
 
     from tased_batch.cli import render as render_cli
-
     from tased_batch.records import VideoResult
     from tased_batch.stores import open_shard_writer
 

@@ -30,7 +30,12 @@ from tased_batch.secrets import scrub_text
 from tased_batch.stores import layout
 from tased_batch.stores.resample import resize_maps
 from tased_batch.stores.summary_tables import ShardSummaries
-from tased_batch.summaries import VIDEO_COLUMNS, VideoSummary, frame_stats_numpy, has_frame_stats
+from tased_batch.summaries import (
+    VIDEO_COLUMNS,
+    VideoSummary,
+    frame_stats_numpy,
+    has_frame_stats,
+)
 from tased_batch.summaries import fields as summary_fields
 
 # Default stored size = model size divided by this factor (rounded up), chosen with
