@@ -249,3 +249,47 @@ def test_summaries_on_object_storage(fmt, s3):
     assert len(files) == 1 and files[0].startswith(f"s3://{s3['bucket']}/run/shards/s0/")
     with s3["fs"].open(files[0], "rb") as handle:  # plain Parquet at the listed URI
         assert pq.read_table(handle, columns=["video_id", "focus"])["focus"][0].as_py() > 0.9
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "zarr"])
+def test_sinks_write_the_statistics_of_complete_videos_only(fmt, tmp_path, monkeypatch):
+    """Sinks fed batch by batch (with the engine's statistics, or none): a long video spilled to its
+    own Parquet part file keeps its statistics, a restarted video has its rows once, a failed one none."""
+    import tased_batch.stores.parquet as parquet
+    from tased_batch.records import VideoMeta
+
+    monkeypatch.setattr(parquet, "SPILL_BYTES", 1)  # every Parquet video goes to its own part file
+    uri = str(tmp_path / "run")
+    maps = blob_maps(8, (32, 64), 0.3)
+    frames = np.arange(8, dtype=np.int64)
+    meta = VideoMeta(n_frames=8, fps=25.0, width=640, height=360, duration=0.32)
+    with open_shard_writer(
+        uri, "s0", format=fmt, store_size=(16, 32), model_size=(32, 64), run_info=RUN_INFO, crop="1:1"
+    ) as writer:
+        long, retried, broken = (writer.open_video(v, f"/v/{v}.mp4", meta) for v in ("long", "retried", "broken"))
+        for start in (0, 4):
+            part = slice(start, start + 4)
+            extras = {k: v.numpy() for k, v in frame_stats(torch.from_numpy(maps[part])).items()}
+            long.append(frames[part], frames[part] / 25.0, maps[part], extras)
+            retried.append(frames[part], frames[part] / 25.0, maps[part])  # no extras: computed by the sink
+            broken.append(frames[part], frames[part] / 25.0, maps[part], extras)
+        retried.restart()
+        retried.append(frames, frames / 25.0, maps)
+        broken.fail("decode-error", "corrupt packet")
+        long.close()
+        retried.close()
+        writer.commit()
+    res = open_results(uri)
+    stats = res.frame_stats()
+    assert stats["video_id"].to_pylist() == ["long"] * 8 + ["retried"] * 8
+    assert stats["frame_index"].to_pylist() == list(range(8)) * 2
+    expected = frame_stats(torch.from_numpy(maps))
+    for column in FRAME_COLUMNS:  # both ways give the statistics of the model-size maps
+        for video_id in ("long", "retried"):
+            got = res.frame_stats(video_id)[column.name].to_numpy()
+            np.testing.assert_allclose(got, expected[column.name].numpy(), rtol=1e-6, atol=1e-7)
+    if fmt == "parquet":
+        assert len(res.table_files("maps.parquet")) == 3  # the shared file and the two videos' part files
+    rows = {row["video_id"]: row for row in res.videos().to_pylist()}
+    assert rows["broken"]["focus"] is None and rows["long"]["crop_width"] == 360
+    assert res.crop_track()["video_id"].to_pylist() == ["long"] * 8 + ["retried"] * 8
