@@ -139,6 +139,22 @@ def test_outputs_without_summaries_still_read(tmp_path):
     assert res.frame_stats().num_rows == 0 and res.frame_stats("v").num_rows == 0
     assert res.maps("v").shape == (3, 16, 32)
 
+    # An index folded by an older version (its video rows without the columns), then a newer shard folded in.
+    from tased_batch.stores import index, layout
+
+    fs, root = layout.open_fs(uri)
+    index.fold(fs, root)
+    (folded,) = (tmp_path / "old" / "_index").glob("videos-*.parquet")
+    table = pq.read_table(folded)
+    pq.write_table(table.drop_columns([c.name for c in VIDEO_COLUMNS]), folded)
+    assert open_results(uri).videos()["focus"].to_pylist() == [None]
+    with open_shard_writer(uri, "s1", store_size=(16, 32), model_size=(32, 64), run_info=RUN_INFO) as writer:
+        writer.write(video("w", maps))
+        writer.commit()
+    index.fold(fs, root)
+    focus = dict(zip(*(open_results(uri).videos()[c].to_pylist() for c in ("video_id", "focus"))))
+    assert focus["v"] is None and focus["w"] is not None
+
 
 def _two_shard_store(tmp_path) -> tuple[str, str]:
     uri = str(tmp_path / "run")
