@@ -162,7 +162,8 @@ class StoreOptions:
     storage_options: dict[str, Any] = option({}, "fsspec option key=value (repeatable); no credentials in config files.",
                                              flag="--storage-option", short="-s", resume=True, predictor=True, metavar="KEY=VALUE",
                                              example={"anon": True})
-    crop: str | None = option(None, "Also store maps cropped to this aspect ratio W:H (e.g. 9:16).", check=_check_crop,
+    crop: str | None = option(None, "Also store a crop track of this aspect ratio W:H (e.g. 9:16): per map, the "
+                                    "window holding the most saliency (docs/summaries.md).", check=_check_crop,
                               fingerprint="if set", run_info=True, metavar="W:H", example="9:16")
 
 

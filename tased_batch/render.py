@@ -5,7 +5,8 @@ are upsampled to the source frame size (bilinear), coloured with a jet-like look
 and alpha-blended over the decoded frames; ``side_by_side`` puts the untouched frame and
 the coloured map next to each other instead. Frames without a map of their own (maps
 sampled with ``--every``) show the nearest earlier map; frames before the first map show
-the first map. The output is an MP4 (H.264, yuv420p, so odd sizes are padded by one edge
+the first map. With ``crop`` (an aspect ratio such as ``9:16``) the crop track's window is
+drawn: a white frame, everything outside it dimmed. The output is an MP4 (H.264, yuv420p, so odd sizes are padded by one edge
 pixel) or a GIF (Pillow; meant for short clips, all frames are kept in memory).
 """
 
@@ -64,6 +65,56 @@ def _resize(saliency: np.ndarray, height: int, width: int) -> np.ndarray:
     if saliency.shape == (height, width):
         return saliency
     return np.asarray(Image.fromarray(np.ascontiguousarray(saliency)).resize((width, height), Image.BILINEAR))
+
+
+def draw_crop(picture: np.ndarray, x: int, y: int, w: int, h: int, border: int = 2) -> np.ndarray:
+    """``picture`` (H x W x 3) with everything outside the window (x, y, w, h) at half brightness and a white frame."""
+    out = picture.copy()
+    inside = np.zeros(picture.shape[:2], bool)
+    inside[y : y + h, x : x + w] = True
+    out[~inside] //= 2
+    out[y : y + h, x : x + min(border, w)] = 255
+    out[y : y + h, max(x, x + w - border) : x + w] = 255
+    out[y : y + min(border, h), x : x + w] = 255
+    out[max(y, y + h - border) : y + h, x : x + w] = 255
+    return out
+
+
+def crop_windows(
+    results: str,
+    video_id: str,
+    aspect: str,
+    maps: np.ndarray,
+    map_frames: np.ndarray,
+    fps: float,
+    width: int,
+    height: int,
+) -> np.ndarray:
+    """Window (x, y, w, h) in this source's pixels for each map: the stored crop track when the
+    results store has one for ``aspect``, otherwise one computed from the maps at hand."""
+    from tased_batch.stores.reader import open_results
+    from tased_batch.summaries import crop_geometry, crop_track_from_maps
+
+    geometry = crop_geometry(aspect, width, height)
+    track = None
+    try:
+        stored = open_results(results).crop_track(video_id, aspect)
+        if stored.num_rows and stored["frame_index"].to_pylist() == [int(f) for f in map_frames]:
+            track = stored
+    except (StoreError, OSError, ValueError):
+        pass  # a PNG tree, or a store that cannot give this video's track: compute it below
+    if track is None:
+        track = crop_track_from_maps(video_id, maps, map_frames, map_frames / fps, aspect, width, height)
+    # Through fractions, so a track made for another rendition of the video still fits this one.
+    if geometry.axis == "x":
+        centre = track["crop_x_frac"].to_numpy() + track["crop_w_frac"].to_numpy() / 2
+        x = np.clip(np.round(centre * width - geometry.width / 2), 0, width - geometry.width)
+        y = np.full(len(x), (height - geometry.height) // 2)
+    else:
+        centre = track["crop_y_frac"].to_numpy() + track["crop_h_frac"].to_numpy() / 2
+        y = np.clip(np.round(centre * height - geometry.height / 2), 0, height - geometry.height)
+        x = np.full(len(y), (width - geometry.width) // 2)
+    return np.stack([x, y, np.full(len(x), geometry.width), np.full(len(x), geometry.height)], axis=1).astype(np.int64)
 
 
 @dataclass
@@ -151,9 +202,12 @@ def render(
     *,
     side_by_side: bool = False,
     alpha: float = 0.5,
+    crop: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RenderInfo:
     """Write ``out`` (.mp4 or .gif): ``source``'s frames with ``video_id``'s maps from ``results``.
+
+    ``crop``: an aspect ratio (``9:16``) whose crop window is drawn over the video.
 
     ``progress(done, total)`` is called per written frame (total is the source's frame
     count as its container reports it, 0 if unknown).
@@ -165,6 +219,10 @@ def render(
         raise ConfigError(f"cannot write {out.name}: unknown output type", "name the output *.mp4 or *.gif")
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"alpha {alpha} is outside [0, 1]", "0 shows only the video, 1 only the heat map")
+    if crop is not None:
+        from tased_batch.summaries import parse_aspect
+
+        parse_aspect(crop)
     predictions = open_predictions(results)
     status = predictions.status(video_id)
     if status != "ok":
@@ -186,6 +244,7 @@ def render(
         writer: _Mp4Writer | _GifWriter | None = None
         count, size = 0, (0, 0)
         shown, upsampled = -1, np.zeros((0, 0), np.uint8)
+        windows: np.ndarray | None = None
         for rgb in _frames(container, source):
             h, w = rgb.shape[:2]
             if writer is None:
@@ -198,6 +257,10 @@ def render(
                 picture = np.concatenate([rgb, colorize(upsampled)], axis=1)
             else:
                 picture = blend(rgb, upsampled, alpha)
+            if crop is not None:
+                if windows is None:
+                    windows = crop_windows(results, video_id, crop, maps, map_frames, float(fps), w, h)
+                picture[:, :w] = draw_crop(picture[:, :w], *(int(v) for v in windows[position]))
             writer.add(picture)
             count += 1
             if progress:

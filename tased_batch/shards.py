@@ -21,7 +21,7 @@ import torch
 
 from tased_batch.backoff import STORAGE_BASE, STORAGE_CAP, STORAGE_RETRIES, backoff_delay
 from tased_batch.config import RunConfig
-from tased_batch.engine import Engine
+from tased_batch.engine import Engine, MapStats
 from tased_batch.options import ModelOptions
 from tased_batch.pipeline import (
     BackgroundWriter,
@@ -37,6 +37,7 @@ from tased_batch.stores import open_shard_writer
 from tased_batch.stores.base import ShardWriter, VideoSink
 from tased_batch.stores.resample import resize_maps
 from tased_batch.streams import MapBatch, StreamDone, StreamEvent, StreamStart
+from tased_batch.summaries import frame_stats, frame_stats_numpy, has_frame_stats
 from tased_batch.weights import WeightsInfo, model_from_payload
 
 TRANSIENT_REASONS = ("io-error",)
@@ -50,10 +51,13 @@ def run_info(config: RunConfig, weights: WeightsInfo, config_fingerprint: str) -
     return {"config_fingerprint": config_fingerprint, "weights": weights.to_dict(), **config.run_info_fields()}
 
 
-def engine_for(options: ModelOptions, model: torch.nn.Module, device: str) -> Engine:
-    """The engine the model options ask for (shared by the Ray actors and the Ray Data plugin)."""
+def engine_for(options: ModelOptions, model: torch.nn.Module, device: str, map_stats: MapStats | None = None) -> Engine:
+    """The engine the model options ask for (shared by the Ray actors and the Ray Data plugin).
+
+    ``map_stats``: per-batch statistics of the model-size maps on the device (the shard
+    processor passes :func:`tased_batch.summaries.frame_stats`)."""
     return Engine(model, device=device, batch_size=options.batch_size, precision=options.precision,
-                  first_windows=options.first_windows)
+                  first_windows=options.first_windows, map_stats=map_stats)
 
 
 def decode_workers(setting: int | str, device: str, cpus: int | None) -> int:
@@ -79,6 +83,10 @@ class _Calls:
         call()
 
 
+# One batch for a sink: frame indices, timestamps, maps, and the engine's per-map statistics (extras).
+_Item = tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]
+
+
 @dataclass
 class _Video:
     """One video of a pass: its sink, its segments' progress, later segments' maps held back."""
@@ -89,7 +97,7 @@ class _Video:
     segments: int = 1
     current: int = 0  # the segment whose maps go straight to the sink
     done: set[int] = field(default_factory=set)
-    held: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    held: dict[int, list[_Item]] = field(default_factory=dict)
     maps: int = 0
     finished: bool = False
 
@@ -113,7 +121,7 @@ class ShardProcessor:
             torch.set_num_threads(int(threads))
         device = device or default_device()
         model = model_from_payload(weights_bytes, weights, device)
-        self._setup(config, engine_for(config.model, model, device), info, producer, cpus=threads)
+        self._setup(config, engine_for(config.model, model, device, map_stats=frame_stats), info, producer, cpus=threads)
 
     @classmethod
     def with_engine(
@@ -169,6 +177,7 @@ class ShardProcessor:
         writer = open_shard_writer(
             self.config.output, shard_id, format=self.config.format, store_size=self.config.store_shape,
             model_size=self.config.model_size, run_info=self.info, storage_options=self.config.storage_options,
+            crop=self.config.crop,
         )
         background = BackgroundWriter(_Calls(), depth=SINK_QUEUE)
         try:
@@ -237,7 +246,7 @@ class ShardProcessor:
                     by_key[event.key] = (video, event.segment)
                 yield event
 
-        def append(video: _Video, item: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        def append(video: _Video, item: _Item) -> None:
             background.submit(lambda: video.sink.append(*item))
 
         def done(video: _Video, segment: int, out: StreamDone) -> None:
@@ -270,12 +279,15 @@ class ShardProcessor:
                 if isinstance(out, MapBatch):
                     assert video.start is not None  # maps only come after the stream's start
                     sampling = video.start.sampling
-                    item = (sampling.sequence[out.positions], out.positions / sampling.fps, out.maps)
+                    item = (sampling.sequence[out.positions], out.positions / sampling.fps, out.maps, out.extras)
                     video.maps += len(out.positions)
                     if segment == video.current:
                         append(video, item)
                     else:  # a later segment finished first: hold its maps, small, until its turn
-                        video.held.setdefault(segment, []).append((*item[:2], resize_maps(out.maps, writer.store_size)))
+                        # (with their statistics, which must come from the maps at model size)
+                        stats = out.extras if has_frame_stats(out.extras) else frame_stats_numpy(out.maps)
+                        video.held.setdefault(segment, []).append(
+                            (*item[:2], resize_maps(out.maps, writer.store_size), stats))
                 else:
                     begin(video)
                     done(video, segment, out)

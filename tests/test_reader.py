@@ -13,6 +13,7 @@ from tased_batch.stores.png import decode_png
 from tased_batch.stores.reader import open_results
 from tased_batch.stores.resample import parse_size, resize_maps
 from tased_batch.stores.synthetic import synthetic_saliency_maps
+from tased_batch.summaries import FRAME_COLUMNS
 
 RUN_INFO = {"config_fingerprint": "f", "weights": {"sha256": "0" * 64, "kind": "released", "uri": "gdrive://TASED"}}
 MODEL = (224, 384)
@@ -68,7 +69,8 @@ def test_parquet_layout_zstd_no_blob_dictionary_and_byte_sized_row_groups(monkey
     meta = pq.ParquetFile(path).metadata
     assert meta.num_row_groups == 3 and meta.num_rows == 12
     names = [meta.schema.column(i).name for i in range(meta.num_columns)]
-    assert names == ["video_id", "frame_index", "timestamp", "encoding", "height", "width", "data"]
+    assert names[:7] == ["video_id", "frame_index", "timestamp", "encoding", "height", "width", "data"]
+    assert names[7:] == [c.name for c in FRAME_COLUMNS]  # the saliency statistics follow the blob
     for g in range(3):
         blob = meta.row_group(g).column(6)
         assert blob.compression == "ZSTD"

@@ -129,3 +129,56 @@ def test_cli_render(make_video, png_tree, tmp_path):
     assert f"{N_FRAMES} frames, 128x72" in result.output and out.exists()
     bad = CliRunner().invoke(app, ["render", str(png_tree), "nope", "--source", str(source), "--out", str(out)], env={"COLUMNS": "200"})
     assert bad.exit_code == 2 and "has no maps" in bad.output  # a user error, as for every command
+
+
+def test_render_crop_window_follows_the_saliency(make_video, tmp_path):
+    """--crop 1:1 on a 128x72 source: a 72x72 window over the salient left part, the rest dimmed."""
+    import typer
+    from typer.testing import CliRunner
+
+    from tased_batch.cli import render as render_cli
+    from tased_batch.records import VideoResult
+    from tased_batch.stores import open_shard_writer
+
+    source = make_video("clip.mp4", n_frames=N_FRAMES, size=SIZE)
+    frames = np.arange(0, N_FRAMES, EVERY)
+    store = str(tmp_path / "run")
+    writer = open_shard_writer(
+        store, "s0", format="parquet", store_size=(18, 32), model_size=(18, 32), crop="1:1",
+        run_info={"config_fingerprint": "test", "weights": {"sha256": "0" * 64, "kind": "random", "uri": "test"}},
+    )
+    salient_left = np.zeros((18, 32), np.uint8)
+    salient_left[:, 2:8] = 255  # columns 8..32 of 128 in the source
+    writer.write(VideoResult(
+        video_id="clip", source=str(source), n_frames=N_FRAMES, fps=30.0, width=128, height=72,
+        frame_indices=frames, timestamps=frames / 30.0, maps=np.stack([salient_left] * len(frames)),
+    ))
+    writer.commit()
+    out = tmp_path / "crop.mp4"
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    render_cli.register(app)
+    args = ["render", store, "clip", "--source", str(source), "--out", str(out), "--alpha", "0", "--crop", "1:1"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    rendered, original = _decode(out).astype(float), _decode(source).astype(float)
+    # the window is x 0..72 (centred on the mass at x=20 it would start below 0): inside untouched,
+    # outside at half brightness, a white frame on its right edge
+    inside, outside = (slice(4, 68), slice(4, 68)), (slice(4, 68), slice(76, 128))
+    assert np.abs(rendered[(slice(None), *inside)] - original[(slice(None), *inside)]).mean() < 6
+    ratio = rendered[(slice(None), *outside)].mean() / original[(slice(None), *outside)].mean()
+    assert ratio == pytest.approx(0.5, abs=0.06)
+    assert rendered[:, 4:68, 70:72].mean() > 230
+    bad = CliRunner().invoke(app, [*args[:-1], "tall"], env={"COLUMNS": "200"})
+    assert bad.exit_code == 2 and "WIDTH:HEIGHT" in bad.output  # a user error
+
+
+def test_crop_windows_of_a_png_tree_are_computed_from_its_maps(png_tree):
+    from tased_batch.render import crop_windows
+
+    maps = np.stack([_half_map()] * 4)
+    frames = np.arange(0, N_FRAMES, EVERY)
+    windows = crop_windows(str(png_tree), "clip", "1:1", maps, frames, 30.0, 128, 72)
+    assert windows.tolist() == [[0, 0, 72, 72]] * 4  # the salient left half: as far left as it goes
+    flipped = crop_windows(str(png_tree), "clip", "1:1", maps[:, :, ::-1], frames, 30.0, 128, 72)
+    assert flipped.tolist() == [[56, 0, 72, 72]] * 4

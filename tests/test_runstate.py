@@ -311,3 +311,28 @@ def test_no_secret_is_written_logged_or_submitted(tmp_path, videos, tiny_weights
     assert not any(s in json.dumps(submitted) for s in secrets) and notes
     with pytest.raises(Exception, match="signed URL"):
         submit_mod.submit("http://head:8265", ["run", "s3://b/in/", "s3://b/out", "--weights", signed])
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "zarr"])
+def test_run_with_crop_stores_a_crop_track_and_summaries(tmp_path, videos, tiny_weights, local_exec, fmt):
+    """`run --crop 9:16`: every map gets statistics and a crop window, every video its summary columns."""
+    out = tmp_path / "out"
+    done = run_job(_config(videos, out, tiny_weights, crop="9:16", format=fmt))
+    assert done.exit_code == 0, done.report
+    results = open_results(str(out))
+    assert_every_frame_once(results, LENGTHS)
+    assert len(results.table_files("crop.parquet")) == 2  # one per shard
+    assert all(Path(p).exists() for p in results.table_files("crop.parquet"))
+    for row in results.videos().to_pylist():
+        video = row["video_id"]
+        track = results.crop_track(video, "9:16")
+        np.testing.assert_array_equal(track["frame_index"].to_numpy(), results.frame_indices(video))
+        # 9:16 of a 128x72 source: the full height, 40 pixels wide (even), inside the frame
+        assert (row["width"], row["height"]) == (128, 72)
+        assert set(track["crop_w"].to_pylist()) == {40} and set(track["crop_h"].to_pylist()) == {72}
+        assert all(0 <= x <= 128 - 40 for x in track["crop_x"].to_pylist())
+        assert (row["crop_aspect"], row["crop_width"], row["crop_height"]) == ("9:16", 40, 72)
+        assert row["focus"] is not None and 0.0 <= row["crop_mass_mean"] <= 1.0
+        stats = results.frame_stats(video)
+        np.testing.assert_array_equal(stats["frame_index"].to_numpy(), results.frame_indices(video))
+        assert all(0.0 <= v <= 1.0 for v in stats["com_x"].to_pylist())

@@ -84,12 +84,13 @@ def test_segments_of_a_long_video_are_put_back_in_order_and_failures_stay_per_vi
     from tased_batch.engine import Engine, window_end, window_start
     from tased_batch.pipeline import serial_streams
     from tased_batch.streams import FrameChunk, StreamEnd, StreamStart
+    from tased_batch.summaries import FRAME_COLUMNS, frame_stats, frame_stats_numpy
 
     from conftest import WindowProbe
 
     config = RunConfig(input="x", output=str(tmp_path / "out"), size=f"{SMALL[0]}x{SMALL[1]}", weights="tiny").validate()
     info = WeightsInfo(kind="custom", uri="probe", sha256="0" * 64)
-    engine = Engine(WindowProbe(), batch_size=3, channels_last=False)
+    engine = Engine(WindowProbe(), batch_size=3, channels_last=False, map_stats=frame_stats)  # as engine_for builds it
     processor = shards.ShardProcessor.with_engine(config, engine, shards.run_info(config, info, "fp"))
     long, broken = make_video("long.mp4", n_frames=100), make_video("broken.mp4", n_frames=50, seed=2)
 
@@ -128,6 +129,15 @@ def test_segments_of_a_long_video_are_put_back_in_order_and_failures_stay_per_vi
     alone = predict_video(str(long), processor.engine, size=SMALL)
     store = config.store_shape or default_store_size(SMALL)
     np.testing.assert_array_equal(res.maps("long"), resize_maps(alone.maps, store))
+    # The statistics of the held (second) segment come with its maps from the engine, at model size,
+    # not from the store-size maps it waited as; the failed video leaves no statistics behind.
+    stats, expected = res.frame_stats("long"), frame_stats_numpy(alone.maps)
+    np.testing.assert_array_equal(stats["frame_index"].to_numpy(), np.arange(100))
+    for column in FRAME_COLUMNS:
+        np.testing.assert_allclose(stats[column.name].to_numpy(), expected[column.name], rtol=1e-5, atol=1e-6)
+    assert res.frame_stats("broken").num_rows == 0
+    rows = {row["video_id"]: row for row in res.videos().to_pylist()}
+    assert rows["long"]["focus"] is not None and rows["broken"]["focus"] is None
 
 
 def test_decode_workers_feed_the_engine_with_the_same_maps(tmp_path, tiny_model, make_video):

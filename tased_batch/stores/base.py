@@ -6,6 +6,8 @@ does not grow with video length. A format subclass gives each video a :class:`Vi
 (append, close, discard) and, at commit, finishes its data objects and lists them
 (:meth:`ShardWriter._finish`). A video that fails after some maps were written discards
 them (:meth:`VideoMaps.discard`): no committed data object holds maps of a failed video.
+The saliency summaries follow the same per-video protocol through :attr:`ShardWriter.summaries`
+(:mod:`tased_batch.stores.summary_tables`): dropped with a failed video, written at commit.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import io
 import json
 import math
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,6 +29,14 @@ from tased_batch.records import VideoMeta, VideoResult
 from tased_batch.secrets import scrub_text
 from tased_batch.stores import layout
 from tased_batch.stores.resample import resize_maps
+from tased_batch.stores.summary_tables import ShardSummaries
+from tased_batch.summaries import (
+    VIDEO_COLUMNS,
+    VideoSummary,
+    frame_stats_numpy,
+    has_frame_stats,
+)
+from tased_batch.summaries import fields as summary_fields
 
 # Default stored size = model size divided by this factor (rounded up), chosen with
 # benchmarks/store_size_table.py: see docs/stores.md for the measurements.
@@ -58,6 +69,7 @@ VIDEOS_SCHEMA = pa.schema(
         ("config_fingerprint", pa.string()),
         ("shard_id", pa.string()),
         ("attempt", pa.string()),
+        *summary_fields(VIDEO_COLUMNS),  # per-video saliency summaries (docs/summaries.md)
     ]
 )
 
@@ -98,6 +110,7 @@ class ShardWriter:
     """
 
     format: ClassVar[str] = ""
+    stats_in_maps: ClassVar[bool] = False  # per-map statistics are columns of the map rows
 
     def __init__(
         self,
@@ -108,6 +121,7 @@ class ShardWriter:
         model_size: tuple[int, int],
         run_info: dict[str, Any],
         storage_options: dict | None = None,
+        crop: str | None = None,
     ) -> None:
         self.output = output
         self.shard_id = layout.check_shard_id(shard_id)
@@ -129,6 +143,7 @@ class ShardWriter:
         self._rows: list[dict[str, Any]] = []  # the video table, in the order videos were opened (set at commit)
         self._finished: dict[str, dict[str, Any]] = {}
         self._opened: list[str] = []
+        self.summaries = ShardSummaries(crop, in_maps=self.stats_in_maps)
         self._ids: set[str] = set()
         self._state = "open"
 
@@ -185,6 +200,7 @@ class ShardWriter:
                 "duration": float(meta.duration),
                 "n_maps": n_maps,
                 "location": location,
+                **self.summaries.videos.get(video_id, {}),  # null summaries for a failed video
             }
         )
 
@@ -198,6 +214,7 @@ class ShardWriter:
         self._rows = [self._finished[v] for v in self._opened]
         try:
             files = self._finish()
+            files += self.summaries.write(self)
             videos = self._videos_table()
             data = table_bytes(videos)
             layout.put_whole(self.fs, self._path("videos.parquet"), data)
@@ -333,7 +350,8 @@ class ShardWriter:
 class VideoMaps:
     """One video's maps in one format: appended at store size, then kept (``close``) or dropped (``discard``)."""
 
-    def append(self, frames: np.ndarray, times: np.ndarray, maps: np.ndarray) -> None:
+    def append(self, frames: np.ndarray, times: np.ndarray, maps: np.ndarray, stats: pa.Table) -> None:
+        """One batch at store size; ``stats``: its per-map statistics rows (for formats that store them with the maps)."""
         raise NotImplementedError
 
     def close(self) -> str | None:
@@ -349,7 +367,9 @@ class VideoSink:
 
     Maps arrive at model size (uint8, b x H x W) with their source frame indices (strictly
     increasing across batches) and timestamps; each batch is downsized to the store size
-    and handed to the format at once, so nothing of the video accumulates here.
+    and handed to the format at once, so nothing of the video accumulates here. Each batch's
+    per-map statistics (docs/summaries.md) come from the engine (``extras``, computed on the
+    device from the model-size maps) or, without them, are computed here on the CPU.
     """
 
     def __init__(self, writer: ShardWriter, video_id: str, source: str, meta: VideoMeta) -> None:
@@ -361,6 +381,7 @@ class VideoSink:
         self._last_frame = -1
         self._state = "open"
         self._maps: VideoMaps | None = None
+        self._summary: VideoSummary | None = None  # opened at the first batch, when the source size is known
 
     def _where(self) -> str:
         return f"shard {self.writer.shard_id}, video {self.video_id!r}"
@@ -371,8 +392,19 @@ class VideoSink:
         if self.writer._state != "open":
             raise StoreError(f"shard {self.writer.shard_id} writer is already {self.writer._state}")
 
-    def append(self, frame_indices: np.ndarray, timestamps: np.ndarray, maps: np.ndarray) -> None:
-        """Store one batch of maps (model size, or already at store size) of this video, in frame order."""
+    def _summary_of_video(self) -> VideoSummary:
+        if self._summary is None:
+            self._summary = self.writer.summaries.open_video(self.video_id, self.meta.width, self.meta.height)
+        return self._summary
+
+    def append(
+        self, frame_indices: np.ndarray, timestamps: np.ndarray, maps: np.ndarray, extras: Mapping[str, Any] | None = None
+    ) -> None:
+        """Store one batch of maps (model size, or already at store size) of this video, in frame order.
+
+        ``extras``: the engine's per-map values for this batch; used when they hold every
+        :func:`~tased_batch.summaries.frame_stats` output, otherwise the statistics are computed from ``maps``.
+        """
         self._check_open()
         maps = np.asarray(maps)
         frames = np.asarray(frame_indices, dtype=np.int64)
@@ -389,15 +421,18 @@ class VideoSink:
             raise StoreError(f"{where}: frame indices must be non-negative and strictly increasing")
         if not frames.size:
             return
+        stats = extras if extras is not None and has_frame_stats(extras) else frame_stats_numpy(maps)
+        rows = self._summary_of_video().add(frames, times, stats)
         stored = resize_maps(maps, self.writer.store_size)
         try:
             if self._maps is None:
                 self._maps = self.writer._video_maps(self.video_id, self.source, self.meta)
-            self._maps.append(frames, times, stored)
+            self._maps.append(frames, times, stored, rows)
         except StoreError:
             raise
         except Exception as exc:  # fsspec/zarr raise many types; name the shard and video
             raise StoreError(f"{where}: cannot store maps: {exc}") from exc
+        self.writer.summaries.add_rows(rows)
         self.n_maps += int(stored.shape[0])
         self._last_frame = int(frames[-1])
 
@@ -412,6 +447,7 @@ class VideoSink:
             raise
         except Exception as exc:
             raise StoreError(f"{self._where()}: cannot store maps: {exc}") from exc
+        self.writer.summaries.close_video(self._summary_of_video())
         self._state = "closed"
         self.writer._add_row(self.video_id, self.source, self.meta, "ok", None, None, self.n_maps, location)
 
@@ -421,6 +457,8 @@ class VideoSink:
         if self._maps is not None:
             self._maps.discard()
         self._maps = None
+        self.writer.summaries.drop_video(self.video_id)
+        self._summary = None
         self.n_maps = 0
         self._last_frame = -1
 
@@ -429,5 +467,7 @@ class VideoSink:
         self._check_open()
         if self._maps is not None:
             self._maps.discard()
+        self.writer.summaries.drop_video(self.video_id)
+        self._summary = None
         self._state = "failed"
         self.writer._add_row(self.video_id, self.source, self.meta, "failed", reason, error, 0, None)

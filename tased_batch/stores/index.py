@@ -183,15 +183,16 @@ def scan(fs: Any, root: str, *, with_videos: bool = False) -> Commits:
 
 
 def read_videos_tables(fs: Any, root: str, entries: list[ShardEntry]) -> list[pa.Table]:
-    """The ``videos.parquet`` of each shard, read concurrently."""
+    """The ``videos.parquet`` of each shard, read concurrently, with today's columns (null where a shard predates them)."""
     from tased_batch.stores.base import VIDEOS_SCHEMA
+    from tased_batch.summaries import conform
 
     paths = [layout.join(root, e.attempt_prefix, "videos.parquet") for e in entries]
     tables = []
     for entry, path, data in zip(entries, paths, layout.cat_many(fs, paths)):
         if isinstance(data, Exception):
             raise StoreError(f"committed file {path} of shard {entry.shard_id} cannot be read: {data}", "redo that shard")
-        tables.append(pq.ParquetFile(io.BytesIO(data)).read().cast(VIDEOS_SCHEMA))
+        tables.append(conform(pq.ParquetFile(io.BytesIO(data)).read(), VIDEOS_SCHEMA))  # older: null summaries
     return tables
 
 
@@ -229,8 +230,11 @@ def fold(fs: Any, root: str) -> Commits:
     if not commits.fresh and commits.indexed == set(commits.entries) and found_index(fs, root):
         return commits
     fresh = [commits.entries[s] for s in sorted(commits.fresh)]
-    tables = ([commits.indexed_videos] if commits.indexed_videos is not None else []) + read_videos_tables(fs, root, fresh)
     from tased_batch.stores.base import VIDEOS_SCHEMA
+    from tased_batch.summaries import conform
+
+    indexed = [conform(commits.indexed_videos, VIDEOS_SCHEMA)] if commits.indexed_videos is not None else []
+    tables = indexed + read_videos_tables(fs, root, fresh)  # an index written by an older version gains the columns
 
     videos = pa.concat_tables(tables) if tables else VIDEOS_SCHEMA.empty_table()
     write_index(fs, root, commits.entries, videos)

@@ -9,7 +9,8 @@ dropped and its part file is deleted, so a plain Parquet or DuckDB read of an at
 
 ``maps.parquet`` columns: ``video_id``, ``frame_index`` (0-based source frame),
 ``timestamp`` (s), ``encoding`` (``png``: an 8-bit grey PNG; ``raw``: H*W uint8 bytes,
-row-major), ``height``, ``width`` (stored size) and ``data`` (the map bytes). zstd
+row-major), ``height``, ``width`` (stored size), ``data`` (the map bytes), then the per-map
+saliency statistics (:data:`tased_batch.summaries.FRAME_COLUMNS`, docs/summaries.md). zstd
 compression; row groups are cut by blob bytes, not row counts; the blob column has no
 dictionary encoding (blobs never repeat) and no statistics (min/max of blobs are useless).
 """
@@ -31,6 +32,8 @@ from tased_batch.errors import StoreError
 from tased_batch.records import VideoMeta
 from tased_batch.stores import layout
 from tased_batch.stores.base import ShardWriter, VideoMaps
+from tased_batch.summaries import FRAME_COLUMNS
+from tased_batch.summaries import fields as summary_fields
 
 MAPS_SCHEMA = pa.schema(
     [
@@ -41,6 +44,7 @@ MAPS_SCHEMA = pa.schema(
         ("height", pa.int32()),
         ("width", pa.int32()),
         ("data", pa.binary()),
+        *summary_fields(FRAME_COLUMNS),  # per-map saliency statistics (docs/summaries.md)
     ]
 )
 
@@ -129,7 +133,7 @@ class _MapsOut:
             MAPS_SCHEMA.with_metadata(metadata),
             compression="zstd",
             use_dictionary=["video_id", "encoding"],
-            write_statistics=["video_id", "frame_index", "timestamp"],
+            write_statistics=["video_id", "frame_index", "timestamp", *(c.name for c in FRAME_COLUMNS)],
         )
         self.pending: list[pa.Table] = []
         self.pending_bytes = 0
@@ -187,8 +191,8 @@ class _ParquetVideo(VideoMaps):
         self.bytes = 0
         self.part: _MapsOut | None = None
 
-    def append(self, frames: np.ndarray, times: np.ndarray, maps: np.ndarray) -> None:
-        table, blob_bytes = self.writer._map_rows(self.video_id, frames, times, maps)
+    def append(self, frames: np.ndarray, times: np.ndarray, maps: np.ndarray, stats: pa.Table) -> None:
+        table, blob_bytes = self.writer._map_rows(self.video_id, frames, times, maps, stats)
         if self.part is not None:
             self.part.add([table], blob_bytes)
             return
@@ -217,6 +221,7 @@ class ParquetShardWriter(ShardWriter):
     """Streams map rows into ``maps.parquet`` (an S3 multipart upload, completed at commit) and part files."""
 
     format = "parquet"
+    stats_in_maps = True
 
     def __init__(self, *args: Any, encoding: str = "png", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -237,8 +242,10 @@ class ParquetShardWriter(ShardWriter):
         self._open_parts.append(part)
         return part
 
-    def _map_rows(self, video_id: str, frames: np.ndarray, times: np.ndarray, maps: np.ndarray) -> tuple[pa.Table, int]:
-        """Map rows for one batch of a video (store size, encoded) and their blob bytes."""
+    def _map_rows(
+        self, video_id: str, frames: np.ndarray, times: np.ndarray, maps: np.ndarray, stats: pa.Table
+    ) -> tuple[pa.Table, int]:
+        """Map rows for one batch of a video (store size, encoded, with their statistics) and their blob bytes."""
         n = maps.shape[0]
         blobs = [encode_map(image, self.encoding) for image in maps]
         table = pa.Table.from_arrays(
@@ -250,6 +257,7 @@ class ParquetShardWriter(ShardWriter):
                 pa.array(np.full(n, maps.shape[1], np.int32)),
                 pa.array(np.full(n, maps.shape[2], np.int32)),
                 pa.array(blobs, pa.binary()),
+                *(stats[c.name] for c in FRAME_COLUMNS),
             ],
             schema=MAPS_SCHEMA,
         )

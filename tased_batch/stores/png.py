@@ -150,7 +150,7 @@ class _PngVideo(VideoMaps):
         self.tables: list[pa.Table] = []
         self.written = False
 
-    def append(self, frames: np.ndarray, times: np.ndarray, maps: np.ndarray) -> None:
+    def append(self, frames: np.ndarray, times: np.ndarray, maps: np.ndarray, stats: pa.Table) -> None:
         w = self.writer
         self.written = True
         written = _write_pngs(w.fs, w._path(self.location), maps, frames, weights_text(w.run_info["weights"]))

@@ -23,6 +23,7 @@ from tased_batch.stores import layout
 from tased_batch.stores.base import VIDEOS_SCHEMA
 from tased_batch.stores.formats import STORE_FORMATS, StoreFormat
 from tased_batch.stores.resample import resize_maps
+from tased_batch.summaries import conform
 
 Size = str | tuple[int, int]
 
@@ -92,7 +93,7 @@ class Results:
             kept = sorted(commits.indexed & set(entries))
             if len(kept) < len(commits.indexed):
                 videos = videos.filter(pc.is_in(videos["shard_id"], pa.array(kept, pa.string())))
-            tables.append(videos.cast(VIDEOS_SCHEMA))
+            tables.append(conform(videos, VIDEOS_SCHEMA))  # an index of older shards: null summaries
         fresh = [entries[s] for s in sorted(set(entries) - commits.indexed)]
         tables.extend(index.read_videos_tables(self.fs, self.root, fresh))
         table = pa.concat_tables(tables) if tables else VIDEOS_SCHEMA.empty_table()
@@ -121,8 +122,28 @@ class Results:
 
     # -- public API ------------------------------------------------------------------
     def videos(self) -> pa.Table:
-        """One row per video: id, source, status, error, n_frames, fps, width, height, ..."""
+        """One row per video: id, source, status, error, n_frames, fps, width, height, ...,
+        and the per-video saliency summaries (docs/summaries.md; null in older outputs)."""
         return self._table
+
+    def frame_stats(self, video_id: str | None = None) -> pa.Table:
+        """Per-map saliency statistics of one video or all (docs/summaries.md), by video and frame."""
+        from tased_batch.stores.summary_tables import read_frame_stats
+
+        return read_frame_stats(self, video_id)
+
+    def table_files(self, name: str) -> list[str]:
+        """Paths (URIs off local disk) of the committed tables called ``name`` (``videos.parquet``,
+        ``maps.parquet``, ``frame_stats.parquet``, ``crop.parquet``): what DuckDB or Polars should read."""
+        from tased_batch.stores.summary_tables import committed_files
+
+        return committed_files(self, name)
+
+    def crop_track(self, video_id: str | None = None, aspect: str | None = None) -> pa.Table:
+        """The crop track stored by ``run --crop``, or for another ``aspect`` computed from a video's maps."""
+        from tased_batch.stores.summary_tables import read_crop
+
+        return read_crop(self, video_id, aspect)
 
     def __len__(self) -> int:
         return self._table.num_rows

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from tased_batch.errors import StoreError
 from tased_batch.records import VideoMeta
@@ -94,7 +95,7 @@ class _ZarrVideo(VideoMaps):
         self.array[self.stored : end] = maps
         self.stored = end
 
-    def append(self, frames: np.ndarray, times: np.ndarray, maps: np.ndarray) -> None:
+    def append(self, frames: np.ndarray, times: np.ndarray, maps: np.ndarray, stats: pa.Table) -> None:
         self.frames.extend(int(i) for i in frames)
         self.times.extend(float(t) for t in times)
         self.held.append(maps)
