@@ -36,7 +36,7 @@ from tased_batch.runrecords import StorageUnavailable, split_skip
 from tased_batch.stores import open_shard_writer
 from tased_batch.stores.base import ShardWriter, VideoSink
 from tased_batch.stores.resample import resize_maps
-from tased_batch.streams import MapBatch, StreamDone, StreamEvent, StreamStart
+from tased_batch.streams import MapBatch, StreamDone, StreamEnd, StreamEvent, StreamFailed, StreamStart
 from tased_batch.summaries import frame_stats, frame_stats_numpy, has_frame_stats
 from tased_batch.weights import WeightsInfo, model_from_payload
 
@@ -100,6 +100,7 @@ class _Video:
     held: dict[int, list[_Item]] = field(default_factory=dict)
     maps: int = 0
     finished: bool = False
+    announced: bool = False  # its "start" event was sent (the executor's deadline clock runs from it)
 
 
 class ShardProcessor:
@@ -232,10 +233,19 @@ class ShardProcessor:
         retry: list[VideoSource] = []
 
         def begin(video: _Video) -> None:
-            if video.start is None and not video.finished:
+            if not video.announced and not video.finished:
+                video.announced = True
                 notify({"event": "start", "shard": shard_id, "video_id": video.source.video_id})
 
+        def begin_next() -> None:
+            """The producer opens videos in order: the next one is being opened now. Announcing it before
+            its StreamStart arrives lets the executor's deadline catch an open that never returns."""
+            upcoming = next((v for v in videos if not v.announced and not v.finished), None)
+            if upcoming is not None:
+                begin(upcoming)
+
         def watched(events: Any) -> Any:
+            begin_next()
             for event in events:
                 if isinstance(event, StreamStart):
                     video = next(v for v in videos if v.source.video_id == event.video_id)
@@ -244,6 +254,8 @@ class ShardProcessor:
                         video.start, video.segments = event, event.segments
                         video.sink.meta = meta_of(event)
                     by_key[event.key] = (video, event.segment)
+                elif isinstance(event, (StreamEnd, StreamFailed)):
+                    begin_next()
                 yield event
 
         def append(video: _Video, item: _Item) -> None:
