@@ -160,7 +160,7 @@ def reference_maps(
             raw = model(clip.to(device)).cpu().data[0].numpy()
         smap = postprocess_reference(raw)
         if out_dir is not None:
-            cv2.imwrite(os.path.join(out_dir, "%04d.png" % (i + 1)), smap)
+            cv2.imwrite(os.path.join(out_dir, f"{i + 1:04d}.png"), smap)
         maps.append(smap)
     return np.stack(maps)
 

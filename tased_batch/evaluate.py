@@ -107,7 +107,7 @@ class PngTreePredictions:
                     self._files[entry["name"].rstrip("/").rsplit("/", 1)[-1]] = pngs
 
     @classmethod
-    def open(cls, uri: str) -> "PngTreePredictions | None":
+    def open(cls, uri: str) -> PngTreePredictions | None:
         """The tree at ``uri``, or None when no sub-folder of it holds ``NNNN.png`` files."""
         try:
             tree = cls(uri)
