@@ -300,6 +300,7 @@ def run_bench(settings: BenchSettings, log=print) -> BenchResult:
     fps = {k: settings.frames / statistics.median(v) for k, v in times.items()}
     if ref_maps.shape != maps.shape:
         raise RuntimeError(f"reference made {ref_maps.shape} maps, pipeline {maps.shape}: the decoders disagree")
+    assert engine.batch_size is not None  # resolved by the runs above
     targets = parity_targets(len(ref_frames), engine.batch_size)
     same_input = engine.predict(np.stack(ref_frames), targets)
     diff = np.abs(ref_maps[targets].astype(np.int16) - same_input.astype(np.int16))
