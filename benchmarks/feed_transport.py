@@ -33,7 +33,7 @@ def shm_worker(name: str, slots: int, free, full, n: int) -> None:
     shm = shared_memory.SharedMemory(name)
     ring = np.ndarray((slots, *SHAPE), np.uint8, shm.buf)
     frames = np.random.default_rng(0).integers(0, 255, SHAPE, dtype=np.uint8)
-    for i in range(n):
+    for _ in range(n):
         slot = free.get()
         ring[slot] = frames
         full.put(slot)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -60,7 +60,7 @@ def storage_options(pairs: list[str] | None) -> dict | None:
         return parse_storage_options(pairs)
 
 
-StorageOpt = Annotated[Optional[list[str]], typer.Option("--storage-option", "-s", help="fsspec option key=value (repeatable).")]
+StorageOpt = Annotated[list[str] | None, typer.Option("--storage-option", "-s", help="fsspec option key=value (repeatable).")]
 
 
 def model_size(text: str) -> tuple[int, int]:

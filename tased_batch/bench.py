@@ -160,7 +160,7 @@ def reference_maps(
             raw = model(clip.to(device)).cpu().data[0].numpy()
         smap = postprocess_reference(raw)
         if out_dir is not None:
-            cv2.imwrite(os.path.join(out_dir, "%04d.png" % (i + 1)), smap)
+            cv2.imwrite(os.path.join(out_dir, f"{i + 1:04d}.png"), smap)
         maps.append(smap)
     return np.stack(maps)
 
@@ -300,6 +300,7 @@ def run_bench(settings: BenchSettings, log=print) -> BenchResult:
     fps = {k: settings.frames / statistics.median(v) for k, v in times.items()}
     if ref_maps.shape != maps.shape:
         raise RuntimeError(f"reference made {ref_maps.shape} maps, pipeline {maps.shape}: the decoders disagree")
+    assert engine.batch_size is not None  # resolved by the runs above
     targets = parity_targets(len(ref_frames), engine.batch_size)
     same_input = engine.predict(np.stack(ref_frames), targets)
     diff = np.abs(ref_maps[targets].astype(np.int16) - same_input.astype(np.int16))

@@ -107,7 +107,7 @@ class PngTreePredictions:
                     self._files[entry["name"].rstrip("/").rsplit("/", 1)[-1]] = pngs
 
     @classmethod
-    def open(cls, uri: str) -> "PngTreePredictions | None":
+    def open(cls, uri: str) -> PngTreePredictions | None:
         """The tree at ``uri``, or None when no sub-folder of it holds ``NNNN.png`` files."""
         try:
             tree = cls(uri)
@@ -410,7 +410,7 @@ def _score_video(
 ) -> VideoScores:
     status = preds.status(pred_id) if pred_id is not None else "missing"
     gt_numbers = video.numbers
-    if status != "ok":
+    if pred_id is None or status != "ok":
         return VideoScores(video.video_id, "no-prediction" if status == "missing" else "failed",
                            missing_frames=len(gt_numbers))
     have = set(preds.numbers(pred_id).tolist())
@@ -419,7 +419,7 @@ def _score_video(
     if not numbers:
         result.status = "no-common-frames"
         return result
-    per_frame = {m: [] for m in METRICS}
+    per_frame: dict[str, list[float]] = {m: [] for m in METRICS}
     for start in range(0, len(numbers), CHUNK):
         chunk = numbers[start : start + CHUNK]
         gt_maps = np.stack([_read_grey(gt.fs, video.maps[n]) for n in chunk])
@@ -431,11 +431,11 @@ def _score_video(
                 "maps/ and fixation/ of a video must have the same size",
             )
         pred = metrics.resize_to(preds.read(pred_id, chunk), gt_maps.shape[1:])
-        per_frame["NSS"].extend(metrics.nss(pred, fix))
-        per_frame["CC"].extend(metrics.cc(pred, gt_maps))
-        per_frame["SIM"].extend(metrics.sim(pred, gt_maps))
-        per_frame["KLD"].extend(metrics.kld(pred, gt_maps))
-        per_frame["AUC-J"].extend(metrics.auc_judd(pred, fix))
+        per_frame["NSS"].extend(np.atleast_1d(metrics.nss(pred, fix)))
+        per_frame["CC"].extend(np.atleast_1d(metrics.cc(pred, gt_maps)))
+        per_frame["SIM"].extend(np.atleast_1d(metrics.sim(pred, gt_maps)))
+        per_frame["KLD"].extend(np.atleast_1d(metrics.kld(pred, gt_maps)))
+        per_frame["AUC-J"].extend(np.atleast_1d(metrics.auc_judd(pred, fix)))
         for i, n in enumerate(chunk):
             rng = pool.rng(video.video_id, n)
             other = pool.other_map(video.video_id, n, fix.shape[1:], rng)

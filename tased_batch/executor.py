@@ -272,7 +272,7 @@ def execute(
         def check_deadlines() -> bool:
             """Replace actors whose current video is past its deadline; True when one was."""
             now = _clock()
-            for ref, (i, shard) in list(in_flight.items()):
+            for i, shard in list(in_flight.values()):
                 video = in_progress.get(shard)
                 if video is None or shard not in started_at:
                     continue

@@ -28,6 +28,7 @@ CPU_BYTES_PER_PIXEL = 4_500
 
 def _fold_into(conv: torch.nn.Conv3d | torch.nn.ConvTranspose3d, bn: torch.nn.BatchNorm3d) -> None:
     """conv -> bn (eval) == one conv with scaled weights and a bias (computed in float64)."""
+    assert bn.running_var is not None and bn.running_mean is not None, "BatchNorm without running statistics"
     scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
     shift = bn.bias.double() - bn.running_mean.double() * scale
     out_dim = 1 if isinstance(conv, torch.nn.ConvTranspose3d) else 0  # where output channels are

@@ -175,7 +175,8 @@ def run_feed_bench(
     # interleaved and repeated; CPU time (of every process) is what a clip costs on a busy
     # machine too, wall time is reported beside it.
     total = clips * CLIP_FRAMES
-    wall, cpu = {"clips": [], "joined": []}, {"clips": [], "joined": []}
+    wall: dict[str, list[float]] = {"clips": [], "joined": []}
+    cpu: dict[str, list[float]] = {"clips": [], "joined": []}
     for _ in range(max(2, repeat)):
         for name, extra in (("clips", {}), ("joined", {"segment": 10**9})):
             fps, seconds, frames = measure_with_cpu(workloads[name], size, 1, 1, **extra)

@@ -51,5 +51,5 @@ class VideoResult:
         return VideoMeta(self.n_frames, self.fps, self.width, self.height, self.duration)
 
     @classmethod
-    def failed(cls, video_id: str, source: str, reason: str, error: str, **meta) -> "VideoResult":
+    def failed(cls, video_id: str, source: str, reason: str, error: str, **meta) -> VideoResult:
         return cls(video_id=video_id, source=source, status="failed", reason=reason, error=error, **meta)

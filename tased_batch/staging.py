@@ -33,8 +33,9 @@ class Uploader:
     def __call__(self, chunk: np.ndarray | torch.Tensor) -> torch.Tensor:
         host = torch.as_tensor(chunk)
         slot, self.turn = self.turn, self.turn ^ 1
-        if self.done[slot] is not None:
-            self.done[slot].synchronize()
+        done = self.done[slot]
+        if done is not None:
+            done.synchronize()
         buffer = self.buffers[slot]
         if buffer is None or buffer.numel() < host.numel():
             buffer = self.buffers[slot] = torch.empty(host.numel(), dtype=torch.uint8, pin_memory=True)
@@ -43,8 +44,8 @@ class Uploader:
         compute = torch.cuda.current_stream(self.device)
         with torch.cuda.stream(self.stream):
             frames = normalise(staged.to(self.device, non_blocking=True))
-            self.done[slot] = torch.cuda.Event()
-            self.done[slot].record(self.stream)
+            done = self.done[slot] = torch.cuda.Event()
+            done.record(self.stream)
         compute.wait_stream(self.stream)
         frames.record_stream(compute)
         return frames

@@ -21,7 +21,7 @@ are exactly the windows of the unsplit video.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -62,7 +62,7 @@ class FrameChunk:
 
     key: int
     start: int
-    frames: Union[np.ndarray, "torch.Tensor"]
+    frames: np.ndarray | torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class StreamFailed:
     trace: str | None = None  # the traceback of an unexpected exception (``internal-error``), for the run report
 
 
-StreamEvent = Union[StreamStart, FrameChunk, StreamEnd, StreamFailed]
+StreamEvent = StreamStart | FrameChunk | StreamEnd | StreamFailed
 
 
 @dataclass(frozen=True)
@@ -110,4 +110,4 @@ class StreamDone:
     trace: str | None = None
 
 
-EngineOutput = Union[MapBatch, StreamDone]
+EngineOutput = MapBatch | StreamDone

@@ -176,6 +176,7 @@ def calibrated_random_model(seed: int = 0, size: tuple[int, int] = (64, 96), cli
         bn.momentum = 1e-3
     model.eval()
     head = model.convtsp4[-2]
+    assert isinstance(head, torch.nn.Conv3d) and head.bias is not None
     with torch.no_grad():
         logits = torch.logit(model(x).clamp(1e-6, 1 - 1e-6))
         scale = 1.5 / logits.std().clamp_min(1e-6)

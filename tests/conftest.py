@@ -8,7 +8,7 @@ import socket
 import pytest
 import torch
 
-from tased_batch.sample import synthetic_frames, write_video  # noqa: F401  (re-exported for tests)
+from tased_batch.sample import synthetic_frames, write_video
 
 SMALL = (32, 64)  # model input size used by most tests (H, W): the smallest legal size, fast on CPU
 

@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL, WindowProbe
 
 from tased_batch.decode import Sampling, VideoInfo
 from tased_batch.engine import Engine, window_end, window_start
 from tased_batch.sample import synthetic_frames
 from tased_batch.streams import FrameChunk, MapBatch, StreamDone, StreamEnd, StreamFailed, StreamStart
+
+from conftest import SMALL, WindowProbe
 
 
 def segment_streams(key, video_id, frames, parts, targets=None):
@@ -131,7 +132,10 @@ def test_tased_net_maps_do_not_depend_on_the_batch_they_share(tiny_model, channe
 def test_targets_every_n_across_segments_and_stats_per_row():
     frames = synthetic_frames(130, *SMALL, seed=6)
     targets = np.arange(0, 130, 7, dtype=np.int64)
-    stats = lambda maps: {"peak": maps.amax(dim=(1, 2)), "mean": maps.float().mean(dim=(1, 2))}
+
+    def stats(maps):
+        return {"peak": maps.amax(dim=(1, 2)), "mean": maps.float().mean(dim=(1, 2))}
+
     engine = Engine(WindowProbe(), batch_size=4, channels_last=False, map_stats=stats)
     streams = segment_streams(0, "v", frames, [6, 6, len(targets) - 12], targets=targets)
     streams += segment_streams(5, "w", synthetic_frames(25, *SMALL, seed=7), [25])

@@ -171,8 +171,8 @@ def test_evaluate_on_object_storage(dhf1k, png_predictions, s3):
     remote = evaluate(f"s3://{bucket}/pred", f"s3://{bucket}/gt", n_splits=10)
     local = evaluate(str(png_predictions), str(dhf1k), n_splits=10)
     assert [(v.video_id, v.status, v.frames) for v in remote.videos] == [(v.video_id, v.status, v.frames) for v in local.videos]
-    for r, l in zip(remote.videos, local.videos):
-        assert r.scores == pytest.approx(l.scores, nan_ok=True)
+    for r, loc in zip(remote.videos, local.videos):
+        assert r.scores == pytest.approx(loc.scores, nan_ok=True)
 
 
 def test_dhf1k_video_numbers_match_annotation_folders():

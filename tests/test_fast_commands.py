@@ -23,15 +23,15 @@ from tased_batch.stores.synthetic import synthetic_saliency_maps
 HEAVY = ("torch", "ray", "pandas")
 RUN_INFO = {"config_fingerprint": "f", "weights": {"sha256": "0" * 64, "kind": "random", "uri": "random"}}
 
-PROBE = """
+PROBE = f"""
 import json, sys
 from tased_batch.cli.main import app
 try:
     app(sys.argv[1:], prog_name="tased-batch")
 except SystemExit as e:
     code = e.code or 0
-print(json.dumps({"code": code, "loaded": [m for m in %r if m in sys.modules]}), file=sys.stderr)
-""" % (HEAVY,)
+print(json.dumps({{"code": code, "loaded": [m for m in {HEAVY!r} if m in sys.modules]}}), file=sys.stderr)
+"""
 
 
 def _cli(*args: str) -> tuple[int, list[str], str]:

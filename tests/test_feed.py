@@ -192,8 +192,9 @@ def test_bench_feed_prints_one_json_object(tmp_path, monkeypatch):
     import json
     import tempfile
 
-    from tased_batch.cli.main import app
     from typer.testing import CliRunner
+
+    from tased_batch.cli.main import app
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the synthesised workloads go there
     done = CliRunner().invoke(app, ["bench", "--feed", "--json", "--size", "32x64", "--feed-clips", "3", "--feed-long-frames", "64"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from memory_flat import measure  # noqa: E402
+from memory_flat import measure
 
 SIZE = (96, 128)  # 12 KB a map at model size: 2,700 more maps are 33 MB more when kept
 

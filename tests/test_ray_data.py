@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SMALL
 
 from tased_batch.errors import ConfigError
+
+from conftest import SMALL
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
 OPTIONS = {"size": f"{SMALL[0]}x{SMALL[1]}", "output_fps": 5.0, "store_size": "16x32"}

@@ -13,8 +13,7 @@ import pytest
 from tased_batch import open_results
 
 from conftest import SMALL
-from runhelpers import (assert_every_frame_once, cli_env, json_lines, kill_ray, killpg, ray_processes,
-                        run_cli, start_cli)
+from runhelpers import assert_every_frame_once, cli_env, json_lines, kill_ray, killpg, ray_processes, run_cli, start_cli
 
 SIZE = f"{SMALL[0]}x{SMALL[1]}"
 LENGTHS = {"a": 40, "b": 33, "c": 20, "d": 45, "e": 36}

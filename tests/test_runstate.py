@@ -22,9 +22,9 @@ from tased_batch.job import run_job, run_status
 from tased_batch.plan import Output, prepare
 from tased_batch.records import VideoResult
 from tased_batch.runrecords import InternalError, event_from_dict
-from tased_batch.streams import StreamFailed
 from tased_batch.stores import index, layout, open_shard_writer
 from tased_batch.stores.png import folder_name
+from tased_batch.streams import StreamFailed
 
 from conftest import SMALL
 from runhelpers import assert_every_frame_once

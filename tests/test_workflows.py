@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SMALL
 from typer.testing import CliRunner
 
 from tased_batch.config import FINGERPRINT_KEYS, RunConfig, build_config, read_config_file
+
+from conftest import SMALL
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
 ARCHIVE = WORKFLOWS / "archive-to-parquet.yaml"

@@ -93,7 +93,7 @@ def probe(name: str, target: Target) -> Probe:
 
     head = read_head(target)
     try:
-        container = av.open(target)
+        container = av.open(target, mode="r")
     except Exception as e:
         raise _open_error(name, e, head) from e
     try:

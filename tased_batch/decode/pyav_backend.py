@@ -5,6 +5,9 @@ The fallback of every other backend, and the only way to stream objects too larg
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from tased_batch.decode.backend import (
@@ -14,6 +17,9 @@ from tased_batch.decode.backend import (
     resize_exact,
 )
 from tased_batch.decode.probe import Probe, Target, count_packets
+
+if TYPE_CHECKING:
+    import av
 
 
 @register
@@ -33,11 +39,11 @@ class PyAVBackend:
         n_frames = probe.n_frames if probe.n_frames > 0 else count_packets(name, target)
         self._size = size
         self._exact = resize == "exact"
-        self._container = av.open(target)
+        self._container = av.open(target, mode="r")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
         self._stream.thread_count = threads
-        self._decoded = None
+        self._decoded: Iterator[av.VideoFrame] | None = None
         self._pos = 0  # index of the next frame the decoder will output
         self.n_frames = n_frames
         self.fps = probe.fps
@@ -60,6 +66,7 @@ class PyAVBackend:
     def read(self, indices: np.ndarray) -> np.ndarray:
         if self._decoded is None or indices[0] < self._pos:
             self._restart()
+        assert self._decoded is not None  # set by _restart
         out = []
         wanted = iter(indices.tolist())
         target = next(wanted)
