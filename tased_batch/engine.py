@@ -195,7 +195,8 @@ class Engine:
             raise ValueError(f"batch size must be a positive integer or {AUTO!r}, got {batch_size!r}")
         self.channels_last = channels_last
         if channels_last:  # the fast arithmetic, on a private copy (the caller's model is untouched)
-            self.model = fold_batchnorm(copy.deepcopy(model).eval()).to(self.device, memory_format=torch.channels_last_3d)
+            folded = fold_batchnorm(copy.deepcopy(model).eval()).to(self.device)
+            self.model = folded.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         else:
             self.model = model.to(self.device).eval()
         if self.device.type == "cuda":

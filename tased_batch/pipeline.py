@@ -32,7 +32,6 @@ from tased_batch.records import VideoMeta, VideoResult
 from tased_batch.sources import VideoSource
 from tased_batch.streams import FrameChunk, MapBatch, StreamEnd, StreamEvent, StreamFailed, StreamStart
 
-
 T = TypeVar("T")
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 HEAP_MMAP_THRESHOLD = 256 << 10  # blocks from this size up are mmapped, and unmapped when freed
@@ -128,7 +127,7 @@ class BackgroundWriter:
             self._thread.join()
         self._raise()
 
-    def __enter__(self) -> "BackgroundWriter":
+    def __enter__(self) -> BackgroundWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

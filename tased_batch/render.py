@@ -64,7 +64,7 @@ def map_for_frames(map_frames: np.ndarray, frames: np.ndarray) -> np.ndarray:
 def _resize(saliency: np.ndarray, height: int, width: int) -> np.ndarray:
     if saliency.shape == (height, width):
         return saliency
-    return np.asarray(Image.fromarray(np.ascontiguousarray(saliency)).resize((width, height), Image.BILINEAR))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(saliency)).resize((width, height), Image.Resampling.BILINEAR))
 
 
 def draw_crop(picture: np.ndarray, x: int, y: int, w: int, h: int, border: int = 2) -> np.ndarray:
@@ -140,7 +140,7 @@ def _open_source(source: str):
         return av.open(source.removeprefix("file://"))
     except FileNotFoundError as exc:
         raise VideoError(source, "missing", "source video not found", "give the video the maps were made from") from exc
-    except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
+    except av.error.FFmpegError as exc:
         raise VideoError(source, "not-video", f"cannot open as a video: {exc}") from exc
 
 
@@ -152,7 +152,7 @@ def _frames(container, source: str) -> Iterator[np.ndarray]:
     try:
         for frame in container.decode(video=0):
             yield frame.to_ndarray(format="rgb24")
-    except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
+    except av.error.FFmpegError as exc:
         raise VideoError(source, "decode-error", f"decoding stopped: {exc}") from exc
 
 
@@ -232,7 +232,7 @@ def render(
             f"it holds {len(known)} videos, e.g. {', '.join(known[:5])}" if known else "the results are empty",
         )
     numbers = predictions.numbers(video_id)
-    maps = predictions.read(video_id, numbers)
+    maps = predictions.read(video_id, [int(n) for n in numbers])
     map_frames = numbers - 1  # 1-based frame numbers -> 0-based frame indices
 
     container = _open_source(source)

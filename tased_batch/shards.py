@@ -31,8 +31,8 @@ from tased_batch.pipeline import (
     meta_of,
     serial_streams,
 )
-from tased_batch.sources import VideoSource
 from tased_batch.runrecords import StorageUnavailable, split_skip
+from tased_batch.sources import VideoSource
 from tased_batch.stores import open_shard_writer
 from tased_batch.stores.base import ShardWriter, VideoSink
 from tased_batch.stores.resample import resize_maps
@@ -127,7 +127,7 @@ class ShardProcessor:
     @classmethod
     def with_engine(
         cls, config: RunConfig, engine: Engine, info: dict[str, Any], *, producer: StreamProducer | None = None
-    ) -> "ShardProcessor":
+    ) -> ShardProcessor:
         """A processor around an engine built elsewhere (benchmarks with a stand-in model, tests)."""
         processor = cls.__new__(cls)
         processor._setup(config, engine, info, producer)

@@ -11,7 +11,7 @@ import pytest
 from tased_batch.errors import StoreError
 from tased_batch.records import VideoResult
 from tased_batch.stores import committed_shards, open_shard_writer, read_commit, remove_orphans
-from tased_batch.stores.png import png_name, write_png_maps, decode_png
+from tased_batch.stores.png import decode_png, png_name, write_png_maps
 from tased_batch.stores.reader import open_results
 from tased_batch.stores.resample import resize_maps
 from tased_batch.stores.synthetic import synthetic_saliency_maps

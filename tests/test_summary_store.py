@@ -80,7 +80,7 @@ def test_stats_at_store_size_match_model_size(fmt, model_maps, tmp_path):
     res = open_results(uri)
     table = res.frame_stats()
     assert table.num_rows == 12 and sorted(set(table["video_id"].to_pylist())) == sorted(model_maps)
-    for video_id, maps in model_maps.items():
+    for video_id in model_maps:
         stored = res.frame_stats(video_id)
         assert stored["frame_index"].to_pylist() == [0, 2, 4, 6]
         assert stored["timestamp"].to_pylist() == pytest.approx([0, 0.08, 0.16, 0.24])

@@ -79,7 +79,7 @@ class ShardEntry:
         return str(self.record["attempt_prefix"])
 
     @classmethod
-    def from_record(cls, record: dict[str, Any], tag: str) -> "ShardEntry":
+    def from_record(cls, record: dict[str, Any], tag: str) -> ShardEntry:
         return cls(
             shard_id=record["shard_id"], tag=tag, config_fingerprint=str(record.get("config_fingerprint")),
             ids_digest=ids_digest(list(record.get("video_ids", []))), n_videos=int(record.get("n_videos", 0)),

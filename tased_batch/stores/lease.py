@@ -69,7 +69,7 @@ class LeaseInfo:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> "LeaseInfo":
+    def from_json(cls, data: bytes) -> LeaseInfo:
         raw = json.loads(data)
         return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
 
@@ -362,7 +362,7 @@ class Lease:
                 except Exception:
                     pass  # it expires after its TTL
 
-    def __enter__(self) -> "Lease":
+    def __enter__(self) -> Lease:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -310,7 +310,7 @@ class MapsFile:
         tables = [
             self._group(i)
             for i, (low, high) in enumerate(self._ranges)
-            if low is None or low <= video_id <= high
+            if low is None or high is None or low <= video_id <= high
         ]
         tables = [t.filter(pc.equal(t["video_id"], video_id)) for t in tables]
         return pa.concat_tables(tables) if tables else MAPS_SCHEMA.empty_table()

@@ -73,7 +73,7 @@ def decode_png(data: bytes) -> np.ndarray:
 
 def png_name(frame_index: int) -> str:
     """``%04d.png`` of the 1-based frame number (more digits past 9999, as %04d does)."""
-    return "%04d.png" % (int(frame_index) + 1)
+    return f"{int(frame_index) + 1:04d}.png"
 
 
 _SEPARATORS = re.compile(r"[/\\\x00-\x1f]")

@@ -158,8 +158,8 @@ def _shard_frame_stats(results: Results, record: dict[str, Any]) -> pa.Table | N
                 return None  # written before the summaries existed
             tables.append(_read(results, relative, columns=FRAME_STATS_SCHEMA.names))
         return pa.concat_tables(tables) if tables else None
-    relative = _listed(record, FRAME_STATS_FILE)
-    return None if relative is None else _read(results, relative)
+    stats_file = _listed(record, FRAME_STATS_FILE)
+    return None if stats_file is None else _read(results, stats_file)
 
 
 def _collect(results: Results, video_id: str | None, read: Any, schema: pa.Schema) -> pa.Table:

@@ -70,7 +70,7 @@ class _ZarrVideo(VideoMaps):
         self.array: Any = None
         self.stored = 0
 
-    def _create(self, n: int, chunk: int, shard: int) -> None:
+    def _create(self, n: int, chunk: int, shard: int) -> Any:
         from zarr.codecs import ZstdCodec
 
         if self.writer._group is None:
@@ -87,6 +87,7 @@ class _ZarrVideo(VideoMaps):
             dimension_names=("frame", "y", "x"),
             attributes=self.attributes,
         )
+        return self.array
 
     def _store(self, maps: np.ndarray) -> None:
         """Write whole shards (or the last, partial one) at the end of the array."""
@@ -113,9 +114,9 @@ class _ZarrVideo(VideoMaps):
         if self.array is None:  # the whole video fits one shard: one array, one assignment
             n = held.shape[0]
             chunk = max(1, min(CHUNK_FRAMES, n))
-            self._create(n, chunk, chunk * max(1, -(-min(n, SHARD_FRAMES) // chunk)))
+            array = self._create(n, chunk, chunk * max(1, -(-min(n, SHARD_FRAMES) // chunk)))
             if n:
-                self.array[...] = held
+                array[...] = held
         elif held.shape[0]:
             self._store(held)
         self.array.update_attributes({"frame_indices": self.frames, "timestamps": self.times})
