@@ -18,8 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-CODECS = {"h264": ("libx264", ".mp4"), "hevc": ("libx265", ".mp4"), "vp9": ("libvpx-vp9", ".webm"),
-          "mpeg4": ("mpeg4", ".mp4"), "av1": ("libaom-av1", ".mkv")}
+CODECS = {
+    "h264": ("libx264", ".mp4"),
+    "hevc": ("libx265", ".mp4"),
+    "vp9": ("libvpx-vp9", ".webm"),
+    "mpeg4": ("mpeg4", ".mp4"),
+    "av1": ("libaom-av1", ".mkv"),
+}
 
 
 def make_corpus(directory: Path, n_frames: int) -> list[Path]:

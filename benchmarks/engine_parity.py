@@ -35,7 +35,12 @@ def compare(a: np.ndarray, b: np.ndarray) -> dict:
 
     diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
     cc = map_cc(a, b)
-    return {"within_1": float((diff <= 1).mean()), "max_diff": int(diff.max()), "mean_diff": float(diff.mean()), "cc": cc}
+    return {
+        "within_1": float((diff <= 1).mean()),
+        "max_diff": int(diff.max()),
+        "mean_diff": float(diff.mean()),
+        "cc": cc,
+    }
 
 
 def main() -> None:
@@ -59,8 +64,14 @@ def main() -> None:
     frames = load_frames(args.frames, size)
     targets = list(range(0, len(frames), args.step))
     model, weights = load_model(args.weights, args.device)
-    report: dict = {"frames": args.frames, "n_maps": len(targets), "size": list(size), "weights": weights.kind,
-                    "device": args.device, "batch_size": args.batch_size}
+    report: dict = {
+        "frames": args.frames,
+        "n_maps": len(targets),
+        "size": list(size),
+        "weights": weights.kind,
+        "device": args.device,
+        "batch_size": args.batch_size,
+    }
 
     start = time.perf_counter()
     reference = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
@@ -101,14 +112,18 @@ def sensitivity(model, frames: np.ndarray, device: str) -> dict:
         base = model(x)
         for eps in (1e-6, 1e-4):
             moved = model(x + eps * torch.randn(x.shape, generator=generator).to(device))
-            out[f"input_noise_{eps:g}"] = {"max_abs": float((moved - base).abs().max()),
-                                           "raw_cc": float(np.corrcoef(base.cpu().ravel(), moved.cpu().ravel())[0, 1])}
+            out[f"input_noise_{eps:g}"] = {
+                "max_abs": float((moved - base).abs().max()),
+                "raw_cc": float(np.corrcoef(base.cpu().ravel(), moved.cpu().ravel())[0, 1]),
+            }
         noisy = copy.deepcopy(model)
         for p in noisy.parameters():
             p.mul_(1 + 2**-9 * torch.randn(p.shape, generator=generator).to(device))
         moved = noisy(x)
-        out["weight_noise_2^-9"] = {"max_abs": float((moved - base).abs().max()),
-                                    "raw_cc": float(np.corrcoef(base.cpu().ravel(), moved.cpu().ravel())[0, 1])}
+        out["weight_noise_2^-9"] = {
+            "max_abs": float((moved - base).abs().max()),
+            "raw_cc": float(np.corrcoef(base.cpu().ravel(), moved.cpu().ravel())[0, 1]),
+        }
     return out
 
 

@@ -81,8 +81,10 @@ def main() -> None:
     shm.close()
     shm.unlink()
     for label, s in (("pipe, raw bytes", pipe_s), ("shared-memory ring + copy out", shm_s)):
-        print(f"{label:<32} {s * 1000:7.2f} ms/chunk  {nbytes / s / 1e6:8.0f} MB/s  "
-              f"({s / 64 * 1000:.3f} ms a frame; a 500 frames/s decoder takes 2 ms a frame)")
+        print(
+            f"{label:<32} {s * 1000:7.2f} ms/chunk  {nbytes / s / 1e6:8.0f} MB/s  "
+            f"({s / 64 * 1000:.3f} ms a frame; a 500 frames/s decoder takes 2 ms a frame)"
+        )
     print(f"pipe / shm time ratio: {pipe_s / shm_s:.2f}")
 
 

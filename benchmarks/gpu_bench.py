@@ -92,8 +92,14 @@ def main() -> None:
     source = tuple(int(v) for v in args.source_size.split("x"))
     batch = AUTO if args.batch_size == AUTO else int(args.batch_size)
     started = time.perf_counter()
-    report: dict = {"machine": machine(), "frames": args.frames, "size": list(size), "source_size": list(source),
-                    "repeat": args.repeat, "gflop_per_window": gflop_per_window(size)}
+    report: dict = {
+        "machine": machine(),
+        "frames": args.frames,
+        "size": list(size),
+        "source_size": list(source),
+        "repeat": args.repeat,
+        "gflop_per_window": gflop_per_window(size),
+    }
     peaks = device_peaks(report["machine"].get("gpu", ""))
     report["peak_tflops"] = peaks
     out = Path(args.out)
@@ -121,10 +127,15 @@ def main() -> None:
         for precision, compiled in variants:
             name = precision + ("+compile" if compiled else "")
             t0 = time.perf_counter()
-            engine = Engine(copy.deepcopy(model), device=device, batch_size=batch, precision=precision, compile=compiled)
+            engine = Engine(
+                copy.deepcopy(model), device=device, batch_size=batch, precision=precision, compile=compiled
+            )
             warm_up(engine, reference, size)
             engines[name] = engine
-            report.setdefault("variants", {})[name] = {"batch_size": engine.batch_size, "warm_up_s": time.perf_counter() - t0}
+            report.setdefault("variants", {})[name] = {
+                "batch_size": engine.batch_size,
+                "warm_up_s": time.perf_counter() - t0,
+            }
             print(f"{name}: batch {engine.batch_size}, warm-up {time.perf_counter() - t0:.1f} s", flush=True)
 
         png_dir = Path(tmp) / "reference"
@@ -140,11 +151,16 @@ def main() -> None:
         for r in range(args.repeat):
             for name, engine in engines.items():
                 settings = BenchSettings(size=size, frames=args.frames, device=args.device, source_size=source)
-                seconds, maps[name] = run_pipeline(engine, video, settings, str(Path(tmp) / f"store-{name}-{r}"), run_info)
+                seconds, maps[name] = run_pipeline(
+                    engine, video, settings, str(Path(tmp) / f"store-{name}-{r}"), run_info
+                )
                 times[name]["pipeline"].append(seconds)
                 times[name]["model"].append(run_model(engine, args.frames, size))
-                print(f"[{r + 1}/{args.repeat}] {name}: (b) {args.frames / seconds:.1f} frames/s, "
-                      f"(c) {args.frames / times[name]['model'][-1]:.1f} frames/s", flush=True)
+                print(
+                    f"[{r + 1}/{args.repeat}] {name}: (b) {args.frames / seconds:.1f} frames/s, "
+                    f"(c) {args.frames / times[name]['model'][-1]:.1f} frames/s",
+                    flush=True,
+                )
         for name in engines:
             v = report["variants"][name]
             v["pipeline_fps"] = args.frames / statistics.median(times[name]["pipeline"])
@@ -164,9 +180,14 @@ def main() -> None:
         best = max((p["frames_per_s"] for p in report["feed"]["points"] if p["decode"] == "cpu"), default=0.0)
         fastest_model = max(v["model_fps"] for v in report["variants"].values())
         report["feed"]["limit"] = "decoding" if best < fastest_model else "model"
-        print(f"(d) best CPU feed {best:.0f} frames/s vs (c) fastest model {fastest_model:.0f} frames/s: "
-              f"{report['feed']['limit']} is the limit", flush=True)
-    report["ray_imported"] = any(m == "ray" or m.startswith("ray.") for m, mod in sys.modules.items() if mod is not None)
+        print(
+            f"(d) best CPU feed {best:.0f} frames/s vs (c) fastest model {fastest_model:.0f} frames/s: "
+            f"{report['feed']['limit']} is the limit",
+            flush=True,
+        )
+    report["ray_imported"] = any(
+        m == "ray" or m.startswith("ray.") for m, mod in sys.modules.items() if mod is not None
+    )
     save()
     print(json.dumps(report, indent=1))
 
@@ -191,7 +212,9 @@ def measure_feed(args: argparse.Namespace, size: tuple[int, int], device: torch.
                 options = {"decoder": "torchcodec", "device": str(device)} if decode == "gpu" else {"device": "cpu"}
                 fps = measure(workloads[workload], size, workers, 1, **options)
                 print(f"(d) {workload:<5} {decode} x{workers}: {fps:.1f} frames/s", flush=True)
-                result["points"].append({"workload": workload, "decode": decode, "decode_workers": workers, "frames_per_s": fps})
+                result["points"].append(
+                    {"workload": workload, "decode": decode, "decode_workers": workers, "frames_per_s": fps}
+                )
     return result
 
 

@@ -39,10 +39,24 @@ def all_videos(n_videos: int) -> pa.Table:
     ids = [f"video-{i:08d}" for i in range(n_videos)]
     shard = [f"{i // SHARD_SIZE:06d}" for i in range(n_videos)]
     rows = {name: pa.nulls(n_videos, field.type) for name, field in zip(VIDEOS_SCHEMA.names, VIDEOS_SCHEMA)}
-    const = {"status": "ok", "n_frames": 300, "fps": 30.0, "width": 1280, "height": 720, "duration": 10.0,
-             "n_maps": 300, "format": "parquet", "store_height": 38, "store_width": 64, "model_height": 224,
-             "model_width": 384, "weights_sha256": WEIGHTS["sha256"], "weights_kind": WEIGHTS["kind"],
-             "weights_uri": WEIGHTS["uri"], "config_fingerprint": FP}
+    const = {
+        "status": "ok",
+        "n_frames": 300,
+        "fps": 30.0,
+        "width": 1280,
+        "height": 720,
+        "duration": 10.0,
+        "n_maps": 300,
+        "format": "parquet",
+        "store_height": 38,
+        "store_width": 64,
+        "model_height": 224,
+        "model_width": 384,
+        "weights_sha256": WEIGHTS["sha256"],
+        "weights_kind": WEIGHTS["kind"],
+        "weights_uri": WEIGHTS["uri"],
+        "config_fingerprint": FP,
+    }
     for name, value in const.items():
         rows[name] = pa.array([value] * n_videos, VIDEOS_SCHEMA.field(name).type)
     rows["video_id"] = pa.array(ids, pa.string())
@@ -60,17 +74,39 @@ def shard_files(shard: int, first: int, count: int, table: pa.Table) -> dict[str
     ids = [f"video-{i:08d}" for i in range(first, first + count)]
     videos = table_bytes(table.slice(first, count))
     record = {
-        "version": layout.COMMIT_VERSION, "shard_id": shard_id, "attempt": attempt, "attempt_prefix": prefix,
-        "format": "parquet", "created": "2026-01-01T00:00:00Z", "tased_batch_version": "bench",
-        "config_fingerprint": FP, "weights": WEIGHTS, "run_info": {"config_fingerprint": FP, "weights": WEIGHTS},
-        "model_size": [224, 384], "store_size": [38, 64], "resample": {"store": "area", "read": "bilinear"},
-        "video_ids": ids, "n_videos": count, "n_ok": count, "n_failed": 0, "n_maps": 300 * count, "failures": [],
-        "files": [{"path": f"{prefix}/maps.parquet", "bytes": 0, "sha256": "0" * 64},
-                  {"path": f"{prefix}/videos.parquet", "bytes": len(videos), "sha256": layout.sha256_hex(videos),
-                   "rows": count}],
+        "version": layout.COMMIT_VERSION,
+        "shard_id": shard_id,
+        "attempt": attempt,
+        "attempt_prefix": prefix,
+        "format": "parquet",
+        "created": "2026-01-01T00:00:00Z",
+        "tased_batch_version": "bench",
+        "config_fingerprint": FP,
+        "weights": WEIGHTS,
+        "run_info": {"config_fingerprint": FP, "weights": WEIGHTS},
+        "model_size": [224, 384],
+        "store_size": [38, 64],
+        "resample": {"store": "area", "read": "bilinear"},
+        "video_ids": ids,
+        "n_videos": count,
+        "n_ok": count,
+        "n_failed": 0,
+        "n_maps": 300 * count,
+        "failures": [],
+        "files": [
+            {"path": f"{prefix}/maps.parquet", "bytes": 0, "sha256": "0" * 64},
+            {
+                "path": f"{prefix}/videos.parquet",
+                "bytes": len(videos),
+                "sha256": layout.sha256_hex(videos),
+                "rows": count,
+            },
+        ],
     }
-    return {f"_commits/{shard_id}.json": json.dumps(record, indent=1, sort_keys=True).encode(),
-            f"{prefix}/videos.parquet": videos}
+    return {
+        f"_commits/{shard_id}.json": json.dumps(record, indent=1, sort_keys=True).encode(),
+        f"{prefix}/videos.parquet": videos,
+    }
 
 
 def build(fs, root: str, n_videos: int) -> float:
@@ -78,14 +114,30 @@ def build(fs, root: str, n_videos: int) -> float:
     started = time.perf_counter()
     n_shards = (n_videos + SHARD_SIZE - 1) // SHARD_SIZE
     ids = [f"video-{i:08d}" for i in range(n_videos)]
-    plan = pa.table({"video_id": ids, "uri": [f"s3://archive/{v}.mp4" for v in ids], "member": pa.nulls(n_videos, pa.string()),
-                     "offset": pa.nulls(n_videos, pa.int64()), "size": pa.nulls(n_videos, pa.int64()),
-                     "shard": [f"{i // SHARD_SIZE:06d}" for i in range(n_videos)]})
+    plan = pa.table(
+        {
+            "video_id": ids,
+            "uri": [f"s3://archive/{v}.mp4" for v in ids],
+            "member": pa.nulls(n_videos, pa.string()),
+            "offset": pa.nulls(n_videos, pa.int64()),
+            "size": pa.nulls(n_videos, pa.int64()),
+            "shard": [f"{i // SHARD_SIZE:06d}" for i in range(n_videos)],
+        }
+    )
     buffer = io.BytesIO()
     pq.write_table(plan, buffer, compression="zstd")
-    batch: dict[str, bytes] = {f"{root}/plan/videos.parquet": buffer.getvalue(), f"{root}/config.json": json.dumps(
-        {"config": {}, "fingerprint": FP, "fingerprint_fields": FINGERPRINT_FIELDS, "n_videos": n_videos,
-         "n_shards": n_shards}).encode()}
+    batch: dict[str, bytes] = {
+        f"{root}/plan/videos.parquet": buffer.getvalue(),
+        f"{root}/config.json": json.dumps(
+            {
+                "config": {},
+                "fingerprint": FP,
+                "fingerprint_fields": FINGERPRINT_FIELDS,
+                "n_videos": n_videos,
+                "n_shards": n_shards,
+            }
+        ).encode(),
+    }
     local = layout.is_local(fs)
     table = all_videos(n_videos)
     for shard in range(n_shards):
@@ -139,8 +191,9 @@ print(json.dumps({"seconds": time.perf_counter() - started, "imports": imported 
 
 def measure(kind: str, uri: str, env: dict[str, str]) -> dict:
     """Seconds (a fresh process, imports included), rows and peak RSS of one reader."""
-    done = subprocess.run([sys.executable, "-c", MEASURE, kind, uri], env=env, capture_output=True, text=True,
-                          timeout=3600)
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, kind, uri], env=env, capture_output=True, text=True, timeout=3600
+    )
     if done.returncode:
         raise SystemExit(done.stderr[-2000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -148,7 +201,9 @@ def measure(kind: str, uri: str, env: dict[str, str]) -> dict:
 
 def run_case(name: str, uri: str, storage_options: dict, n_videos: int, env: dict[str, str]) -> None:
     fs, root = layout.open_fs(uri, storage_options)
-    print(f"\n== {name}: {n_videos:,} videos in {(n_videos + SHARD_SIZE - 1) // SHARD_SIZE:,} shards at {uri}", flush=True)
+    print(
+        f"\n== {name}: {n_videos:,} videos in {(n_videos + SHARD_SIZE - 1) // SHARD_SIZE:,} shards at {uri}", flush=True
+    )
     print(f"build          {build(fs, root, n_videos):8.1f} s", flush=True)
     before = {k: measure(k, uri, env) for k in ("status", "open")}
     folded = measure("fold", uri, env)
@@ -157,9 +212,12 @@ def run_case(name: str, uri: str, storage_options: dict, n_videos: int, env: dic
     for k, label in (("status", "status --json"), ("open", "open_results().videos()")):
         b, a = before[k], after[k]
         rss_b, rss_a = b["peak_rss_mib"], a["peak_rss_mib"]
-        print(f"{label:24s} records only {b['seconds']:7.1f} s (imports {b['imports']:4.1f} s, peak RSS {rss_b:6.0f} MiB)"
-              f"   with index {a['seconds']:7.1f} s (imports {a['imports']:4.1f} s, peak RSS {rss_a:6.0f} MiB)"
-              f"   speed-up x{b['seconds'] / a['seconds']:.1f}   rows {a['rows']:,}", flush=True)
+        print(
+            f"{label:24s} records only {b['seconds']:7.1f} s (imports {b['imports']:4.1f} s, peak RSS {rss_b:6.0f} MiB)"
+            f"   with index {a['seconds']:7.1f} s (imports {a['imports']:4.1f} s, peak RSS {rss_a:6.0f} MiB)"
+            f"   speed-up x{b['seconds'] / a['seconds']:.1f}   rows {a['rows']:,}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -181,10 +239,25 @@ def main() -> None:
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         endpoint = f"http://127.0.0.1:{port}"
-        env.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-                   AWS_ENDPOINT_URL=endpoint, AWS_ENDPOINT_URL_S3=endpoint)
-        os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-                                                 "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")})
+        env.update(
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench",
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_ENDPOINT_URL=endpoint,
+            AWS_ENDPOINT_URL_S3=endpoint,
+        )
+        os.environ.update(
+            {
+                k: env[k]
+                for k in (
+                    "AWS_ACCESS_KEY_ID",
+                    "AWS_SECRET_ACCESS_KEY",
+                    "AWS_DEFAULT_REGION",
+                    "AWS_ENDPOINT_URL",
+                    "AWS_ENDPOINT_URL_S3",
+                )
+            }
+        )
         import s3fs
 
         s3fs.S3FileSystem(endpoint_url=endpoint).mkdir("bench-index")

@@ -102,14 +102,28 @@ def run_case(case: str, n: int, size: tuple[int, int]) -> dict:
         else:  # control: every map of the video in memory, written whole at the end
             parts = [out.maps for out in engine.run_streams(events(n, size)) if isinstance(out, MapBatch)]
             frames = np.arange(n, dtype=np.int64)
-            result = VideoResult("video", "memory://video", n_frames=n, fps=FPS, frame_indices=frames,
-                                 timestamps=frames / FPS, maps=np.concatenate(parts))
+            result = VideoResult(
+                "video",
+                "memory://video",
+                n_frames=n,
+                fps=FPS,
+                frame_indices=frames,
+                timestamps=frames / FPS,
+                maps=np.concatenate(parts),
+            )
             writer = open_shard_writer(out, "000000", model_size=size, run_info=info)
             writer.write(result)
             maps = writer.commit()["n_maps"]
         seconds = time.perf_counter() - started
     peak_kb = _peak_kb()
-    return {"case": case, "frames": n, "size": list(size), "maps": maps, "peak_rss_mb": peak_kb / 1024, "seconds": seconds}
+    return {
+        "case": case,
+        "frames": n,
+        "size": list(size),
+        "maps": maps,
+        "peak_rss_mb": peak_kb / 1024,
+        "seconds": seconds,
+    }
 
 
 def measure(case: str, n: int, size: tuple[int, int]) -> dict:
@@ -136,10 +150,14 @@ def main() -> None:
     for case in ("stream", "control"):
         for n in (short, long):
             rows.append(row := measure(case, n, size))
-            print(f"{case:<8} {n:>6} frames  peak RSS {row['peak_rss_mb']:8.1f} MB  ({row['seconds']:.1f} s)", flush=True)
+            print(
+                f"{case:<8} {n:>6} frames  peak RSS {row['peak_rss_mb']:8.1f} MB  ({row['seconds']:.1f} s)", flush=True
+            )
     stream = rows[1]["peak_rss_mb"] - rows[0]["peak_rss_mb"]
     control = rows[3]["peak_rss_mb"] - rows[2]["peak_rss_mb"]
-    print(f"growth from {short} to {long} frames: streaming {stream:+.1f} MB, control (all maps kept) {control:+.1f} MB")
+    print(
+        f"growth from {short} to {long} frames: streaming {stream:+.1f} MB, control (all maps kept) {control:+.1f} MB"
+    )
     if args.json:
         print(json.dumps({"rows": rows, "stream_growth_mb": stream, "control_growth_mb": control}))
 

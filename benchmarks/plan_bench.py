@@ -29,8 +29,19 @@ def main() -> None:
             f.write("url,caption\n")
             for i in range(args.videos):
                 f.write(f"s3://archive/videos/{i // 1000:04d}/clip_{i:07d}.mp4,a caption for clip {i}\n")
-        command = [sys.executable, "-m", "tased_batch.cli.main", "run", str(manifest), str(Path(tmp) / "out"),
-                   "--dry-run", "--weights", "random", "--shard-size", str(args.shard_size)]
+        command = [
+            sys.executable,
+            "-m",
+            "tased_batch.cli.main",
+            "run",
+            str(manifest),
+            str(Path(tmp) / "out"),
+            "--dry-run",
+            "--weights",
+            "random",
+            "--shard-size",
+            str(args.shard_size),
+        ]
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
         seconds = time.perf_counter() - start
@@ -38,8 +49,7 @@ def main() -> None:
     if done.returncode != 0:
         sys.exit(f"dry run failed ({done.returncode}):\n{done.stderr}")
     print(done.stderr.strip().splitlines()[-1])
-    print(f"planned {args.videos:,} videos: {seconds:.1f} s wall, peak RSS {peak_mb:,.0f} MB "
-          f"(aim: < 60 s, < 2048 MB)")
+    print(f"planned {args.videos:,} videos: {seconds:.1f} s wall, peak RSS {peak_mb:,.0f} MB (aim: < 60 s, < 2048 MB)")
 
 
 if __name__ == "__main__":

@@ -115,7 +115,9 @@ def main() -> None:
         noisy = np.clip(exact.astype(np.int16) + rng.integers(-1, 2, exact.shape), 0, 255).astype(np.uint8)
         started = time.perf_counter()
         with torch.inference_mode():
-            maps = {name: engine.predict(x, targets) for name, x in (("scaled", scaled), ("exact", exact), ("noisy", noisy))}
+            maps = {
+                name: engine.predict(x, targets) for name, x in (("scaled", scaled), ("exact", exact), ("noisy", noisy))
+            }
         report.update(weights=args.weights, maps=len(targets), model_seconds=round(time.perf_counter() - started, 1))
         for label, other in (("", "scaled"), ("noise_floor_", "noisy")):
             ccs = [cc(a, b) for a, b in zip(maps[other], maps["exact"], strict=True)]

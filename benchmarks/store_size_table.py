@@ -54,9 +54,16 @@ def measure(fmt: str, size: tuple[int, int], videos: list[np.ndarray], root: str
         frames = np.arange(len(maps), dtype=np.int64)
         writer.write(
             VideoResult(
-                video_id=f"video{i:03d}", source=f"/in/video{i:03d}.mp4", n_frames=len(maps), fps=30.0,
-                width=640, height=360, duration=len(maps) / 30.0, frame_indices=frames,
-                timestamps=frames / 30.0, maps=maps,
+                video_id=f"video{i:03d}",
+                source=f"/in/video{i:03d}.mp4",
+                n_frames=len(maps),
+                fps=30.0,
+                width=640,
+                height=360,
+                duration=len(maps) / 30.0,
+                frame_indices=frames,
+                timestamps=frames / 30.0,
+                maps=maps,
             )
         )
     record = writer.commit()
@@ -82,7 +89,10 @@ def resample_table(videos: list[np.ndarray]) -> list[str]:
     import torch.nn.functional as F
 
     maps = np.concatenate(videos)
-    lines = ["| stored size | downsampling | CC mean | CC worst frame | max grey-level error |", "|---|---|---|---|---|"]
+    lines = [
+        "| stored size | downsampling | CC mean | CC worst frame | max grey-level error |",
+        "|---|---|---|---|---|",
+    ]
     for factor in FACTORS[1:]:
         size = store_size(factor)
         for name in ("area", "bilinear"):
@@ -105,16 +115,22 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=120, help="frames per video")
     args = parser.parse_args()
     videos = [synthetic_saliency_maps(args.frames, MODEL_SIZE, seed=100 + i) for i in range(args.videos)]
-    print(f"{args.videos} synthetic videos x {args.frames} frames at {MODEL_SIZE[0]}x{MODEL_SIZE[1]}; "
-          "read back at model size (bilinear) and compared with the full-size uint8 maps\n")
-    lines = ["| format | stored size | bytes/frame | CC mean | CC worst frame | max grey-level error |",
-             "|---|---|---|---|---|---|"]
+    print(
+        f"{args.videos} synthetic videos x {args.frames} frames at {MODEL_SIZE[0]}x{MODEL_SIZE[1]}; "
+        "read back at model size (bilinear) and compared with the full-size uint8 maps\n"
+    )
+    lines = [
+        "| format | stored size | bytes/frame | CC mean | CC worst frame | max grey-level error |",
+        "|---|---|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory() as root:
         for factor in FACTORS:
             size = store_size(factor)
             for fmt in FORMATS:
                 per_frame, cc, err = measure(fmt, size, videos, root)
-                lines.append(f"| {fmt} | {size[0]}x{size[1]} | {per_frame:,.0f} | {cc.mean():.5f} | {cc.min():.5f} | {err} |")
+                lines.append(
+                    f"| {fmt} | {size[0]}x{size[1]} | {per_frame:,.0f} | {cc.mean():.5f} | {cc.min():.5f} | {err} |"
+                )
     print("\n".join(lines))
     print()
     print("\n".join(resample_table(videos)))

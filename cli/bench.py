@@ -14,19 +14,35 @@ def bench(
     size: str = typer.Option("224x384", "--size", help="Model input size HxW (multiples of 32)."),
     frames: int = typer.Option(40, "--frames", min=1, help="Frames in the synthesised test video."),
     batch_size: str = typer.Option("auto", "--batch-size", "-b", help="Windows per forward pass, or 'auto'."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | tf32 | bf16 | fp16 for (b) and (c); (a) is always fp32."),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="fp32 | tf32 | bf16 | fp16 for (b) and (c); (a) is always fp32."
+    ),
     device: str = typer.Option(None, "--device", help="torch device (default: cuda if available, else cpu)."),
-    weights: str = typer.Option("random", "--weights", "-w", help="Checkpoint path/URI, or 'random' (calibrated stand-in)."),
+    weights: str = typer.Option(
+        "random", "--weights", "-w", help="Checkpoint path/URI, or 'random' (calibrated stand-in)."
+    ),
     source_size: str = typer.Option("360x640", "--source-size", help="Resolution HxW of the synthesised video."),
-    exact_resize: bool = typer.Option(False, "--exact-resize", help="(b) decodes full size and resizes with OpenCV, like (a)."),
+    exact_resize: bool = typer.Option(
+        False, "--exact-resize", help="(b) decodes full size and resizes with OpenCV, like (a)."
+    ),
     compile: bool = typer.Option(False, "--compile", help="Run (b) and (c) through torch.compile."),
     repeat: int = typer.Option(1, "--repeat", min=1, help="Rounds of (a), (b), (c), interleaved; medians reported."),
-    peak_tflops: float = typer.Option(None, "--peak-tflops", help="Device peak at this precision, to report the model's share."),
+    peak_tflops: float = typer.Option(
+        None, "--peak-tflops", help="Device peak at this precision, to report the model's share."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
-    feed: bool = typer.Option(False, "--feed", help="Measure the decode feed alone (frames/s to a no-op model) instead."),
-    feed_clips: int = typer.Option(160, "--feed-clips", min=1, help="--feed: two-second 360p clips in the clips workload."),
-    feed_long_frames: int = typer.Option(3000, "--feed-long-frames", min=64, help="--feed: frames of the long 720p video."),
-    feed_segment: int = typer.Option(1024, "--feed-segment", min=63, help="--feed: positions per segment of a long video."),
+    feed: bool = typer.Option(
+        False, "--feed", help="Measure the decode feed alone (frames/s to a no-op model) instead."
+    ),
+    feed_clips: int = typer.Option(
+        160, "--feed-clips", min=1, help="--feed: two-second 360p clips in the clips workload."
+    ),
+    feed_long_frames: int = typer.Option(
+        3000, "--feed-long-frames", min=64, help="--feed: frames of the long 720p video."
+    ),
+    feed_segment: int = typer.Option(
+        1024, "--feed-segment", min=63, help="--feed: positions per segment of a long video."
+    ),
 ) -> None:
     """Measure the speed-up over the released script and the pipeline's efficiency (docs/benchmarks.md)."""
     if feed:
@@ -66,13 +82,17 @@ def bench(
         typer.echo(json.dumps(result.to_dict()))
         return
     s = result.settings
-    typer.echo(f"{s['frames']} frames at {size}, {s['device']} {s['precision']}, batch {s['batch_size']}, weights {s['weights']}")
+    typer.echo(
+        f"{s['frames']} frames at {size}, {s['device']} {s['precision']}, batch {s['batch_size']}, weights {s['weights']}"
+    )
     typer.echo(f"(a) released algorithm   {result.reference_fps:8.3f} frames/s")
     typer.echo(f"(b) this pipeline        {result.pipeline_fps:8.3f} frames/s")
     typer.echo(f"(c) model forward alone  {result.model_fps:8.3f} frames/s  ({result.model_tflops:.2f} TFLOP/s)")
     typer.echo(f"speed-up (b)/(a)         {result.speedup:8.2f}x")
     typer.echo(f"efficiency (b)/(c)       {result.efficiency:8.2f}")
-    typer.echo(f"parity, same frames      {result.parity_within_1:.4%} of pixels within 1 grey level, max diff {result.parity_max_diff}")
+    typer.echo(
+        f"parity, same frames      {result.parity_within_1:.4%} of pixels within 1 grey level, max diff {result.parity_max_diff}"
+    )
     typer.echo(f"CC of (b)'s maps, (a)'s  {result.pipeline_cc:.4f} (different decoders)")
     typer.echo(f"model cost               {result.gflop_per_window:.1f} GFLOP per window (torch FLOP counter)")
     for row in result.precisions:
@@ -92,7 +112,9 @@ def _feed_bench(size: tuple[int, int], clips: int, long_frames: int, segment: in
         typer.echo(json.dumps(result.to_dict()))
         return
     for p in result.feed:
-        typer.echo(f"{p.workload:<6} {p.decode_workers} worker(s) x {p.decoder_threads or 'auto'} thread(s) {p.frames_per_s:9.1f} frames/s")
+        typer.echo(
+            f"{p.workload:<6} {p.decode_workers} worker(s) x {p.decoder_threads or 'auto'} thread(s) {p.frames_per_s:9.1f} frames/s"
+        )
     typer.echo(f"per-clip overhead (fetch, open, probe, stream) {result.clip_overhead_ms:.1f} ms")
 
 

@@ -60,7 +60,9 @@ def storage_options(pairs: list[str] | None) -> dict | None:
         return parse_storage_options(pairs)
 
 
-StorageOpt = Annotated[list[str] | None, typer.Option("--storage-option", "-s", help="fsspec option key=value (repeatable).")]
+StorageOpt = Annotated[
+    list[str] | None, typer.Option("--storage-option", "-s", help="fsspec option key=value (repeatable).")
+]
 
 
 def model_size(text: str) -> tuple[int, int]:

@@ -9,7 +9,9 @@ from tased_batch.cli.common import err, model_size, user_errors
 
 def demo(
     directory: str = typer.Argument("tased-demo", help="Folder for the sample videos, the maps and an overlay video."),
-    weights: str = typer.Option(None, "--weights", "-w", help="Checkpoint (default: released, else the random stand-in)."),
+    weights: str = typer.Option(
+        None, "--weights", "-w", help="Checkpoint (default: released, else the random stand-in)."
+    ),
     size: str = typer.Option(None, "--size", help="Model input HxW (default 224x384 on GPU, 96x160 on CPU)."),
 ) -> None:
     """Make 3 sample videos, run the main job on them (local Ray), render one overlay."""
@@ -20,12 +22,16 @@ def demo(
     with user_errors():
         result, overlay = run_demo(directory, weights, size, say=lambda line: err.print(line))
     report = result.report
-    err.print(f"{report['videos']['done']} videos, {report['frames_done']:,} maps in {report['output']} "
-              f"({report['frames_per_second']:.1f} frames/s); weights: {report['weights']['kind']}")
+    err.print(
+        f"{report['videos']['done']} videos, {report['frames_done']:,} maps in {report['output']} "
+        f"({report['frames_per_second']:.1f} frames/s); weights: {report['weights']['kind']}"
+    )
     if overlay.exists():
         err.print(f"overlay: {overlay}")
-    err.print(f"read them back: python -c \"import tased_batch; r = tased_batch.open_results('{report['output']}'); "
-              "print(r.videos().select(['video_id', 'status', 'n_maps', 'weights_kind']))\"")
+    err.print(
+        f"read them back: python -c \"import tased_batch; r = tased_batch.open_results('{report['output']}'); "
+        "print(r.videos().select(['video_id', 'status', 'n_maps', 'weights_kind']))\""
+    )
     raise typer.Exit(result.exit_code)
 
 

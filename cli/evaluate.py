@@ -54,8 +54,12 @@ def evaluate_command(
             table.add_row(video.video_id, f"[yellow]{video.status}[/]", *("–" for _ in METRICS))
     scored = [v for v in report.videos if v.status == "ok"]
     table.add_section()
-    table.add_row(f"mean ({len(scored)} videos)", str(sum(v.frames for v in scored)),
-                  *(_fmt(report.mean[m]) for m in METRICS), style="bold")
+    table.add_row(
+        f"mean ({len(scored)} videos)",
+        str(sum(v.frames for v in scored)),
+        *(_fmt(report.mean[m]) for m in METRICS),
+        style="bold",
+    )
     console.print(table)
     missing = sum(v.missing_frames for v in report.videos)
     if missing:

@@ -33,8 +33,14 @@ def submit(
     from tased_batch.submit import submit as submit_job
 
     with user_errors():
-        job_id = submit_job(_address(address), list(ctx.args), pip=pip, extra_env=runtime_env, submission_id=submission_id,
-                            note=lambda message: err.print(plain(message)))
+        job_id = submit_job(
+            _address(address),
+            list(ctx.args),
+            pip=pip,
+            extra_env=runtime_env,
+            submission_id=submission_id,
+            note=lambda message: err.print(plain(message)),
+        )
     typer.echo(job_id)
 
 

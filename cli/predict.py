@@ -16,15 +16,34 @@ EXIT_VIDEO_FAILED = 3  # as `run` exits when videos failed
 def predict(
     input: str = typer.Argument(..., help="A video file or a folder of frame images (sorted by name)."),
     output_dir: str = typer.Argument(..., help="Maps go to OUTPUT_DIR/<video name>/%04d.png (any fsspec URI)."),
-    weights: str = typer.Option(None, "--weights", "-w", help="Checkpoint path/URI; default the cached released file; 'random' = labelled stand-in."),
+    weights: str = typer.Option(
+        None,
+        "--weights",
+        "-w",
+        help="Checkpoint path/URI; default the cached released file; 'random' = labelled stand-in.",
+    ),
     device: str = typer.Option(None, "--device", help="torch device (default: cuda if available, else cpu)."),
-    batch_size: str = typer.Option("auto", "--batch-size", "-b", help="Windows per forward pass, or 'auto' (from free device memory; 4 on CPUs)."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 (strict, no TF32) | tf32 (CUDA, Ampere or newer) | bf16 | fp16 (autocast; bf16 on CPUs only with bf16 instructions)."),
-    compile: bool = typer.Option(False, "--compile", help="Run the model through torch.compile (pays off on long videos)."),
+    batch_size: str = typer.Option(
+        "auto", "--batch-size", "-b", help="Windows per forward pass, or 'auto' (from free device memory; 4 on CPUs)."
+    ),
+    precision: str = typer.Option(
+        "fp32",
+        "--precision",
+        help="fp32 (strict, no TF32) | tf32 (CUDA, Ampere or newer) | bf16 | fp16 (autocast; bf16 on CPUs only with bf16 instructions).",
+    ),
+    compile: bool = typer.Option(
+        False, "--compile", help="Run the model through torch.compile (pays off on long videos)."
+    ),
     size: str = typer.Option("224x384", "--size", help="Model input size HxW (multiples of 32)."),
     decoder: str = typer.Option("auto", "--decoder", help="decord | pyav | auto (decord, PyAV fallback)."),
-    exact_resize: bool = typer.Option(False, "--exact-resize", help="Decode full size and resize with OpenCV bilinear, as the released script."),
-    first_windows: str = typer.Option("reversed", "--first-windows", help="Windows of the first 31 frames: reversed (time-reversed) | released (run_example.py's code to the letter)."),
+    exact_resize: bool = typer.Option(
+        False, "--exact-resize", help="Decode full size and resize with OpenCV bilinear, as the released script."
+    ),
+    first_windows: str = typer.Option(
+        "reversed",
+        "--first-windows",
+        help="Windows of the first 31 frames: reversed (time-reversed) | released (run_example.py's code to the letter).",
+    ),
     fps: float = typer.Option(None, "--fps", help="Resample the video to this frame rate before windowing."),
     every: int = typer.Option(None, "--every", help="Maps only for every N-th frame (each with its full window)."),
     output_fps: float = typer.Option(None, "--output-fps", help="Maps only at this rate (e.g. 2 maps per second)."),
@@ -45,7 +64,11 @@ def predict(
         err.print("[yellow]warning:[/yellow] random stand-in weights: these maps show the pipeline, not saliency")
     try:
         engine = Engine(
-            model, device=dev, batch_size=batch, precision=precision, compile=compile,
+            model,
+            device=dev,
+            batch_size=batch,
+            precision=precision,
+            compile=compile,
             first_windows=first_windows,
         )
     except ValueError as e:

@@ -20,23 +20,37 @@ from tased_batch.options import OPTIONS, Option
 from tased_batch.secrets import plain
 
 KEYWORD = inspect.Parameter.KEYWORD_ONLY
-PANELS = {"io": "Input and output", "model": "Model", "sampling": "Frames and decoding", "store": "Store",
-          "execution": "Execution"}
+PANELS = {
+    "io": "Input and output",
+    "model": "Model",
+    "sampling": "Frames and decoding",
+    "store": "Store",
+    "execution": "Execution",
+}
 
 out = Console()
 
 
-EXIT_HELP = "Exit codes: 0 all videos done; 3 finished, some videos failed; 4 could not finish (resume it); 2 bad options."
+EXIT_HELP = (
+    "Exit codes: 0 all videos done; 3 finished, some videos failed; 4 could not finish (resume it); 2 bad options."
+)
 
 
 def _print_summary(report: dict[str, Any]) -> None:
     table = Table(title="tased-batch run", show_header=False)
     table.add_row("output", plain(report["output"]))
     table.add_row("weights", f"{report['weights']['kind']} ({report['weights']['sha256'][:12]})")
-    table.add_row("shards", f"{report['shards']['done']}/{report['shards']['total']} done, {report['shards']['pending']} pending")
-    table.add_row("videos", f"{report['videos']['done']} done, {report['videos']['failed']} failed of {report['videos']['total']}")
-    table.add_row("frames", f"{report['frames_done']:,} in store; {report['frames_this_run']:,} this run "
-                            f"at {report['frames_per_second']:.1f} frames/s")
+    table.add_row(
+        "shards", f"{report['shards']['done']}/{report['shards']['total']} done, {report['shards']['pending']} pending"
+    )
+    table.add_row(
+        "videos", f"{report['videos']['done']} done, {report['videos']['failed']} failed of {report['videos']['total']}"
+    )
+    table.add_row(
+        "frames",
+        f"{report['frames_done']:,} in store; {report['frames_this_run']:,} this run "
+        f"at {report['frames_per_second']:.1f} frames/s",
+    )
     if report.get("actor_restarts"):
         table.add_row("actor restarts", str(report["actor_restarts"]))
     for reason, count in sorted(report.get("failures_by_reason", {}).items()):
@@ -53,9 +67,11 @@ def _finish(result, log: str) -> None:
             typer.echo(json.dumps({"event": "plan", **report}))
         else:
             plan = report["plan"]
-            err.print(f"[bold]dry run[/bold]: {plan['videos']:,} videos in {plan['shards']:,} shards of {plan['shard_size']}; "
-                      f"{plan['shards_to_run']:,} to run, {plan['shards_done']:,} already done; weights "
-                      f"{report['weights']['kind']} {report['weights']['sha256'][:12]}; output writable")
+            err.print(
+                f"[bold]dry run[/bold]: {plan['videos']:,} videos in {plan['shards']:,} shards of {plan['shard_size']}; "
+                f"{plan['shards_to_run']:,} to run, {plan['shards_done']:,} already done; weights "
+                f"{report['weights']['kind']} {report['weights']['sha256'][:12]}; output writable"
+            )
         raise typer.Exit(0)
     if log == "jsonl":
         typer.echo(json.dumps({"event": "summary", **report}, default=str))
@@ -68,7 +84,9 @@ def _run(config) -> None:
     from tased_batch.job import run_job
 
     if config.weights == "random" and config.log != "jsonl":
-        err.print("[yellow]warning:[/yellow] random stand-in weights (--weights random): the maps show the pipeline, not saliency")
+        err.print(
+            "[yellow]warning:[/yellow] random stand-in weights (--weights random): the maps show the pipeline, not saliency"
+        )
     check_storage(config.input, config.output, config.weights, options=config.storage_options)
     with user_errors():
         result = run_job(config)
@@ -99,8 +117,9 @@ def _param(option: Option, show_default: bool) -> list[inspect.Parameter]:
     params = [inspect.Parameter(option.name, KEYWORD, annotation=Annotated[kind | None, info], default=None)]
     for i, switch in enumerate(spec.switches):
         flag = typer.Option(*switch.flags, help=switch.help, rich_help_panel=panel)
-        params.append(inspect.Parameter(f"{option.name}_switch{i}", KEYWORD, annotation=Annotated[bool, flag],
-                                        default=False))
+        params.append(
+            inspect.Parameter(f"{option.name}_switch{i}", KEYWORD, annotation=Annotated[bool, flag], default=False)
+        )
     return params
 
 
@@ -115,8 +134,9 @@ def _given(option: Option, kwargs: dict[str, Any]) -> Any:
     return value
 
 
-def schema_command(body: Callable[..., None], options: list[Option], head: list[inspect.Parameter], *,
-                   show_defaults: bool = True) -> Callable[..., None]:
+def schema_command(
+    body: Callable[..., None], options: list[Option], head: list[inspect.Parameter], *, show_defaults: bool = True
+) -> Callable[..., None]:
     """A Typer command with ``head`` parameters and one per schema option; ``body(**head, flags=...)``.
 
     ``flags`` holds the options the command line gave (not None), by option name.
@@ -154,15 +174,25 @@ def resume_command(output: str, flags: dict[str, Any]) -> None:
     _run(config)
 
 
-CONFIG_PARAM = inspect.Parameter("config_file", KEYWORD, annotation=Annotated[str | None, typer.Option(
-    "--config", help="YAML/JSON/TOML file with these options (dashes or underscores); flags override it.")],
-    default=None)
-OUTPUT_PARAM = inspect.Parameter("output", KEYWORD, annotation=Annotated[str, typer.Argument(
-    help="Output URI of an earlier run.")])
+CONFIG_PARAM = inspect.Parameter(
+    "config_file",
+    KEYWORD,
+    annotation=Annotated[
+        str | None,
+        typer.Option(
+            "--config", help="YAML/JSON/TOML file with these options (dashes or underscores); flags override it."
+        ),
+    ],
+    default=None,
+)
+OUTPUT_PARAM = inspect.Parameter(
+    "output", KEYWORD, annotation=Annotated[str, typer.Argument(help="Output URI of an earlier run.")]
+)
 run = schema_command(run_command, list(OPTIONS.values()), [CONFIG_PARAM])
 # Unset, resume's options keep the stored run's values, so no defaults are shown.
-resume = schema_command(resume_command, [o for o in OPTIONS.values() if o.spec.resume], [OUTPUT_PARAM],
-                        show_defaults=False)
+resume = schema_command(
+    resume_command, [o for o in OPTIONS.values() if o.spec.resume], [OUTPUT_PARAM], show_defaults=False
+)
 
 
 def status(
@@ -194,8 +224,12 @@ def status(
         out.print(f"stale   {len(summary['stale_records'])} commit record(s) of another config or plan (not counted)")
     if summary.get("lease"):
         lease = summary["lease"]
-        out.print(plain(f"lease   held by {lease['owner']}@{lease['host']} (pid {lease['pid']}), "
-                        f"last heartbeat {lease['seconds_since_heartbeat']:.0f} s ago"))
+        out.print(
+            plain(
+                f"lease   held by {lease['owner']}@{lease['host']} (pid {lease['pid']}), "
+                f"last heartbeat {lease['seconds_since_heartbeat']:.0f} s ago"
+            )
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,9 @@ weights_app = typer.Typer(help="Fetch and inspect TASED-Net checkpoints.", no_ar
 
 @weights_app.command("download")
 def download(
-    dest: str = typer.Option(None, "--dest", help="Directory to store the file (default: the cache, $TASED_BATCH_CACHE)."),
+    dest: str = typer.Option(
+        None, "--dest", help="Directory to store the file (default: the cache, $TASED_BATCH_CACHE)."
+    ),
 ) -> None:
     """Fetch the released TASED_updated.pt from Google Drive, check that it loads, record its sha256."""
     from pathlib import Path

@@ -195,14 +195,18 @@ def map_cc(a: np.ndarray, b: np.ndarray) -> float:
 # (b) this project end to end, (c) its model alone
 
 
-def run_pipeline(engine: Engine, video: Path, settings: BenchSettings, out_dir: str, run_info: dict) -> tuple[float, np.ndarray]:
+def run_pipeline(
+    engine: Engine, video: Path, settings: BenchSettings, out_dir: str, run_info: dict
+) -> tuple[float, np.ndarray]:
     """Seconds for (b): decode -> engine -> committed Parquet shard; and the maps at model size."""
     from tased_batch.pipeline import BackgroundWriter, DecodeOptions, predict_video
     from tased_batch.stores import open_shard_writer
 
     _sync(engine.device)
     start = time.perf_counter()
-    writer = open_shard_writer(out_dir, "bench", format="parquet", store_size=None, model_size=settings.size, run_info=run_info)
+    writer = open_shard_writer(
+        out_dir, "bench", format="parquet", store_size=None, model_size=settings.size, run_info=run_info
+    )
     with BackgroundWriter(writer) as background:
         result = predict_video(str(video), engine, size=settings.size, options=DecodeOptions(resize=settings.resize))
         if not result.ok:
@@ -236,8 +240,13 @@ def warm_up(engine: Engine, reference: torch.nn.Module, size: tuple[int, int]) -
 
 
 def precision_table(
-    model: torch.nn.Module, settings: BenchSettings, frames: np.ndarray, targets: list[int], strict: np.ndarray,
-    fp32_fps: float, log=print,
+    model: torch.nn.Module,
+    settings: BenchSettings,
+    frames: np.ndarray,
+    targets: list[int],
+    strict: np.ndarray,
+    fp32_fps: float,
+    log=print,
 ) -> list[dict[str, Any]]:
     """Each precision this device runs: model frames/s and parity of its maps with strict fp32 on the same frames."""
     rows = [{"precision": "fp32", "model_fps": fp32_fps, "within_1": 1.0, "max_diff": 0, "cc": 1.0}]
@@ -245,14 +254,21 @@ def precision_table(
         if precision == "fp32" or not precision_supported(precision, settings.device):
             continue
         engine = Engine(model, device=settings.device, batch_size=settings.batch_size, precision=precision)
-        engine.forward(torch.zeros(engine.resolve_batch_size(settings.size), 3, WINDOW, *settings.size, device=engine.device))
+        engine.forward(
+            torch.zeros(engine.resolve_batch_size(settings.size), 3, WINDOW, *settings.size, device=engine.device)
+        )
         seconds = statistics.median(run_model(engine, settings.frames, settings.size) for _ in range(settings.repeat))
         maps = engine.predict(frames, targets)
         diff = np.abs(maps.astype(np.int16) - strict.astype(np.int16))
-        rows.append({
-            "precision": precision, "model_fps": settings.frames / seconds, "within_1": float((diff <= 1).mean()),
-            "max_diff": int(diff.max()), "cc": map_cc(maps, strict),
-        })
+        rows.append(
+            {
+                "precision": precision,
+                "model_fps": settings.frames / seconds,
+                "within_1": float((diff <= 1).mean()),
+                "max_diff": int(diff.max()),
+                "cc": map_cc(maps, strict),
+            }
+        )
         log(f"{precision}: {rows[-1]['model_fps']:.3f} frames/s, {rows[-1]['within_1']:.4%} within 1 of strict fp32")
     return rows
 

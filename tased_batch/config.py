@@ -34,11 +34,28 @@ from tased_batch.options import (
     run_info_fields,
 )
 
-__all__ = ["FINGERPRINT_KEYS", "LOG_MODES", "SECRET_KEYS", "RunConfig", "build_config", "check_keys", "differences",
-           "fingerprint", "read_config_file"]
+__all__ = [
+    "FINGERPRINT_KEYS",
+    "LOG_MODES",
+    "SECRET_KEYS",
+    "RunConfig",
+    "build_config",
+    "check_keys",
+    "differences",
+    "fingerprint",
+    "read_config_file",
+]
 
-SECRET_KEYS = ("key", "secret", "token", "password", "aws_access_key_id", "aws_secret_access_key",
-               "aws_session_token", "session_token")
+SECRET_KEYS = (
+    "key",
+    "secret",
+    "token",
+    "password",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "session_token",
+)
 
 
 class RunConfig:
@@ -150,8 +167,10 @@ def read_config_file(uri: str, storage_options: dict | None = None) -> dict[str,
     values = check_keys(data, where=uri)
     secrets = sorted(k for k in values.get("storage_options") or {} if k.lower() in SECRET_KEYS)
     if secrets:
-        raise ConfigError(f"{uri}: credentials in a config file ({', '.join(secrets)})",
-                          "config files get shared; use the AWS environment variables, a profile or an instance role")
+        raise ConfigError(
+            f"{uri}: credentials in a config file ({', '.join(secrets)})",
+            "config files get shared; use the AWS environment variables, a profile or an instance role",
+        )
     return values
 
 

@@ -28,20 +28,25 @@ def choose_weights(weights: str | None, say: Callable[[str], None]) -> str:
     try:
         return download_released(quiet=True)["file"]
     except WeightsError as e:
-        say(f"released weights unavailable ({e.message}): running on the random stand-in (--weights random); "
-            "the maps show the pipeline working, not real saliency")
+        say(
+            f"released weights unavailable ({e.message}): running on the random stand-in (--weights random); "
+            "the maps show the pipeline working, not real saliency"
+        )
         return RANDOM
 
 
-def run_demo(directory: str, weights: str | None, size: str | None, say: Callable[[str], None]) -> tuple[JobResult, Path]:
+def run_demo(
+    directory: str, weights: str | None, size: str | None, say: Callable[[str], None]
+) -> tuple[JobResult, Path]:
     root = Path(directory)
     videos = make_sample_videos(root / "videos")
     say(f"made {len(videos)} sample videos in {root / 'videos'}")
     chosen = choose_weights(weights, say)
     size = size or ("224x384" if torch.cuda.is_available() else "96x160")
     say(f"model size {size}{'' if torch.cuda.is_available() else ' (no GPU: a smaller size keeps the demo short)'}")
-    config = RunConfig(input=str(root / "videos"), output=str(root / "saliency"), weights=chosen, size=size,
-                       shard_size=1, log="rich").validate()
+    config = RunConfig(
+        input=str(root / "videos"), output=str(root / "saliency"), weights=chosen, size=size, shard_size=1, log="rich"
+    ).validate()
     result = run_job(config)
     overlay = root / "overlay.mp4"
     if result.report["videos"]["done"]:

@@ -46,10 +46,32 @@ from tased_batch.streams import (
 from tased_batch.windows import FIRST_WINDOWS, WINDOW, parse_size, window_end, window_frames, window_start
 
 __all__ = [
-    "AUTO", "CPU_AUTO_BATCH", "CPU_BYTES_PER_PIXEL", "FIRST_WINDOWS", "MAX_AUTO_BATCH", "MEMORY_FRACTION", "PRECISIONS",
-    "SIGMA", "TRUNCATE", "WINDOW", "Engine", "MapStats", "PostProcessor", "auto_batch_size", "blur_matrix",
-    "fold_batchnorm", "gaussian_kernel", "normalise", "parse_size", "postprocess_reference", "precision_problem", "precision_supported",
-    "window_bytes_cuda", "window_end", "window_frames", "window_start",
+    "AUTO",
+    "CPU_AUTO_BATCH",
+    "CPU_BYTES_PER_PIXEL",
+    "FIRST_WINDOWS",
+    "MAX_AUTO_BATCH",
+    "MEMORY_FRACTION",
+    "PRECISIONS",
+    "SIGMA",
+    "TRUNCATE",
+    "WINDOW",
+    "Engine",
+    "MapStats",
+    "PostProcessor",
+    "auto_batch_size",
+    "blur_matrix",
+    "fold_batchnorm",
+    "gaussian_kernel",
+    "normalise",
+    "parse_size",
+    "postprocess_reference",
+    "precision_problem",
+    "precision_supported",
+    "window_bytes_cuda",
+    "window_end",
+    "window_frames",
+    "window_start",
 ]
 
 
@@ -124,7 +146,9 @@ class _Stream:
         if self.buffer is None:
             return
         lowest = self.ready[0][0] if self.ready else (self.pending[0] if self.pending else self.upcoming())
-        keep_from = self.end if lowest is None or (self.ended and not self.ready) else max(window_start(lowest), self.start)
+        keep_from = (
+            self.end if lowest is None or (self.ended and not self.ready) else max(window_start(lowest), self.start)
+        )
         if keep_from >= self.end:
             self.buffer, self.start = None, self.end
         elif keep_from > self.start:
@@ -360,7 +384,9 @@ class Engine:
                 if len(event.frames) == 0:
                     continue
                 if event.start != stream.end:
-                    raise ValueError(f"stream {event.key} ({stream.label}): chunk at {event.start}, expected {stream.end}")
+                    raise ValueError(
+                        f"stream {event.key} ({stream.label}): chunk at {event.start}, expected {stream.end}"
+                    )
                 frames = self._upload(event.frames)
                 batch_size = self.resolve_batch_size((int(frames.shape[-2]), int(frames.shape[-1])))
                 before = len(stream.ready)

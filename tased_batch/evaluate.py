@@ -411,8 +411,9 @@ def _score_video(
     status = preds.status(pred_id) if pred_id is not None else "missing"
     gt_numbers = video.numbers
     if pred_id is None or status != "ok":
-        return VideoScores(video.video_id, "no-prediction" if status == "missing" else "failed",
-                           missing_frames=len(gt_numbers))
+        return VideoScores(
+            video.video_id, "no-prediction" if status == "missing" else "failed", missing_frames=len(gt_numbers)
+        )
     have = set(preds.numbers(pred_id).tolist())
     numbers = [n for n in gt_numbers if n in have]
     result = VideoScores(video.video_id, "ok", frames=len(numbers), missing_frames=len(gt_numbers) - len(numbers))

@@ -54,7 +54,9 @@ def check_shared_paths(config: RunConfig, nodes: int) -> None:
     """On a cluster of several nodes a local path means each node reads and writes its own disk."""
     if nodes <= 1 or config.shared_fs:
         return
-    local = [f"{name} {uri!r}" for name, uri in (("INPUT", config.input), ("OUTPUT", config.output)) if is_local_uri(uri)]
+    local = [
+        f"{name} {uri!r}" for name, uri in (("INPUT", config.input), ("OUTPUT", config.output)) if is_local_uri(uri)
+    ]
     if local:
         raise ConfigError(
             f"the Ray cluster has {nodes} nodes but {' and '.join(local)} is a local path: each node would read and "
@@ -85,8 +87,12 @@ def _start_ray(config: RunConfig) -> bool:
         from tased_batch.submit import FORWARDED_ENV
 
         env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
-        ray.init(address=config.address, runtime_env={"env_vars": env} if env else None, log_to_driver=False,
-                 configure_logging=False)
+        ray.init(
+            address=config.address,
+            runtime_env={"env_vars": env} if env else None,
+            log_to_driver=False,
+            configure_logging=False,
+        )
         return True
     from tased_batch.local_ray import local_cluster_env
 
@@ -110,8 +116,10 @@ def _actor_layout(config: RunConfig) -> tuple[int, dict[str, float], int]:
     if config.address:
         import warnings
 
-        warnings.warn("the Ray cluster has no GPUs (yet?): running CPU actors; wait for `ray status` to list GPU workers",
-                      stacklevel=2)
+        warnings.warn(
+            "the Ray cluster has no GPUs (yet?): running CPU actors; wait for `ray status` to list GPU workers",
+            stacklevel=2,
+        )
     count = config.actors or max(1, int(cpus // (config.cpus_per_actor or 2)))
     per_cpu = config.cpus_per_actor or max(1.0, cpus // count)
     return count, {"num_cpus": per_cpu}, max(1, int(per_cpu))
@@ -120,7 +128,9 @@ def _actor_layout(config: RunConfig) -> tuple[int, dict[str, float], int]:
 class _Worker:
     """The actor body: one ShardProcessor, progress pushed to a Ray queue."""
 
-    def __init__(self, config: RunConfig, weights_bytes: bytes, weights: WeightsInfo, info: dict, threads: int, queue) -> None:
+    def __init__(
+        self, config: RunConfig, weights_bytes: bytes, weights: WeightsInfo, info: dict, threads: int, queue
+    ) -> None:
         from tased_batch.shards import ShardProcessor
 
         self.queue = queue
@@ -221,8 +231,9 @@ def execute(
                         started_at[event.shard] = last_progress
                         continue
                     if event.traceback:
-                        outcome.internal_errors.append(InternalError(event.shard, event.video_id, event.error,
-                                                                     event.traceback))
+                        outcome.internal_errors.append(
+                            InternalError(event.shard, event.video_id, event.error, event.traceback)
+                        )
                     reporter.video(event)
 
         def give_up_or_retry(shard: str, error: str, *, backoff: bool = False) -> None:
@@ -266,8 +277,11 @@ def execute(
         def videos_running() -> bool:
             """A video within its deadline is progress even without events (a long video on a slow device)."""
             now = _clock()
-            return any(now - started_at[s] <= video_deadline(config, sources[s][v])
-                       for s, v in in_progress.items() if s in started_at)
+            return any(
+                now - started_at[s] <= video_deadline(config, sources[s][v])
+                for s, v in in_progress.items()
+                if s in started_at
+            )
 
         def check_deadlines() -> bool:
             """Replace actors whose current video is past its deadline; True when one was."""
@@ -280,8 +294,10 @@ def execute(
                 if now - started_at[shard] <= limit:
                     continue
                 skip[shard][video] = skip_text(
-                    "timeout", f"no result after {limit:.0f} s (a hung read or decoder); the worker was replaced; "
-                    "raise --video-timeout if the video is just long")
+                    "timeout",
+                    f"no result after {limit:.0f} s (a hung read or decoder); the worker was replaced; "
+                    "raise --video-timeout if the video is just long",
+                )
                 reporter.video_timeout(shard, video, now - started_at[shard])
                 in_progress.pop(shard, None)
                 started_at.pop(shard, None)
@@ -303,9 +319,11 @@ def execute(
                 last_progress = _clock()
             elif config.stall_timeout and _clock() - last_progress > config.stall_timeout and not videos_running():
                 running = ", ".join(f"{s}: {v}" for s, v in sorted(in_progress.items())) or "none started"
-                outcome.stalled = (f"no progress for {config.stall_timeout:.0f} s with {len(in_flight)} shard(s) handed "
-                                   f"out (videos in progress: {running}); stopped so that `resume` can continue "
-                                   "(check the cluster's resources with `ray status`)")
+                outcome.stalled = (
+                    f"no progress for {config.stall_timeout:.0f} s with {len(in_flight)} shard(s) handed "
+                    f"out (videos in progress: {running}); stopped so that `resume` can continue "
+                    "(check the cluster's resources with `ray status`)"
+                )
                 reporter.stalled(outcome.stalled)
                 for _, shard in in_flight.values():
                     outcome.unfinished[shard] = "stalled"

@@ -173,15 +173,28 @@ def run_task(task: Task, opts: FeedOptions, emit: Emit) -> None:
     """Decode one task, emitting ("plan"|"start"|"chunk"|"end"|"failed", ...) messages; never raises."""
     started = False
 
-    def start(info: VideoInfo, sampling: Sampling, targets: np.ndarray, first: int, last: int, seg: int, segs: int) -> None:
+    def start(
+        info: VideoInfo, sampling: Sampling, targets: np.ndarray, first: int, last: int, seg: int, segs: int
+    ) -> None:
         nonlocal started
         started = True
-        emit(("start", StreamStart(task.key, task.video_id, task.display, info, sampling, targets, first, last, seg, segs)))
+        emit(
+            (
+                "start",
+                StreamStart(task.key, task.video_id, task.display, info, sampling, targets, first, last, seg, segs),
+            )
+        )
 
     try:
         reader = VideoReader(
-            task.source, opts.size, decoder=opts.decoder, resize=opts.resize, storage_options=opts.storage_options,
-            threads=opts.threads, device=opts.device, display=task.display,
+            task.source,
+            opts.size,
+            decoder=opts.decoder,
+            resize=opts.resize,
+            storage_options=opts.storage_options,
+            threads=opts.threads,
+            device=opts.device,
+            display=task.display,
         )
         with reader:
             info = reader.info
@@ -189,10 +202,18 @@ def run_task(task: Task, opts: FeedOptions, emit: Emit) -> None:
             if seg is None:
                 sampling = sample_frames(info, fps=opts.fps, every=opts.every, output_fps=opts.output_fps)
                 if len(sampling.targets) == 0:
-                    raise VideoError(task.display, "no-frames", "the video has no frames to compute maps for", "check the file")
+                    raise VideoError(
+                        task.display, "no-frames", "the video has no frames to compute maps for", "check the file"
+                    )
                 parts = plan_segments(sampling, opts.segment) if reader.backend != "pyav" else []
                 if len(parts) > 1:
-                    emit(("plan", task.key, [Segment(i, len(parts), info, sampling, *p) for i, p in enumerate(parts)][1:]))
+                    emit(
+                        (
+                            "plan",
+                            task.key,
+                            [Segment(i, len(parts), info, sampling, *p) for i, p in enumerate(parts)][1:],
+                        )
+                    )
                     targets, first, last = parts[0]
                 else:
                     targets, first, last = sampling.targets, 0, len(sampling.sequence)
@@ -291,8 +312,15 @@ class _ProcessDecoder(_Decoder):
             self.ring = np.memmap(self.ring_path, np.uint8, "r+", shape=(SLOTS, opts.chunk, *opts.size, 3))
         task_read, task_write = os.pipe()
         result_read, result_write = os.pipe()
-        cmd = [sys.executable, "-m", "tased_batch.feed_worker", str(task_read), str(result_write), str(os.getpid()),
-               self.ring_path or ""]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tased_batch.feed_worker",
+            str(task_read),
+            str(result_write),
+            str(os.getpid()),
+            self.ring_path or "",
+        ]
         try:
             self.proc = subprocess.Popen(cmd, pass_fds=(task_read, result_write), close_fds=True)
         finally:
@@ -421,8 +449,9 @@ class DecodeFeed:
         if video_timeout is not None and not video_timeout > 0:
             raise ConfigError(f"--video-timeout must be positive, got {video_timeout}")
         resolved = resolve_device(decoder, device)
-        gpu = resolved.startswith("cuda") and (decoder == "torchcodec" or (
-            decoder == "auto" and BACKENDS["torchcodec"].unavailable() is None))
+        gpu = resolved.startswith("cuda") and (
+            decoder == "torchcodec" or (decoder == "auto" and BACKENDS["torchcodec"].unavailable() is None)
+        )
         if workers == "auto":
             count = auto_workers(cpus)
         elif isinstance(workers, int) and workers >= 0:
@@ -432,9 +461,17 @@ class DecodeFeed:
         self.workers = count
         self.in_process = count == 0 or gpu
         self.options = FeedOptions(
-            size=(int(size[0]), int(size[1])), decoder=decoder, resize=resize, fps=fps, every=every,
-            output_fps=output_fps, storage_options=dict(storage_options or {}), threads=int(decoder_threads),
-            chunk=max(1, int(chunk)), segment=int(segment), device=resolved if gpu else "cpu",
+            size=(int(size[0]), int(size[1])),
+            decoder=decoder,
+            resize=resize,
+            fps=fps,
+            every=every,
+            output_fps=output_fps,
+            storage_options=dict(storage_options or {}),
+            threads=int(decoder_threads),
+            chunk=max(1, int(chunk)),
+            segment=int(segment),
+            device=resolved if gpu else "cpu",
         )
         self.prefetch = max(0, int(prefetch))
         self.max_videos_per_worker = max(1, int(max_videos_per_worker))
@@ -682,7 +719,11 @@ class DecodeFeed:
         for dec in list(self._decoders):
             if dec.tasks and self._busy - dec.since > dec.limit:
                 seconds = self._busy - dec.since
-                self._lose(dec, "timeout", f"no result after {seconds:.0f} s (deadline {dec.limit:.0f} s); its decoder was stopped")
+                self._lose(
+                    dec,
+                    "timeout",
+                    f"no result after {seconds:.0f} s (deadline {dec.limit:.0f} s); its decoder was stopped",
+                )
             elif isinstance(dec, _ProcessDecoder) and dec.proc.poll() is not None and not dec.retiring:
                 self._lose(dec, "decode-error", "the decoder process died ({why}); the video may crash the decoder")
 
@@ -698,7 +739,9 @@ class DecodeFeed:
         if dec.tasks:
             task = dec.tasks.popleft()
             if task.key not in self._started:
-                self._events.append(StreamStart(task.key, task.video_id, task.display, _NO_INFO, _NO_SAMPLING, _EMPTY, 0, 0))
+                self._events.append(
+                    StreamStart(task.key, task.video_id, task.display, _NO_INFO, _NO_SAMPLING, _EMPTY, 0, 0)
+                )
             self._events.append(StreamFailed(task.key, reason, f"{task.display}: {what.format(why=why)}"))
             self._started.discard(task.key)
             self._release(task)

@@ -54,7 +54,11 @@ class FeedBenchResult:
     settings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"feed": [asdict(p) for p in self.feed], "clip_overhead_ms": self.clip_overhead_ms, "settings": self.settings}
+        return {
+            "feed": [asdict(p) for p in self.feed],
+            "clip_overhead_ms": self.clip_overhead_ms,
+            "settings": self.settings,
+        }
 
 
 def _encode(path: Path, base: np.ndarray, n_frames: int, offset: int = 0) -> Path:
@@ -132,7 +136,9 @@ def measure(paths: list[str], size: tuple[int, int], workers: int, threads: int,
     return measure_with_cpu(paths, size, workers, threads, **feed_options)[0]
 
 
-def measure_with_cpu(paths: list[str], size: tuple[int, int], workers: int, threads: int, **feed_options) -> tuple[float, float, int]:
+def measure_with_cpu(
+    paths: list[str], size: tuple[int, int], workers: int, threads: int, **feed_options
+) -> tuple[float, float, int]:
     """(frames/s, CPU seconds of consumer and workers together, frames) of one feed over ``paths``."""
     from tased_batch.feed import DecodeFeed
 
@@ -157,11 +163,17 @@ def run_feed_bench(
     directory = Path(workdir or os.path.join(tempfile.gettempdir(), "tased-feed-bench"))
     log(f"synthesising workloads in {directory} (cached)...")
     workloads = make_workloads(directory, long_frames, clips)
-    result = FeedBenchResult(settings={
-        "size": list(size), "long_frames": long_frames, "segment": segment, "clips": clips, "clip_frames": CLIP_FRAMES,
-        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "load_average": [round(v, 2) for v in os.getloadavg()],
-    })
+    result = FeedBenchResult(
+        settings={
+            "size": list(size),
+            "long_frames": long_frames,
+            "segment": segment,
+            "clips": clips,
+            "clip_frames": CLIP_FRAMES,
+            "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "load_average": [round(v, 2) for v in os.getloadavg()],
+        }
+    )
     best: dict[tuple[str, int, int], float] = {}
     for r in range(max(1, repeat)):
         for workload in ("long", "clips"):
@@ -192,6 +204,8 @@ def run_feed_bench(
         decode_cpu_ms_per_frame=round(min(cpu["joined"]) / total * 1000, 3),
         load_average_after=[round(v, 2) for v in os.getloadavg()],
     )
-    log(f"per clip beyond decoding: {per_clip_cpu:.1f} ms of CPU, {per_clip_wall:.1f} ms of wall time "
-        f"(one 360p video of the same {total} frames: {total / min(wall['joined']):.1f} frames/s)")
+    log(
+        f"per clip beyond decoding: {per_clip_cpu:.1f} ms of CPU, {per_clip_wall:.1f} ms of wall time "
+        f"(one 360p video of the same {total} frames: {total / min(wall['joined']):.1f} frames/s)"
+    )
     return result

@@ -76,7 +76,12 @@ def main(argv: list[str]) -> None:
     def emit(message: tuple) -> None:
         if message[0] == "chunk":
             _, key, start, frames = message
-            if ring is not None and frames.dtype == np.uint8 and frames.shape[1:] == ring.shape[2:] and len(frames) <= ring.shape[1]:
+            if (
+                ring is not None
+                and frames.dtype == np.uint8
+                and frames.shape[1:] == ring.shape[2:]
+                and len(frames) <= ring.shape[1]
+            ):
                 slot = wait_for_slot()
                 ring[slot, : len(frames)] = frames
                 results.send_bytes(pickle.dumps(("slot", key, start, slot, len(frames))))

@@ -53,9 +53,17 @@ def run_job(config: RunConfig) -> JobResult:
         state = output.state(plan, config_fp)
         todo = _todo(state, config)
         report = {
-            "dry_run": True, "output": config.output, "weights": weights.to_dict(), "config_fingerprint": config_fp,
-            "plan": {"videos": plan.n_videos, "shards": len(plan.shard_ids), "shard_size": config.shard_size,
-                     "shards_to_run": len(todo), "shards_done": len(state.done)},
+            "dry_run": True,
+            "output": config.output,
+            "weights": weights.to_dict(),
+            "config_fingerprint": config_fp,
+            "plan": {
+                "videos": plan.n_videos,
+                "shards": len(plan.shard_ids),
+                "shard_size": config.shard_size,
+                "shards_to_run": len(todo),
+                "shards_done": len(state.done),
+            },
             "config": {k: v for k, v in config.to_dict().items() if k != "storage_options"},
         }
         return JobResult(EXIT_OK, scrub(report))
@@ -172,7 +180,9 @@ def resume_config(output_uri: str, overrides: dict[str, Any]) -> RunConfig:
     storage = overrides.get("storage_options") or {}
     stored = Output(output_uri, storage).stored_config()
     if stored is None:
-        raise ConfigError(f"no run found at {output_uri} (no config.json)", "start it with `tased-batch run INPUT OUTPUT`")
+        raise ConfigError(
+            f"no run found at {output_uri} (no config.json)", "start it with `tased-batch run INPUT OUTPUT`"
+        )
     given = parse_options({k: v for k, v in overrides.items() if v is not None}, where="command line")
     changed = [k for k in given if k not in RESUME_KEYS]
     if changed:
@@ -200,9 +210,18 @@ def run_status(output_uri: str, storage_options: dict | None = None) -> dict[str
     from tased_batch.stores.lease import read_lease
 
     holder = read_lease(output.fs, output.root)
-    summary["lease"] = None if holder is None else {
-        "owner": holder.owner, "host": holder.host, "pid": holder.pid, "job_id": holder.job_id,
-        "seconds_since_heartbeat": round(time.time() - holder.heartbeat, 1), "ttl": holder.ttl}
+    summary["lease"] = (
+        None
+        if holder is None
+        else {
+            "owner": holder.owner,
+            "host": holder.host,
+            "pid": holder.pid,
+            "job_id": holder.job_id,
+            "seconds_since_heartbeat": round(time.time() - holder.heartbeat, 1),
+            "ttl": holder.ttl,
+        }
+    )
     summary["config_fingerprint"] = stored.get("fingerprint")
     summary["weights_sha256"] = stored.get("fingerprint_fields", {}).get("weights_sha256")
     return summary

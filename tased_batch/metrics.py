@@ -51,11 +51,18 @@ def resize_to(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return arr
     batch = arr[None] if arr.ndim == 2 else arr
     if arr.dtype == np.uint8:
-        out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(m)).resize((w, h), Image.Resampling.BICUBIC)) for m in batch])
+        out = np.stack(
+            [
+                np.asarray(Image.fromarray(np.ascontiguousarray(m)).resize((w, h), Image.Resampling.BICUBIC))
+                for m in batch
+            ]
+        )
     else:
         out = np.stack(
             [
-                np.asarray(Image.fromarray(np.ascontiguousarray(m, dtype=np.float32)).resize((w, h), Image.Resampling.BICUBIC))
+                np.asarray(
+                    Image.fromarray(np.ascontiguousarray(m, dtype=np.float32)).resize((w, h), Image.Resampling.BICUBIC)
+                )
                 for m in batch
             ]
         )

@@ -40,14 +40,10 @@ class SepConv3d(nn.Module):
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0) -> None:
         super().__init__()
-        self.conv_s = nn.Conv3d(
-            cin, cout, (1, kernel, kernel), (1, stride, stride), (0, padding, padding), bias=False
-        )
+        self.conv_s = nn.Conv3d(cin, cout, (1, kernel, kernel), (1, stride, stride), (0, padding, padding), bias=False)
         self.bn_s = _bn(cout)
         self.relu_s = nn.ReLU(inplace=True)
-        self.conv_t = nn.Conv3d(
-            cout, cout, (kernel, 1, 1), (stride, 1, 1), (padding, 0, 0), bias=False
-        )
+        self.conv_t = nn.Conv3d(cout, cout, (kernel, 1, 1), (stride, 1, 1), (padding, 0, 0), bias=False)
         self.bn_t = _bn(cout)
         self.relu_t = nn.ReLU(inplace=True)
 
@@ -91,9 +87,7 @@ class Mixed(nn.Module):
         self.branch0 = nn.Sequential(BasicConv3d(cfg.cin, cfg.b0, 1))
         self.branch1 = nn.Sequential(BasicConv3d(cfg.cin, cfg.b1a, 1), SepConv3d(cfg.b1a, cfg.b1b, 3, 1, 1))
         self.branch2 = nn.Sequential(BasicConv3d(cfg.cin, cfg.b2a, 1), SepConv3d(cfg.b2a, cfg.b2b, 3, 1, 1))
-        self.branch3 = nn.Sequential(
-            nn.MaxPool3d(3, stride=1, padding=1), BasicConv3d(cfg.cin, cfg.b3, 1)
-        )
+        self.branch3 = nn.Sequential(nn.MaxPool3d(3, stride=1, padding=1), BasicConv3d(cfg.cin, cfg.b3, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)], 1)
@@ -134,23 +128,31 @@ class TASEDNet(nn.Module):
         self.base4 = _mixed("5b", "5c")
 
         self.convtsp1 = nn.Sequential(
-            nn.Conv3d(1024, 1024, 1, bias=False), _bn(1024), nn.ReLU(inplace=True),
-            _deconv(1024, 832, (1, 3, 3), 1, (0, 1, 1)), _bn(832), nn.ReLU(inplace=True),
+            nn.Conv3d(1024, 1024, 1, bias=False),
+            _bn(1024),
+            nn.ReLU(inplace=True),
+            _deconv(1024, 832, (1, 3, 3), 1, (0, 1, 1)),
+            _bn(832),
+            nn.ReLU(inplace=True),
         )
         self.unpool1 = nn.MaxUnpool3d((1, 2, 2), (1, 2, 2))
-        self.convtsp2 = nn.Sequential(
-            _deconv(832, 480, (1, 3, 3), 1, (0, 1, 1)), _bn(480), nn.ReLU(inplace=True)
-        )
+        self.convtsp2 = nn.Sequential(_deconv(832, 480, (1, 3, 3), 1, (0, 1, 1)), _bn(480), nn.ReLU(inplace=True))
         self.unpool2 = nn.MaxUnpool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
-        self.convtsp3 = nn.Sequential(
-            _deconv(480, 192, (1, 3, 3), 1, (0, 1, 1)), _bn(192), nn.ReLU(inplace=True)
-        )
+        self.convtsp3 = nn.Sequential(_deconv(480, 192, (1, 3, 3), 1, (0, 1, 1)), _bn(192), nn.ReLU(inplace=True))
         self.unpool3 = nn.MaxUnpool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
         self.convtsp4 = nn.Sequential(
-            _deconv(192, 64, (1, 4, 4), (1, 2, 2), (0, 1, 1)), _bn(64), nn.ReLU(inplace=True),
-            nn.Conv3d(64, 64, (2, 1, 1), (2, 1, 1), bias=False), _bn(64), nn.ReLU(inplace=True),
-            _deconv(64, 4, 1), _bn(4), nn.ReLU(inplace=True),
-            nn.Conv3d(4, 4, (2, 1, 1), (2, 1, 1), bias=False), _bn(4), nn.ReLU(inplace=True),
+            _deconv(192, 64, (1, 4, 4), (1, 2, 2), (0, 1, 1)),
+            _bn(64),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(64, 64, (2, 1, 1), (2, 1, 1), bias=False),
+            _bn(64),
+            nn.ReLU(inplace=True),
+            _deconv(64, 4, 1),
+            _bn(4),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(4, 4, (2, 1, 1), (2, 1, 1), bias=False),
+            _bn(4),
+            nn.ReLU(inplace=True),
             _deconv(4, 4, (1, 4, 4), (1, 2, 2), (0, 1, 1)),
             nn.Conv3d(4, 1, 1, bias=True),
             nn.Sigmoid(),

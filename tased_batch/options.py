@@ -94,51 +94,110 @@ def _check_crop(value: str) -> None:
 class IoOptions:
     """Where the videos come from and where the results go (the planner's)."""
 
-    input: str = option("", "Videos: file, folder, glob, s3:// prefix, manifest (.txt/.csv/.tsv/.jsonl/.parquet) "
-                            "or tar shards.", argument=True, fingerprint=True, example="s3://bucket/videos/")
+    input: str = option(
+        "",
+        "Videos: file, folder, glob, s3:// prefix, manifest (.txt/.csv/.tsv/.jsonl/.parquet) or tar shards.",
+        argument=True,
+        fingerprint=True,
+        example="s3://bucket/videos/",
+    )
     output: str = option("", "Results URI (local path or s3://...).", argument=True, example="s3://bucket/maps")
     url_col: str = option("url", "Manifest column with video URIs.", fingerprint=True)
-    id_col: str | None = option(None, "Manifest column with video ids (default: the file name's stem).",
-                                fingerprint=True)
+    id_col: str | None = option(
+        None, "Manifest column with video ids (default: the file name's stem).", fingerprint=True
+    )
 
 
 @dataclass
 class ModelOptions:
     """What the engine computes with: the network, its input size and numerics."""
 
-    weights: str = option("released", "Checkpoint path/URI; 'released' = the cached released file; "
-                                      "'random' = labelled stand-in.", short="-w", fingerprint=True,
-                          fingerprint_as="weights_sha256", predictor=True, example="random")
-    size: tuple[int, int] = option((224, 384), "Model input HxW, multiples of 32.", parse=parse_size, dump=format_size,
-                                   fingerprint=True, predictor=True, run_info=True, metavar="HxW", example=(64, 96))
-    precision: str = option("fp32", "Model numerics (bf16/fp16: autocast; tf32: fp32 with TensorFloat-32 matmuls).",
-                            choices=PRECISIONS, fingerprint=True, predictor=True, run_info=True)
-    first_windows: str = option("reversed", "Windows of the first 31 frames: reversed (time-reversed) | released "
-                                            "(run_example.py's code to the letter).",
-                                choices=FIRST_WINDOWS, fingerprint=True, predictor=True, run_info=True)
-    batch_size: int | Auto = option(AUTO, "Windows per forward pass, or auto (from free device memory).", short="-b",
-                                    resume=True, predictor=True)
+    weights: str = option(
+        "released",
+        "Checkpoint path/URI; 'released' = the cached released file; 'random' = labelled stand-in.",
+        short="-w",
+        fingerprint=True,
+        fingerprint_as="weights_sha256",
+        predictor=True,
+        example="random",
+    )
+    size: tuple[int, int] = option(
+        (224, 384),
+        "Model input HxW, multiples of 32.",
+        parse=parse_size,
+        dump=format_size,
+        fingerprint=True,
+        predictor=True,
+        run_info=True,
+        metavar="HxW",
+        example=(64, 96),
+    )
+    precision: str = option(
+        "fp32",
+        "Model numerics (bf16/fp16: autocast; tf32: fp32 with TensorFloat-32 matmuls).",
+        choices=PRECISIONS,
+        fingerprint=True,
+        predictor=True,
+        run_info=True,
+    )
+    first_windows: str = option(
+        "reversed",
+        "Windows of the first 31 frames: reversed (time-reversed) | released (run_example.py's code to the letter).",
+        choices=FIRST_WINDOWS,
+        fingerprint=True,
+        predictor=True,
+        run_info=True,
+    )
+    batch_size: int | Auto = option(
+        AUTO, "Windows per forward pass, or auto (from free device memory).", short="-b", resume=True, predictor=True
+    )
 
 
 @dataclass
 class SamplingOptions:
     """Which frames are decoded and which get maps (the decoder's)."""
 
-    decoder: str = option("auto", "Video decoder (auto: decord, PyAV fallback).", choices=DECODERS, fingerprint=True,
-                          predictor=True, run_info=True)
-    resize: str = option("decoder", "decoder (fast) | exact (OpenCV, as the released script).", choices=RESIZES,
-                         fingerprint=True, predictor=True, run_info=True)
-    fps: float | None = option(None, "Resample videos to this frame rate before windowing (default: their own).",
-                               fingerprint=True, predictor=True, run_info=True)
-    every: int | None = option(None, "Maps only for every N-th frame.", fingerprint=True, predictor=True,
-                               run_info=True)
-    output_fps: float | None = option(None, "Maps only at this rate (maps per second).", fingerprint=True,
-                                      predictor=True, run_info=True)
-    decode_workers: int | Auto = option(AUTO, "Decode worker processes per model actor (videos and segments of "
-                                        "long videos decoded at once); 0 decodes in a thread of the actor; auto: the "
-                                        "actor's CPUs less one on a GPU, 0 on CPUs.", resume=True, minimum=0)
-    video_timeout: float | None = option(None, "Seconds one video may take before it is recorded as failed "
-                                               "(default: derived from its length).", resume=True, predictor=True)
+    decoder: str = option(
+        "auto",
+        "Video decoder (auto: decord, PyAV fallback).",
+        choices=DECODERS,
+        fingerprint=True,
+        predictor=True,
+        run_info=True,
+    )
+    resize: str = option(
+        "decoder",
+        "decoder (fast) | exact (OpenCV, as the released script).",
+        choices=RESIZES,
+        fingerprint=True,
+        predictor=True,
+        run_info=True,
+    )
+    fps: float | None = option(
+        None,
+        "Resample videos to this frame rate before windowing (default: their own).",
+        fingerprint=True,
+        predictor=True,
+        run_info=True,
+    )
+    every: int | None = option(None, "Maps only for every N-th frame.", fingerprint=True, predictor=True, run_info=True)
+    output_fps: float | None = option(
+        None, "Maps only at this rate (maps per second).", fingerprint=True, predictor=True, run_info=True
+    )
+    decode_workers: int | Auto = option(
+        AUTO,
+        "Decode worker processes per model actor (videos and segments of "
+        "long videos decoded at once); 0 decodes in a thread of the actor; auto: the "
+        "actor's CPUs less one on a GPU, 0 on CPUs.",
+        resume=True,
+        minimum=0,
+    )
+    video_timeout: float | None = option(
+        None,
+        "Seconds one video may take before it is recorded as failed (default: derived from its length).",
+        resume=True,
+        predictor=True,
+    )
 
     def decode_options(self) -> DecodeOptions:
         """The decoder's options: every field of DecodeOptions that is a sampling option, from here."""
@@ -155,16 +214,36 @@ class StoreOptions:
     """How and where maps are stored (the stores')."""
 
     format: str = option("parquet", "Store format.", choices=FORMATS, fingerprint=True)
-    store_size: tuple[int, int] | None = option(None, "Stored map HxW, at most the model size "
-                                                      "(default: model size / 6, 38x64).",
-                                                parse=parse_store_size, dump=format_size, fingerprint=True,
-                                                predictor=True, metavar="HxW", example=(16, 32))
-    storage_options: dict[str, Any] = option({}, "fsspec option key=value (repeatable); no credentials in config files.",
-                                             flag="--storage-option", short="-s", resume=True, predictor=True, metavar="KEY=VALUE",
-                                             example={"anon": True})
-    crop: str | None = option(None, "Also store a crop track of this aspect ratio W:H (e.g. 9:16): per map, the "
-                                    "window holding the most saliency (docs/summaries.md).", check=_check_crop,
-                              fingerprint="if set", run_info=True, metavar="W:H", example="9:16")
+    store_size: tuple[int, int] | None = option(
+        None,
+        "Stored map HxW, at most the model size (default: model size / 6, 38x64).",
+        parse=parse_store_size,
+        dump=format_size,
+        fingerprint=True,
+        predictor=True,
+        metavar="HxW",
+        example=(16, 32),
+    )
+    storage_options: dict[str, Any] = option(
+        {},
+        "fsspec option key=value (repeatable); no credentials in config files.",
+        flag="--storage-option",
+        short="-s",
+        resume=True,
+        predictor=True,
+        metavar="KEY=VALUE",
+        example={"anon": True},
+    )
+    crop: str | None = option(
+        None,
+        "Also store a crop track of this aspect ratio W:H (e.g. 9:16): per map, the "
+        "window holding the most saliency (docs/summaries.md).",
+        check=_check_crop,
+        fingerprint="if set",
+        run_info=True,
+        metavar="W:H",
+        example="9:16",
+    )
 
 
 @dataclass
@@ -172,29 +251,44 @@ class ExecutionOptions:
     """How the run is scheduled and reported (the executor's); none of it changes the maps."""
 
     address: str | None = option(None, "Ray cluster to join (default: start a local Ray).", resume=True)
-    actors: int | None = option(None, "Number of model actors (default one per GPU; CPUs / 2 without GPUs).",
-                                resume=True)
+    actors: int | None = option(
+        None, "Number of model actors (default one per GPU; CPUs / 2 without GPUs).", resume=True
+    )
     gpus_per_actor: float = option(1.0, "GPUs per actor, may be fractional.", resume=True)
     cpus_per_actor: float | None = option(None, "CPUs per actor.", resume=True)
     shard_size: int = option(16, "Videos per shard.", fingerprint=True)
     max_attempts: int = option(3, "Attempts per shard before it is left pending.", resume=True)
-    lease_ttl: float = option(60.0, "Seconds without a heartbeat after which another driver may take OUTPUT over.",
-                              resume=True)
-    stall_timeout: float = option(1800.0, "Stop with exit 4 when no progress is made for this many seconds.",
-                                  resume=True)
-    shared_fs: bool = option(False, "Local INPUT/OUTPUT paths are on a file system every node of the cluster shares.",
-                             resume=True)
+    lease_ttl: float = option(
+        60.0, "Seconds without a heartbeat after which another driver may take OUTPUT over.", resume=True
+    )
+    stall_timeout: float = option(
+        1800.0, "Stop with exit 4 when no progress is made for this many seconds.", resume=True
+    )
+    shared_fs: bool = option(
+        False, "Local INPUT/OUTPUT paths are on a file system every node of the cluster shares.", resume=True
+    )
     retry_failed: bool = option(False, "Redo shards that recorded failed videos.", resume=True)
     overwrite: bool = option(False, "Start over when OUTPUT holds a run with another config.")
     dry_run: bool = option(False, "Check sources, weights, output and options; print the plan.", resume=True)
-    log: str = option("rich", "Progress display.", choices=LOG_MODES, resume=True, switches=(
-        Switch(("--quiet", "-q"), "quiet", "No progress display (--log quiet)."),
-        Switch(("--log-json",), "jsonl", "JSON lines on stdout instead of the progress display (--log jsonl)."),
-    ))
+    log: str = option(
+        "rich",
+        "Progress display.",
+        choices=LOG_MODES,
+        resume=True,
+        switches=(
+            Switch(("--quiet", "-q"), "quiet", "No progress display (--log quiet)."),
+            Switch(("--log-json",), "jsonl", "JSON lines on stdout instead of the progress display (--log jsonl)."),
+        ),
+    )
 
 
-GROUPS: dict[str, type] = {"io": IoOptions, "model": ModelOptions, "sampling": SamplingOptions,
-                           "store": StoreOptions, "execution": ExecutionOptions}
+GROUPS: dict[str, type] = {
+    "io": IoOptions,
+    "model": ModelOptions,
+    "sampling": SamplingOptions,
+    "store": StoreOptions,
+    "execution": ExecutionOptions,
+}
 PREDICTOR_GROUPS = ("model", "sampling", "store")  # the groups the Ray Data plugin is built from
 
 
@@ -232,7 +326,9 @@ class Option:
         if value is None:
             if self.nullable:
                 return None
-            raise ConfigError(f"{where}: {name} needs a value", f"leave it out for its default, {self.dump(self.default)!r}")
+            raise ConfigError(
+                f"{where}: {name} needs a value", f"leave it out for its default, {self.dump(self.default)!r}"
+            )
         if self.auto and isinstance(value, str) and value.strip().lower() == AUTO:
             return AUTO
         kind = self.kind
@@ -307,7 +403,9 @@ def _collect() -> dict[str, Option]:
                 raise TypeError(f"option {f.name} is declared twice or shadows a group")
             kind, nullable, auto = _option_type(hints[f.name])
             if f.metadata["spec"].predictor and group not in PREDICTOR_GROUPS:
-                raise TypeError(f"option {f.name}: the Ray Data plugin only has the {', '.join(PREDICTOR_GROUPS)} groups")
+                raise TypeError(
+                    f"option {f.name}: the Ray Data plugin only has the {', '.join(PREDICTOR_GROUPS)} groups"
+                )
             default = f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
             options[f.name] = Option(f.name, group, kind, nullable, auto, f.metadata["spec"], default)
     return options
@@ -327,8 +425,10 @@ def _every_or_output_fps(values: Mapping[str, Any]) -> None:
 def _store_within_model(values: Mapping[str, Any]) -> None:
     store, model = values["store_size"], values["size"]
     if store is not None and (store[0] > model[0] or store[1] > model[1]):
-        raise ConfigError(f"store_size {format_size(store)} is larger than the model size {format_size(model)}",
-                          "maps are computed at the model size; store them at that size or smaller")
+        raise ConfigError(
+            f"store_size {format_size(store)} is larger than the model size {format_size(model)}",
+            "maps are computed at the model size; store them at that size or smaller",
+        )
 
 
 # Rules over several options: (the options each reads, the check). Checked wherever all of them meet.
@@ -401,14 +501,17 @@ def run_info_fields(values: Mapping[str, Any]) -> dict[str, Any]:
     return {n: o.dump(values[n]) for n, o in OPTIONS.items() if o.spec.run_info}
 
 
-def predictor_options(options: Mapping[str, Any], where: str = "SaliencyPredictor") \
-        -> tuple[ModelOptions, SamplingOptions, StoreOptions]:
+def predictor_options(
+    options: Mapping[str, Any], where: str = "SaliencyPredictor"
+) -> tuple[ModelOptions, SamplingOptions, StoreOptions]:
     """The Ray Data plugin's options, checked with the same schema and rules as `run`."""
     given = parse_options(options, where)
     extra = [k for k in given if k not in PREDICTOR_KEYS]
     if extra:
-        raise ConfigError(f"{where}: {', '.join(extra)} only apply to `tased-batch run`",
-                          f"the predictor takes {', '.join(PREDICTOR_KEYS)}")
+        raise ConfigError(
+            f"{where}: {', '.join(extra)} only apply to `tased-batch run`",
+            f"the predictor takes {', '.join(PREDICTOR_KEYS)}",
+        )
     values = {**defaults(PREDICTOR_KEYS), **given}
     check_rules(values)
     full = {**defaults(), **values}

@@ -28,14 +28,16 @@ from tased_batch.stores.layout import COMMIT_DIR, SHARD_DIR, open_fs
 CONFIG_FILE = "config.json"
 PLAN_FILE = "plan/videos.parquet"
 
-PLAN_SCHEMA = pa.schema([
-    ("video_id", pa.string()),
-    ("uri", pa.string()),
-    ("member", pa.string()),
-    ("offset", pa.int64()),
-    ("size", pa.int64()),
-    ("shard", pa.string()),
-])
+PLAN_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("uri", pa.string()),
+        ("member", pa.string()),
+        ("offset", pa.int64()),
+        ("size", pa.int64()),
+        ("shard", pa.string()),
+    ]
+)
 
 
 def shard_name(index: int) -> str:
@@ -69,7 +71,7 @@ class Plan:
     def ids_digests(self) -> dict[str, str]:
         """Each shard's video ids as one digest, to check commit records against the plan."""
         ids = self.table.column("video_id").to_pylist()
-        return {s: ids_digest(ids[self.offsets[i]:self.offsets[i + 1]]) for i, s in enumerate(self.shard_ids)}
+        return {s: ids_digest(ids[self.offsets[i] : self.offsets[i + 1]]) for i, s in enumerate(self.shard_ids)}
 
 
 def _plan_from_table(table: pa.Table) -> Plan:
@@ -88,8 +90,9 @@ def build_plan(config: RunConfig) -> Plan:
     columns: dict[str, list] = {name: [] for name in PLAN_SCHEMA.names}
     tables: list[pa.Table] = []
     count = 0
-    for src in iter_sources(config.input, url_col=config.url_col, id_col=config.id_col,
-                            storage_options=config.storage_options):
+    for src in iter_sources(
+        config.input, url_col=config.url_col, id_col=config.id_col, storage_options=config.storage_options
+    ):
         columns["video_id"].append(src.video_id)
         columns["uri"].append(src.uri)
         columns["member"].append(src.member)
@@ -133,8 +136,9 @@ class RunState:
             if shard_id not in digests:
                 self.stale[shard_id] = "the plan has no such shard"
             elif self.fingerprint is not None and entry.config_fingerprint != self.fingerprint:
-                self.stale[shard_id] = (f"written with config {entry.config_fingerprint}, "
-                                        f"this run's is {self.fingerprint}")
+                self.stale[shard_id] = (
+                    f"written with config {entry.config_fingerprint}, this run's is {self.fingerprint}"
+                )
             elif entry.ids_digest != digests[shard_id]:
                 self.stale[shard_id] = "its video ids are not the plan's videos of this shard"
             else:
@@ -161,7 +165,11 @@ class RunState:
         for f in failures:
             by_reason[f.get("reason") or "unknown"] = by_reason.get(f.get("reason") or "unknown", 0) + 1
         return {
-            "shards": {"total": len(self.plan.shard_ids), "done": len(done), "pending": len(self.plan.shard_ids) - len(done)},
+            "shards": {
+                "total": len(self.plan.shard_ids),
+                "done": len(done),
+                "pending": len(self.plan.shard_ids) - len(done),
+            },
             "videos": {
                 "total": self.plan.n_videos,
                 "done": n_ok,
@@ -170,7 +178,12 @@ class RunState:
             },
             "frames_done": int(sum(self.records[s].n_maps for s in done)),
             "failures": [
-                {"video_id": f.get("video_id"), "source": f.get("source"), "reason": f.get("reason"), "error": f.get("error")}
+                {
+                    "video_id": f.get("video_id"),
+                    "source": f.get("source"),
+                    "reason": f.get("reason"),
+                    "error": f.get("error"),
+                }
                 for f in failures
             ],
             "failures_by_reason": by_reason,
@@ -247,7 +260,9 @@ class Output:
             self.fs.pipe(probe, b"ok")
             self.fs.rm(probe)
         except Exception as e:
-            raise StoreError(f"output {self.uri} is not writable: {e}", "check the path, permissions or credentials") from e
+            raise StoreError(
+                f"output {self.uri} is not writable: {e}", "check the path, permissions or credentials"
+            ) from e
 
     def clear(self) -> None:
         """Remove a previous run (``--overwrite``): its commit records and index first, config last.
@@ -293,9 +308,12 @@ def prepare(config: RunConfig, weights_sha256: str, *, persist: bool = True) -> 
 def _relist(config: RunConfig, stored: Plan) -> Plan:
     """The stored plan had signed URLs (stored scrubbed): list the input again for them."""
     fresh = build_plan(config)
-    same = (fresh.table.column("video_id").equals(stored.table.column("video_id"))
-            and fresh.table.column("shard").equals(stored.table.column("shard")))
+    same = fresh.table.column("video_id").equals(stored.table.column("video_id")) and fresh.table.column(
+        "shard"
+    ).equals(stored.table.column("shard"))
     if not same:
-        raise ConfigError(f"{config.input} lists other videos than the stored plan of {config.output}",
-                          "rerun with the original input, or pass --overwrite to start over")
+        raise ConfigError(
+            f"{config.input} lists other videos than the stored plan of {config.output}",
+            "rerun with the original input, or pass --overwrite to start over",
+        )
     return fresh

@@ -45,8 +45,16 @@ class Reporter:
 
     def shard_done(self, shard: str, record: dict) -> None:
         self.shards_done += 1
-        self.emit({"event": "shard", "shard": shard, "videos": record.get("n_videos"), "failed": record.get("n_failed"),
-                   "maps": record.get("n_maps"), "seconds": round(record.get("seconds", 0.0), 3)})
+        self.emit(
+            {
+                "event": "shard",
+                "shard": shard,
+                "videos": record.get("n_videos"),
+                "failed": record.get("n_failed"),
+                "maps": record.get("n_maps"),
+                "seconds": round(record.get("seconds", 0.0), 3),
+            }
+        )
 
     def shard_retry(self, shard: str, error: str) -> None:
         self.emit({"event": "shard_retry", "shard": shard, "error": error})
@@ -82,10 +90,19 @@ class JsonLinesReporter(Reporter):
     """One JSON object per line on stdout, with running totals, for batch systems' logs."""
 
     def emit(self, event: dict[str, Any]) -> None:
-        line = {"time": round(time.time(), 3), **event, "totals": {
-            "shards_done": self.shards_done, "shards_total": self.total_shards, "videos_done": self.videos_done,
-            "videos_failed": self.videos_failed, "videos_total": self.total_videos, "frames": self.frames,
-            "fps": round(self.fps, 2)}}
+        line = {
+            "time": round(time.time(), 3),
+            **event,
+            "totals": {
+                "shards_done": self.shards_done,
+                "shards_total": self.total_shards,
+                "videos_done": self.videos_done,
+                "videos_failed": self.videos_failed,
+                "videos_total": self.total_videos,
+                "frames": self.frames,
+                "fps": round(self.fps, 2),
+            },
+        }
         sys.stdout.write(json.dumps(scrub(line), default=str) + "\n")
         sys.stdout.flush()
 
@@ -107,9 +124,15 @@ class RichReporter(Reporter):
 
         self.console = Console(stderr=True)
         self.progress = Progress(
-            BarColumn(bar_width=20), MofNCompleteColumn(), TextColumn("videos"), TimeElapsedColumn(),
-            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-            console=self.console, transient=False,
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TextColumn("videos"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=self.console,
+            transient=False,
         )
         self.task = self.progress.add_task("", total=total_videos, info="")
         self.progress.start()
@@ -119,16 +142,23 @@ class RichReporter(Reporter):
 
         kind = event.get("event")
         if kind == "video" and event.get("status") != "ok":
-            self.console.print(Text.assemble(("failed", "yellow"), " ", plain(
-                f"{event.get('video_id')}: {event.get('reason')}: {event.get('error')}")))
+            self.console.print(
+                Text.assemble(
+                    ("failed", "yellow"),
+                    " ",
+                    plain(f"{event.get('video_id')}: {event.get('reason')}: {event.get('error')}"),
+                )
+            )
         elif kind in ("shard_retry", "shard_failed", "actor_restarted", "video_timeout", "stalled"):
             what = event.get("video_id", event.get("shard", event.get("actor")))
             detail = event.get("error") or f"no result after {event.get('seconds')} s"
             self.console.print(Text.assemble((kind.replace("_", " "), "yellow"), " ", plain(f"{what}: {detail}")))
         elif kind == "note":
             self.console.print(plain(str(event.get("message"))))
-        info = (f"shards {self.shards_done}/{self.total_shards} · {self.frames:,} frames · "
-                f"{self.fps:.1f}/s · {self.videos_failed} failed")
+        info = (
+            f"shards {self.shards_done}/{self.total_shards} · {self.frames:,} frames · "
+            f"{self.fps:.1f}/s · {self.videos_failed} failed"
+        )
         self.progress.update(self.task, completed=self.videos_done, info=info)
 
     def close(self) -> None:

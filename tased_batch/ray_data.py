@@ -96,7 +96,9 @@ class SaliencyPredictor:
         self.store_size = self.store.store_size or default_store_size(self.size)
         self.device = device or default_device()
         # Loaded once per actor: Ray Data builds the class once and calls it for every batch.
-        model, self.weights_info = load_model(self.model.weights, self.device, storage_options=self.store.storage_options)
+        model, self.weights_info = load_model(
+            self.model.weights, self.device, storage_options=self.store.storage_options
+        )
         self.engine = engine_for(self.model, model, self.device)
         self.options = self.sampling.decode_options()
 
@@ -105,7 +107,9 @@ class SaliencyPredictor:
         n = len(next(iter(batch.values()))) if batch else 0
         missing = [c for c in self.keep_cols if c not in batch]
         if missing:
-            raise ConfigError(f"SaliencyPredictor: keep_cols {missing} are not in the dataset", f"columns: {sorted(batch)}")
+            raise ConfigError(
+                f"SaliencyPredictor: keep_cols {missing} are not in the dataset", f"columns: {sorted(batch)}"
+            )
         rows = [self._row(batch, i) for i in range(n)]
         table = pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
         for col in self.keep_cols:
@@ -118,11 +122,13 @@ class SaliencyPredictor:
 
         if data is None:
             if not uri:
-                return VideoResult.failed(video_id or "", "", "no-input",
-                                          f"row has neither {self.url_col!r} nor {self.bytes_col!r}")
+                return VideoResult.failed(
+                    video_id or "", "", "no-input", f"row has neither {self.url_col!r} nor {self.bytes_col!r}"
+                )
             source = VideoSource(video_id, uri) if video_id else uri
-            return predict_video(source, self.engine, size=self.size, options=self.options,
-                                 storage_options=self.store.storage_options)
+            return predict_video(
+                source, self.engine, size=self.size, options=self.options, storage_options=self.store.storage_options
+            )
         if not video_id:
             return VideoResult.failed("", "<bytes>", "no-id", f"rows of bytes need an id column ({self.id_col!r})")
         handle, path = tempfile.mkstemp(prefix="tased-", suffix=".video")
@@ -147,9 +153,11 @@ class SaliencyPredictor:
             return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
         video_id, uri, data = cell(self.id_col), cell(self.url_col), cell(self.bytes_col)
-        result = self.predict(None if video_id is None else str(video_id),
-                              uri=None if uri is None else str(uri),
-                              data=None if data is None else bytes(data))
+        result = self.predict(
+            None if video_id is None else str(video_id),
+            uri=None if uri is None else str(uri),
+            data=None if data is None else bytes(data),
+        )
         blobs: list[bytes] = []
         if result.ok:
             stored = resize_maps(np.asarray(result.maps), self.store_size)

@@ -64,7 +64,9 @@ def map_for_frames(map_frames: np.ndarray, frames: np.ndarray) -> np.ndarray:
 def _resize(saliency: np.ndarray, height: int, width: int) -> np.ndarray:
     if saliency.shape == (height, width):
         return saliency
-    return np.asarray(Image.fromarray(np.ascontiguousarray(saliency)).resize((width, height), Image.Resampling.BILINEAR))
+    return np.asarray(
+        Image.fromarray(np.ascontiguousarray(saliency)).resize((width, height), Image.Resampling.BILINEAR)
+    )
 
 
 def draw_crop(picture: np.ndarray, x: int, y: int, w: int, h: int, border: int = 2) -> np.ndarray:

@@ -28,8 +28,12 @@ def internal_error(video_id: str, source: str, exc: BaseException) -> tuple[Vide
     """Any exception while processing one video, as its failure (``internal-error``) and the traceback."""
     message = scrub_text(f"{type(exc).__name__}: {exc}")[:2000]
     trace = scrub_text("".join(tb.format_exception(type(exc), exc, exc.__traceback__)))[-20000:]
-    result = VideoResult.failed(video_id, source, "internal-error",
-                                f"{message} (a bug or an input tased-batch cannot handle; see the run report's traceback)")
+    result = VideoResult.failed(
+        video_id,
+        source,
+        "internal-error",
+        f"{message} (a bug or an input tased-batch cannot handle; see the run report's traceback)",
+    )
     return result, trace
 
 
@@ -78,9 +82,14 @@ def event_from_dict(data: dict[str, Any]) -> ProgressEvent:
     if data.get("event") == "start":
         return VideoStarted(shard=str(data["shard"]), video_id=str(data["video_id"]))
     return VideoFinished(
-        shard=str(data["shard"]), video_id=str(data["video_id"]), status=str(data.get("status")),
-        frames=int(data.get("frames") or 0), reason=data.get("reason"), error=data.get("error"),
-        source=data.get("source"), traceback=data.get("traceback"),
+        shard=str(data["shard"]),
+        video_id=str(data["video_id"]),
+        status=str(data.get("status")),
+        frames=int(data.get("frames") or 0),
+        reason=data.get("reason"),
+        error=data.get("error"),
+        source=data.get("source"),
+        traceback=data.get("traceback"),
     )
 
 

@@ -17,19 +17,59 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 REDACTED = "***"
 
 # Mapping keys whose values are credentials, compared lower-case with '-' as '_'.
-SECRET_KEYS = frozenset({
-    "key", "secret", "token", "password", "passwd", "aws_access_key_id", "aws_secret_access_key",
-    "aws_session_token", "session_token", "security_token", "access_key", "secret_key", "secret_access_key",
-    "authorization", "proxy_authorization", "x_amz_security_token", "account_key", "sas_token", "credential",
-    "credentials", "client_secret", "api_key", "apikey", "private_key", "connection_string", "cookie",
-})
+SECRET_KEYS = frozenset(
+    {
+        "key",
+        "secret",
+        "token",
+        "password",
+        "passwd",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "session_token",
+        "security_token",
+        "access_key",
+        "secret_key",
+        "secret_access_key",
+        "authorization",
+        "proxy_authorization",
+        "x_amz_security_token",
+        "account_key",
+        "sas_token",
+        "credential",
+        "credentials",
+        "client_secret",
+        "api_key",
+        "apikey",
+        "private_key",
+        "connection_string",
+        "cookie",
+    }
+)
 
 # URL query parameters that sign or authorise a request (lower-case).
-SECRET_QUERY = frozenset({
-    "x-amz-signature", "x-amz-security-token", "x-amz-credential", "signature", "sig", "token", "access_token",
-    "x-goog-signature", "x-goog-credential", "awsaccesskeyid", "security-token", "code", "key", "api_key", "apikey",
-    "password", "secret",
-})
+SECRET_QUERY = frozenset(
+    {
+        "x-amz-signature",
+        "x-amz-security-token",
+        "x-amz-credential",
+        "signature",
+        "sig",
+        "token",
+        "access_token",
+        "x-goog-signature",
+        "x-goog-credential",
+        "awsaccesskeyid",
+        "security-token",
+        "code",
+        "key",
+        "api_key",
+        "apikey",
+        "password",
+        "secret",
+    }
+)
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+?(?=[.,:;)\]]*(?:[\s\"'<>]|$))")
 

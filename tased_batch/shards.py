@@ -56,8 +56,14 @@ def engine_for(options: ModelOptions, model: torch.nn.Module, device: str, map_s
 
     ``map_stats``: per-batch statistics of the model-size maps on the device (the shard
     processor passes :func:`tased_batch.summaries.frame_stats`)."""
-    return Engine(model, device=device, batch_size=options.batch_size, precision=options.precision,
-                  first_windows=options.first_windows, map_stats=map_stats)
+    return Engine(
+        model,
+        device=device,
+        batch_size=options.batch_size,
+        precision=options.precision,
+        first_windows=options.first_windows,
+        map_stats=map_stats,
+    )
 
 
 def decode_workers(setting: int | str, device: str, cpus: int | None) -> int:
@@ -104,7 +110,6 @@ class _Video:
 
 
 class ShardProcessor:
-
     """One loaded model that turns shards of videos into committed store shards."""
 
     def __init__(
@@ -122,7 +127,9 @@ class ShardProcessor:
             torch.set_num_threads(int(threads))
         device = device or default_device()
         model = model_from_payload(weights_bytes, weights, device)
-        self._setup(config, engine_for(config.model, model, device, map_stats=frame_stats), info, producer, cpus=threads)
+        self._setup(
+            config, engine_for(config.model, model, device, map_stats=frame_stats), info, producer, cpus=threads
+        )
 
     @classmethod
     def with_engine(
@@ -133,8 +140,14 @@ class ShardProcessor:
         processor._setup(config, engine, info, producer)
         return processor
 
-    def _setup(self, config: RunConfig, engine: Engine, info: dict[str, Any], producer: StreamProducer | None,
-               cpus: int | None = None) -> None:
+    def _setup(
+        self,
+        config: RunConfig,
+        engine: Engine,
+        info: dict[str, Any],
+        producer: StreamProducer | None,
+        cpus: int | None = None,
+    ) -> None:
         bound_heap_growth()  # a processor lives as long as its actor: keep its heap from creeping
         self.config = config
         self.engine = engine
@@ -153,11 +166,22 @@ class ShardProcessor:
         from tased_batch.feed import DecodeFeed
 
         opts = self.options
-        return iter(DecodeFeed(
-            sources, self.config.model_size, decoder=opts.decoder, resize=opts.resize, fps=opts.fps, every=opts.every,
-            output_fps=opts.output_fps, storage_options=self.config.storage_options, workers=self.decode_workers,
-            cpus=self.cpus, chunk=opts.chunk, video_timeout=self.config.video_timeout,
-        ))
+        return iter(
+            DecodeFeed(
+                sources,
+                self.config.model_size,
+                decoder=opts.decoder,
+                resize=opts.resize,
+                fps=opts.fps,
+                every=opts.every,
+                output_fps=opts.output_fps,
+                storage_options=self.config.storage_options,
+                workers=self.decode_workers,
+                cpus=self.cpus,
+                chunk=opts.chunk,
+                video_timeout=self.config.video_timeout,
+            )
+        )
 
     def process(
         self,
@@ -176,8 +200,13 @@ class ShardProcessor:
         notify = progress or (lambda event: None)
         started = time.perf_counter()
         writer = open_shard_writer(
-            self.config.output, shard_id, format=self.config.format, store_size=self.config.store_shape,
-            model_size=self.config.model_size, run_info=self.info, storage_options=self.config.storage_options,
+            self.config.output,
+            shard_id,
+            format=self.config.format,
+            store_size=self.config.store_shape,
+            model_size=self.config.model_size,
+            run_info=self.info,
+            storage_options=self.config.storage_options,
             crop=self.config.crop,
         )
         background = BackgroundWriter(_Calls(), depth=SINK_QUEUE)
@@ -187,7 +216,9 @@ class ShardProcessor:
             for source in videos:
                 if source.video_id in skip:
                     notify({"event": "start", "shard": shard_id, "video_id": source.video_id})
-                    self._finish(background, notify, shard_id, sinks[source.video_id], *split_skip(skip[source.video_id]))
+                    self._finish(
+                        background, notify, shard_id, sinks[source.video_id], *split_skip(skip[source.video_id])
+                    )
                 else:
                     todo.append(source)
             for attempt in range(STORAGE_RETRIES + 1):  # later passes redo videos that met a transient error
@@ -213,19 +244,41 @@ class ShardProcessor:
         return record
 
     def _finish(
-        self, background: BackgroundWriter, notify: Progress, shard_id: str, sink: VideoSink,
-        reason: str | None, error: str | None, maps: int = 0, trace: str | None = None,
+        self,
+        background: BackgroundWriter,
+        notify: Progress,
+        shard_id: str,
+        sink: VideoSink,
+        reason: str | None,
+        error: str | None,
+        maps: int = 0,
+        trace: str | None = None,
     ) -> None:
         """Close (``reason`` None) or fail a video's sink, and say so (``trace``: for the run report)."""
         background.submit(sink.close if reason is None else (lambda: sink.fail(reason, error or "")))
-        notify({
-            "event": "video", "shard": shard_id, "video_id": sink.video_id, "status": "ok" if reason is None else "failed",
-            "frames": maps, "reason": reason, "error": error, "source": sink.source, "traceback": trace,
-        })
+        notify(
+            {
+                "event": "video",
+                "shard": shard_id,
+                "video_id": sink.video_id,
+                "status": "ok" if reason is None else "failed",
+                "frames": maps,
+                "reason": reason,
+                "error": error,
+                "source": sink.source,
+                "traceback": trace,
+            }
+        )
 
     def _pass(
-        self, todo: list[VideoSource], sinks: dict[str, VideoSink], writer: ShardWriter, background: BackgroundWriter,
-        notify: Progress, shard_id: str, last: bool,
+        self,
+        todo: list[VideoSource],
+        sinks: dict[str, VideoSink],
+        writer: ShardWriter,
+        background: BackgroundWriter,
+        notify: Progress,
+        shard_id: str,
+        last: bool,
     ) -> list[VideoSource]:
         """Run ``todo`` through the producer and the engine into their sinks; return the videos to retry."""
         videos = [_Video(source, sinks[source.video_id]) for source in todo]
@@ -270,8 +323,15 @@ class ShardProcessor:
                     retry.append(video.source)
                     background.submit(video.sink.restart)
                 else:
-                    self._finish(background, notify, shard_id, video.sink, out.reason or "internal-error", out.error,
-                                 trace=out.trace)
+                    self._finish(
+                        background,
+                        notify,
+                        shard_id,
+                        video.sink,
+                        out.reason or "internal-error",
+                        out.error,
+                        trace=out.trace,
+                    )
                 return
             video.done.add(segment)
             while video.current in video.done:
@@ -299,7 +359,8 @@ class ShardProcessor:
                         # (with their statistics, which must come from the maps at model size)
                         stats = out.extras if has_frame_stats(out.extras) else frame_stats_numpy(out.maps)
                         video.held.setdefault(segment, []).append(
-                            (*item[:2], resize_maps(out.maps, writer.store_size), stats))
+                            (*item[:2], resize_maps(out.maps, writer.store_size), stats)
+                        )
                 else:
                     begin(video)
                     done(video, segment, out)

@@ -271,7 +271,9 @@ def _list_glob(fs, pattern: str) -> Iterator[_Row]:
     except OSError as e:
         raise SourceError(f"glob {pattern!r} cannot be listed: {e}", "check the pattern and credentials") from e
     if not matches:
-        raise SourceError(f"glob {pattern!r} matches nothing", "check the pattern (quote it so the shell leaves it alone)")
+        raise SourceError(
+            f"glob {pattern!r} matches nothing", "check the pattern (quote it so the shell leaves it alone)"
+        )
     yield from _list_entries(fs, base, sorted(matches.items()), expand_dirs=True)
 
 
@@ -360,7 +362,9 @@ def _resolve(entry: str, base: str, local: bool) -> str:
     return f"{protocol}://{posixpath.normpath(posixpath.join(rest, entry))}"
 
 
-def _manifest_rows(f, suffix: str, url_col: str, id_col: str | None, name: str) -> Iterator[tuple[int, str, str | None]]:
+def _manifest_rows(
+    f, suffix: str, url_col: str, id_col: str | None, name: str
+) -> Iterator[tuple[int, str, str | None]]:
     """(line, url, id or None) for each entry of a manifest, read as a stream."""
     if suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -418,9 +422,7 @@ def _manifest_rows(f, suffix: str, url_col: str, id_col: str | None, name: str) 
             yield line, row[url_col], row.get(id_col) if id_col else None
 
 
-def _list_manifest(
-    fs, path: str, uri: str, url_col: str, id_col: str | None, options: dict
-) -> Iterator[_Row]:
+def _list_manifest(fs, path: str, uri: str, url_col: str, id_col: str | None, options: dict) -> Iterator[_Row]:
     local = _is_local(fs)
     base = os.path.dirname(path) if local else uri.rsplit("/", 1)[0]
     suffix = suffix_of(path)
@@ -428,7 +430,9 @@ def _list_manifest(
         with fs.open(path, "rb") as f:
             for line, url, key in _manifest_rows(f, suffix, url_col, id_col, uri):
                 if url is None or not str(url).strip():
-                    raise SourceError(f"manifest {uri!r} row {line} has an empty {url_col!r}", "fill or remove that row")
+                    raise SourceError(
+                        f"manifest {uri!r} row {line} has an empty {url_col!r}", "fill or remove that row"
+                    )
                 target = _resolve(str(url).strip(), base, local)
                 if is_tar(target):
                     tfs, tpath = _url_to_fs(target, options)
@@ -437,8 +441,10 @@ def _list_manifest(
                         members = [(f"{str(key).strip()}/{m[0]}", *m[1:]) for m in members]
                     yield from members
                     continue
-                wanted = str(key).strip() if key is not None and str(key).strip() else _strip_ext(
-                    posixpath.basename(target.split("?", 1)[0].split("#", 1)[0].rstrip("/"))
+                wanted = (
+                    str(key).strip()
+                    if key is not None and str(key).strip()
+                    else _strip_ext(posixpath.basename(target.split("?", 1)[0].split("#", 1)[0].rstrip("/")))
                 )
                 yield (wanted, target, None, None, None)
     except UnicodeDecodeError as e:
@@ -446,4 +452,6 @@ def _list_manifest(
     except csv.Error as e:
         raise SourceError(f"manifest {uri!r} is not valid CSV/TSV: {e}") from e
     except PermissionError as e:
-        raise SourceError(f"manifest {uri!r} cannot be read: permission denied", "check permissions or credentials") from e
+        raise SourceError(
+            f"manifest {uri!r} cannot be read: permission denied", "check permissions or credentials"
+        ) from e

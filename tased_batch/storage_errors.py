@@ -27,10 +27,24 @@ ENDPOINT_HINT = (
 REGION_HINT = "set AWS_DEFAULT_REGION={region} or --storage-option client_kwargs.region_name={region}"
 
 _NO_CREDENTIALS = {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError", "NoAuthTokenError"}
-_UNREACHABLE = {"EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ProxyConnectionError",
-                "ClientConnectorError", "ClientConnectorDNSError", "ServerTimeoutError"}
-_BAD_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException",
-                    "InvalidToken", "TokenRefreshRequired", "InvalidClientTokenId"}
+_UNREACHABLE = {
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ConnectionClosedError",
+    "ProxyConnectionError",
+    "ClientConnectorError",
+    "ClientConnectorDNSError",
+    "ServerTimeoutError",
+}
+_BAD_CREDENTIALS = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "InvalidClientTokenId",
+}
 _DENIED = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled", "AccountProblem"}
 _WRONG_REGION = {"PermanentRedirect", "301", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
 _NO_BUCKET = {"NoSuchBucket"}
@@ -168,4 +182,3 @@ def _probe(uri: str, target: str, options: dict) -> None:
         problem = classify(e, uri)
         if problem is not None:
             raise problem from e
-

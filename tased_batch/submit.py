@@ -30,7 +30,9 @@ def _client(address: str):
     try:
         return JobSubmissionClient(address)
     except Exception as e:
-        raise ConfigError(f"cannot reach the Ray job API at {address}: {e}", "check --address (http://HEAD:8265)") from e
+        raise ConfigError(
+            f"cannot reach the Ray job API at {address}: {e}", "check --address (http://HEAD:8265)"
+        ) from e
 
 
 def runtime_env(pip: list[str] | None = None, extra: str | None = None) -> dict[str, Any]:
@@ -55,7 +57,9 @@ def runtime_env(pip: list[str] | None = None, extra: str | None = None) -> dict[
 
 def _secret_env(name: str) -> bool:
     upper = name.upper()
-    return is_secret_key(name) or any(word in upper for word in ("SECRET", "TOKEN", "PASSWORD", "ACCESS_KEY", "CREDENTIAL"))
+    return is_secret_key(name) or any(
+        word in upper for word in ("SECRET", "TOKEN", "PASSWORD", "ACCESS_KEY", "CREDENTIAL")
+    )
 
 
 def public_args(args: list[str], note=lambda message: None) -> list[str]:
@@ -74,8 +78,10 @@ def public_args(args: list[str], note=lambda message: None) -> list[str]:
         if value is not None:
             key = value.split("=", 1)[0]
             if any(is_secret_key(part) for part in key.split(".")):
-                note(f"not forwarding --storage-option {key}=...: credentials never go into a job's entrypoint; "
-                     "the cluster uses its own (instance role, its environment)")
+                note(
+                    f"not forwarding --storage-option {key}=...: credentials never go into a job's entrypoint; "
+                    "the cluster uses its own (instance role, its environment)"
+                )
                 continue
             clean.extend(["--storage-option", value])
             continue
@@ -88,17 +94,27 @@ def public_args(args: list[str], note=lambda message: None) -> list[str]:
     return clean
 
 
-def submit(address: str, args: list[str], *, pip: list[str] | None = None, extra_env: str | None = None,
-           submission_id: str | None = None, note=lambda message: None) -> str:
+def submit(
+    address: str,
+    args: list[str],
+    *,
+    pip: list[str] | None = None,
+    extra_env: str | None = None,
+    submission_id: str | None = None,
+    note=lambda message: None,
+) -> str:
     """Submit ``tased-batch <args>``; returns the job id."""
     if not args or args[0] not in ("run", "resume"):
-        raise ConfigError("submit runs `run ...` or `resume ...`", "e.g. tased-batch submit --address http://HEAD:8265 -- run IN OUT")
+        raise ConfigError(
+            "submit runs `run ...` or `resume ...`", "e.g. tased-batch submit --address http://HEAD:8265 -- run IN OUT"
+        )
     args = public_args(args, note)
     entrypoint = "tased-batch " + " ".join(shlex.quote(a) for a in args)
     if args[0] == "run" and "--log-json" not in args and "--quiet" not in args and "-q" not in args:
         entrypoint += " --log-json"  # job logs are files, not terminals
-    return _client(address).submit_job(entrypoint=entrypoint, runtime_env=runtime_env(pip, extra_env) or None,
-                                       submission_id=submission_id)
+    return _client(address).submit_job(
+        entrypoint=entrypoint, runtime_env=runtime_env(pip, extra_env) or None, submission_id=submission_id
+    )
 
 
 def _ask(address: str, job_id: str, call):
@@ -111,8 +127,12 @@ def _ask(address: str, job_id: str, call):
 
 def job_status(address: str, job_id: str) -> dict[str, Any]:
     info = _ask(address, job_id, lambda c: c.get_job_info(job_id))
-    return {"job_id": job_id, "status": str(getattr(info.status, "value", info.status)),
-            "message": info.message, "entrypoint": info.entrypoint}
+    return {
+        "job_id": job_id,
+        "status": str(getattr(info.status, "value", info.status)),
+        "message": info.message,
+        "entrypoint": info.entrypoint,
+    }
 
 
 def job_logs(address: str, job_id: str) -> str:

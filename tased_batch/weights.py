@@ -70,7 +70,7 @@ def _read_bytes(uri: str, storage_options: dict | None = None) -> bytes:
 
 
 def _strip_prefix(state: dict) -> dict:
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
 def read_state_dict(uri: str, storage_options: dict | None = None) -> tuple[dict[str, torch.Tensor], str]:
@@ -332,8 +332,7 @@ def download_released(dest_dir: Path | None = None, *, quiet: bool = False) -> d
     if not _reachable("drive.google.com"):
         raise WeightsError(
             "cannot reach drive.google.com (offline or blocked)",
-            f"download {RELEASED_FILE} on a machine with internet and copy it to {dest}, "
-            "or pass --weights PATH_OR_URI",
+            f"download {RELEASED_FILE} on a machine with internet and copy it to {dest}, or pass --weights PATH_OR_URI",
         )
     import gdown
 

@@ -32,7 +32,9 @@ class WindowProbe(torch.nn.Module):
 def make_video(tmp_path):
     """Factory: make_video(name, n_frames=40, size=(72, 128), fps=30, seed=0) -> Path."""
 
-    def _make(name: str = "clip.mp4", n_frames: int = 40, size=(72, 128), fps: int = 30, seed: int = 0, codec="libx264"):
+    def _make(
+        name: str = "clip.mp4", n_frames: int = 40, size=(72, 128), fps: int = 30, seed: int = 0, codec="libx264"
+    ):
         frames = synthetic_frames(n_frames, size[0], size[1], seed)
         return write_video(tmp_path / name, frames, fps=fps, codec=codec)
 

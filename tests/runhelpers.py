@@ -26,8 +26,15 @@ def cli_env(ray_tmp: Path) -> dict[str, str]:
 
 
 def start_cli(args: list[str], ray_tmp: Path, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(CLI + args, env=cli_env(ray_tmp), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, **kwargs)
+    return subprocess.Popen(
+        CLI + args,
+        env=cli_env(ray_tmp),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kwargs,
+    )
 
 
 def run_cli(args: list[str], ray_tmp: Path, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -75,6 +75,7 @@ def test_bench_figures_agree_with_independent_timing(monkeypatch):
             if keep is not None:
                 keep.append(result[1])
             return result
+
         return run
 
     original_maps = bench.reference_maps
@@ -87,8 +88,9 @@ def test_bench_figures_agree_with_independent_timing(monkeypatch):
     monkeypatch.setattr(bench, "run_reference", timed("reference", bench.run_reference))
     monkeypatch.setattr(bench, "run_pipeline", timed("pipeline", bench.run_pipeline, pipeline_maps))
     monkeypatch.setattr(bench, "run_model", timed("model", bench.run_model))
-    result = CliRunner().invoke(app, ["bench", "--size", "32x64", "--frames", str(frames), "--json",
-                                      "--source-size", "72x128"])
+    result = CliRunner().invoke(
+        app, ["bench", "--size", "32x64", "--frames", str(frames), "--json", "--source-size", "72x128"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -26,10 +26,14 @@ def _cases(tmp):
         "jobs": ("--address", ["jobs", "status", "raysubmit_1"]),
         "predict": ("multiples of 32", ["predict", str(tmp / "clip.mp4"), str(tmp / "o"), "--size", "100x100"]),
         "export": ("invalid size", ["export", str(tmp / "no-store"), "clip", str(tmp / "png"), "--size", "0x5"]),
-        "evaluate": ("ground-truth folder not found",
-                     ["evaluate", str(tmp / "no-store"), str(tmp / "no-gt"), "--out", str(tmp)]),
-        "render": ("unknown output type", ["render", str(tmp / "no-store"), "clip", "--source", str(tmp / "clip.mp4"),
-                                           "--out", str(tmp / "o.avi")]),
+        "evaluate": (
+            "ground-truth folder not found",
+            ["evaluate", str(tmp / "no-store"), str(tmp / "no-gt"), "--out", str(tmp)],
+        ),
+        "render": (
+            "unknown output type",
+            ["render", str(tmp / "no-store"), "clip", "--source", str(tmp / "clip.mp4"), "--out", str(tmp / "o.avi")],
+        ),
         "weights info": ("weights file not found", ["weights", "info", str(tmp / "absent.pt")]),
         "bench": ("even height", ["bench", "--source-size", "33x64"]),
         "storage option": ("not key=value", ["status", str(tmp / "no-run"), "--storage-option", "no-equals-sign"]),

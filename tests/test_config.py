@@ -14,35 +14,48 @@ from tased_batch.errors import ConfigError
 
 def test_file_then_flags(tmp_path):
     cfg = tmp_path / "job.yaml"
-    cfg.write_text("input: s3://a/videos/\noutput: s3://a/maps\nformat: zarr\nshard-size: 8\nevery: 15\n"
-                   "storage_options:\n  anon: false\n")
+    cfg.write_text(
+        "input: s3://a/videos/\noutput: s3://a/maps\nformat: zarr\nshard-size: 8\nevery: 15\n"
+        "storage_options:\n  anon: false\n"
+    )
     config = build_config(str(cfg), {"shard_size": 4, "output": None, "storage_options": {"endpoint_url": "http://x"}})
     assert (config.input, config.output, config.format, config.shard_size, config.every) == (
-        "s3://a/videos/", "s3://a/maps", "zarr", 4, 15)
+        "s3://a/videos/",
+        "s3://a/maps",
+        "zarr",
+        4,
+        15,
+    )
     assert config.storage_options == {"anon": False, "endpoint_url": "http://x"}
 
 
-@pytest.mark.parametrize("suffix,text", [
-    (".json", '{"input": "in", "output": "out", "fps": 30}'),
-    (".toml", 'input = "in"\noutput = "out"\nfps = 30\n'),
-    (".yml", "input: in\noutput: out\nfps: 30\n"),
-])
+@pytest.mark.parametrize(
+    "suffix,text",
+    [
+        (".json", '{"input": "in", "output": "out", "fps": 30}'),
+        (".toml", 'input = "in"\noutput = "out"\nfps = 30\n'),
+        (".yml", "input: in\noutput: out\nfps: 30\n"),
+    ],
+)
 def test_formats(tmp_path, suffix, text):
     path = tmp_path / f"c{suffix}"
     path.write_text(text)
     assert read_config_file(str(path)) == {"input": "in", "output": "out", "fps": 30.0}
 
 
-@pytest.mark.parametrize("values,message", [
-    ({"shard_sise": 3}, "unknown option 'shard_sise' (did you mean shard-size?)"),
-    ({"format": "csv"}, "format: 'csv' is not one of parquet, zarr, png"),
-    ({"size": "100x100"}, "multiples of 32"),
-    ({"every": 0}, "every must be at least 1"),
-    ({"every": 2, "output_fps": 1.0}, "give only one of them"),
-    ({"batch_size": "many"}, "batch_size must be int"),
-    ({"retry_failed": "yes"}, "retry_failed must be true or false"),
-    ({"store_size": "300x400"}, "larger than the model size"),
-])
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        ({"shard_sise": 3}, "unknown option 'shard_sise' (did you mean shard-size?)"),
+        ({"format": "csv"}, "format: 'csv' is not one of parquet, zarr, png"),
+        ({"size": "100x100"}, "multiples of 32"),
+        ({"every": 0}, "every must be at least 1"),
+        ({"every": 2, "output_fps": 1.0}, "give only one of them"),
+        ({"batch_size": "many"}, "batch_size must be int"),
+        ({"retry_failed": "yes"}, "retry_failed must be true or false"),
+        ({"store_size": "300x400"}, "larger than the model size"),
+    ],
+)
 def test_bad_values_are_named(values, message):
     with pytest.raises(ConfigError) as err:
         build_config(None, {"input": "in", "output": "out", **values})
@@ -78,7 +91,9 @@ def test_bad_config_exits_2_with_the_reason(tmp_path):
 
 
 def test_missing_input_is_refused(tmp_path, tiny_weights):
-    result = CliRunner().invoke(app, ["run", str(tmp_path / "nowhere"), str(tmp_path / "out"), "--weights", str(tiny_weights), "--dry-run"])
+    result = CliRunner().invoke(
+        app, ["run", str(tmp_path / "nowhere"), str(tmp_path / "out"), "--weights", str(tiny_weights), "--dry-run"]
+    )
     assert result.exit_code == 2
     assert "nowhere" in result.output
 

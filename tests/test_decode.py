@@ -419,7 +419,9 @@ def test_frame_folder_reads_after_decord_was_loaded_in_a_fresh_process(tmp_path,
 def test_torchcodec_missing_is_one_clear_line_and_auto_skips_it(make_video, monkeypatch):
     """Without torchcodec (or without a GPU) nothing crashes: explicit use is a config error, auto uses decord."""
     path = make_video("clip.mp4", n_frames=12)
-    monkeypatch.setattr(decode.BACKENDS["torchcodec"], "unavailable", classmethod(lambda cls: "torchcodec cannot be loaded (x)"))
+    monkeypatch.setattr(
+        decode.BACKENDS["torchcodec"], "unavailable", classmethod(lambda cls: "torchcodec cannot be loaded (x)")
+    )
     with pytest.raises(ConfigError) as e:
         open_video(str(path), SIZE, decoder="torchcodec")
     assert "torchcodec" in str(e.value) and "\n" not in str(e.value)

@@ -46,7 +46,10 @@ def long_video(tmp_path_factory):
 def _growth(path, decoder: str, n: int) -> int:
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, str(path), decoder, str(n)],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     return int(out.stdout.strip().splitlines()[-1])
 

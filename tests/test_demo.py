@@ -23,6 +23,9 @@ def test_demo_runs_offline_on_the_labelled_stand_in(tmp_path, monkeypatch):
     table = res.videos()
     assert sorted(table["video_id"].to_pylist()) == ["sample_00", "sample_01", "sample_02"]
     assert dict(zip(table["video_id"].to_pylist(), table["n_maps"].to_pylist())) == {
-        "sample_00": 48, "sample_01": 24, "sample_02": 36}
+        "sample_00": 48,
+        "sample_01": 24,
+        "sample_02": 36,
+    }
     assert set(table["weights_kind"].to_pylist()) == {"random"}
     assert (tmp_path / "demo" / "overlay.mp4").stat().st_size > 1000

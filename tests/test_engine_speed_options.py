@@ -66,7 +66,9 @@ def test_bad_batch_sizes_are_refused(bad):
 
 
 def test_unsupported_precision_is_refused(monkeypatch):
-    monkeypatch.setattr(engine_module, "precision_problem", lambda p, device: None if p == "fp32" else f"{p}: no kernels")
+    monkeypatch.setattr(
+        engine_module, "precision_problem", lambda p, device: None if p == "fp32" else f"{p}: no kernels"
+    )
     with pytest.raises(ValueError, match="bf16"):
         Engine(Probe(), precision="bf16")
     with pytest.raises(ValueError):
@@ -214,6 +216,10 @@ def test_predict_command_checks_the_speed_options(tiny_weights, make_video, tmp_
     runner = CliRunner()
     bad_batch = runner.invoke(app, ["predict", str(video), str(tmp_path), "-w", str(tiny_weights), "-b", "zero"])
     assert bad_batch.exit_code == 2 and "auto" in bad_batch.output
-    monkeypatch.setattr(engine_module, "precision_problem", lambda p, device: None if p == "fp32" else f"{p}: no kernels")
-    bad_precision = runner.invoke(app, ["predict", str(video), str(tmp_path), "-w", str(tiny_weights), "--precision", "bf16"])
+    monkeypatch.setattr(
+        engine_module, "precision_problem", lambda p, device: None if p == "fp32" else f"{p}: no kernels"
+    )
+    bad_precision = runner.invoke(
+        app, ["predict", str(video), str(tmp_path), "-w", str(tiny_weights), "--precision", "bf16"]
+    )
     assert bad_precision.exit_code == 2 and "bf16: no kernels" in bad_precision.output

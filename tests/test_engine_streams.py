@@ -15,7 +15,9 @@ from conftest import SMALL, WindowProbe
 def segment_streams(key, video_id, frames, parts, targets=None):
     """Events of one video split at target indices ``parts`` (a list of target counts), one list per stream."""
     n = len(frames)
-    sampling = Sampling(np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64) if targets is None else targets, 30.0)
+    sampling = Sampling(
+        np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64) if targets is None else targets, 30.0
+    )
     info = VideoInfo(n_frames=n, fps=30.0, width=SMALL[1], height=SMALL[0], duration=n / 30)
     bounds = np.cumsum([0, *parts])
     assert bounds[-1] == len(sampling.targets)
@@ -195,7 +197,7 @@ def test_buffers_stay_bounded_per_stream():
 def test_chunks_already_on_the_device_are_used_as_they_are():
     engine = Engine(WindowProbe(), batch_size=2, channels_last=False)
     frames = synthetic_frames(40, *SMALL, seed=11)
-    (start, _, _), = segment_streams(0, "t", frames, [40])
+    ((start, _, _),) = segment_streams(0, "t", frames, [40])
     events = [start, FrameChunk(0, 0, torch.from_numpy(frames[:17])), FrameChunk(0, 17, frames[17:]), StreamEnd(0)]
     maps, _, done, _ = collect(engine, events)
     assert done[0].ok

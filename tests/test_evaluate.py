@@ -99,13 +99,27 @@ def test_evaluate_results_store(dhf1k, tmp_path):
 
     store = str(tmp_path / "run")
     writer = open_shard_writer(
-        store, "s0", format="zarr" if _has_zarr() else "parquet", store_size=(H, W), model_size=(H, W),
+        store,
+        "s0",
+        format="zarr" if _has_zarr() else "parquet",
+        store_size=(H, W),
+        model_size=(H, W),
         run_info={"config_fingerprint": "test", "weights": {"sha256": "0" * 64, "kind": "random", "uri": "test"}},
     )
     frames = np.arange(0, N, 2)  # sampled maps (--every 2): GT frames 1, 3, 5
-    writer.write(VideoResult(video_id="001", source="001.mp4", n_frames=N, fps=30.0, width=W, height=H,
-                             frame_indices=frames, timestamps=frames / 30.0,
-                             maps=np.stack([_gt_frame(int(t))[0] for t in frames])))
+    writer.write(
+        VideoResult(
+            video_id="001",
+            source="001.mp4",
+            n_frames=N,
+            fps=30.0,
+            width=W,
+            height=H,
+            frame_indices=frames,
+            timestamps=frames / 30.0,
+            maps=np.stack([_gt_frame(int(t))[0] for t in frames]),
+        )
+    )
     writer.write(VideoResult.failed("002", "002.mp4", "decode-error", "broken"))
     writer.commit()
 
@@ -142,7 +156,9 @@ def test_cli_writes_table_csv_json(dhf1k, png_predictions, tmp_path):
     app.callback()(lambda: None)  # keep "evaluate" a sub-command, as in the real app
     evaluate_cli.register(app)
     out = tmp_path / "eval"
-    result = CliRunner().invoke(app, ["evaluate", str(png_predictions), str(dhf1k), "--out", str(out), "--splits", "10"], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app, ["evaluate", str(png_predictions), str(dhf1k), "--out", str(out), "--splits", "10"], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0, result.output
     assert "mean (2 videos)" in result.output and "no-prediction" in result.output
     with (out / "evaluation.csv").open() as f:
@@ -170,7 +186,9 @@ def test_evaluate_on_object_storage(dhf1k, png_predictions, s3):
     s3["fs"].put(str(png_predictions), f"{bucket}/pred", recursive=True)
     remote = evaluate(f"s3://{bucket}/pred", f"s3://{bucket}/gt", n_splits=10)
     local = evaluate(str(png_predictions), str(dhf1k), n_splits=10)
-    assert [(v.video_id, v.status, v.frames) for v in remote.videos] == [(v.video_id, v.status, v.frames) for v in local.videos]
+    assert [(v.video_id, v.status, v.frames) for v in remote.videos] == [
+        (v.video_id, v.status, v.frames) for v in local.videos
+    ]
     for r, loc in zip(remote.videos, local.videos):
         assert r.scores == pytest.approx(loc.scores, nan_ok=True)
 
@@ -180,7 +198,9 @@ def test_dhf1k_video_numbers_match_annotation_folders():
 
     # DHF1K: videos 001.AVI..., annotations 0001/...; exact ids win, ambiguous numbers don't match.
     assert match_ids(["0001", "0002", "abc", "0003"], ["001", "0002", "abc", "3", "03"]) == {
-        "0001": "001", "0002": "0002", "abc": "abc"
+        "0001": "001",
+        "0002": "0002",
+        "abc": "abc",
     }
 
 

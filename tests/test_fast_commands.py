@@ -65,8 +65,20 @@ def test_export_loads_neither_torch_nor_ray(tmp_path):
     maps = synthetic_saliency_maps(2, size=(32, 64), seed=1)
     frames = np.arange(2, dtype=np.int64)
     writer = open_shard_writer(uri, "s", store_size=(8, 16), model_size=(32, 64), run_info=RUN_INFO)
-    writer.write(VideoResult(video_id="clip", source="/v/clip.mp4", n_frames=2, fps=30.0, width=64, height=32,
-                             duration=2 / 30, frame_indices=frames, timestamps=frames / 30.0, maps=maps))
+    writer.write(
+        VideoResult(
+            video_id="clip",
+            source="/v/clip.mp4",
+            n_frames=2,
+            fps=30.0,
+            width=64,
+            height=32,
+            duration=2 / 30,
+            frame_indices=frames,
+            timestamps=frames / 30.0,
+            maps=maps,
+        )
+    )
     writer.commit()
     code, loaded, _ = _cli("export", uri, "clip", str(tmp_path / "png"), "--size", "stored")  # resizing uses torch
     assert code == 0

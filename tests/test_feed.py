@@ -197,7 +197,9 @@ def test_bench_feed_prints_one_json_object(tmp_path, monkeypatch):
     from tased_batch.cli.main import app
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the synthesised workloads go there
-    done = CliRunner().invoke(app, ["bench", "--feed", "--json", "--size", "32x64", "--feed-clips", "3", "--feed-long-frames", "64"])
+    done = CliRunner().invoke(
+        app, ["bench", "--feed", "--json", "--size", "32x64", "--feed-clips", "3", "--feed-long-frames", "64"]
+    )
     assert done.exit_code == 0, done.output
     result = json.loads(done.stdout.strip().splitlines()[-1])
     points = {(p["workload"], p["decode_workers"], p["decoder_threads"]) for p in result["feed"]}

@@ -158,8 +158,12 @@ def test_commands_named_in_infra_and_workflows_exist():
     # The entrypoints that must be there: the RayJob's, the cluster's, the workflows' and resume.
     assert {"run", "resume", "status"} <= where, where
     sources = {source for source, _ in commands}
-    assert {"infra/kuberay/rayjob.yaml", "infra/aws/cluster.yaml", "infra/aws/README.md",
-            "workflows/retry-failed.yaml"} <= sources
+    assert {
+        "infra/kuberay/rayjob.yaml",
+        "infra/aws/cluster.yaml",
+        "infra/aws/README.md",
+        "workflows/retry-failed.yaml",
+    } <= sources
     for source, argv in commands:
         try:
             _check_command(argv)
@@ -239,8 +243,11 @@ def test_cluster_config_passes_rays_own_validation():
     mounts = config["file_mounts"]
     assert (ROOT / mounts["/home/ray/workflows"]).resolve() == WORKFLOWS
     # The workflow the README runs is mounted where the command says.
-    assert any(argv[:3] == ["run", "--config", "/home/ray/workflows/archive-to-parquet.yaml"]
-               for source, argv in _all_commands() if source.startswith("infra/aws/"))
+    assert any(
+        argv[:3] == ["run", "--config", "/home/ray/workflows/archive-to-parquet.yaml"]
+        for source, argv in _all_commands()
+        if source.startswith("infra/aws/")
+    )
 
 
 def test_rayjob_manifest_runs_the_mounted_config_on_gpu_workers(tmp_path):
@@ -270,8 +277,11 @@ def test_rayjob_manifest_runs_the_mounted_config_on_gpu_workers(tmp_path):
     role = docs["ServiceAccount"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
     assert role.startswith("arn:aws:iam::")
     workers = cluster["workerGroupSpecs"]
-    assert workers and all(int(c["resources"]["limits"]["nvidia.com/gpu"]) >= 1
-                           for g in workers for c in g["template"]["spec"]["containers"])
+    assert workers and all(
+        int(c["resources"]["limits"]["nvidia.com/gpu"]) >= 1
+        for g in workers
+        for c in g["template"]["spec"]["containers"]
+    )
     pods = [head] + [g["template"]["spec"] for g in workers]
     assert all(p["serviceAccountName"] == docs["ServiceAccount"]["metadata"]["name"] for p in pods)
     images = {c["image"] for p in pods for c in p["containers"]}

@@ -160,8 +160,10 @@ def test_the_ray_data_plugin_takes_or_names_every_option(option):
         with pytest.raises(ConfigError, match="only apply to `tased-batch run`"):
             predictor_options({option.name: value})
         return
-    groups = {g.__class__.__name__: g for g in predictor_options({option.name: text(value) if isinstance(value, tuple)
-                                                                  else value})}
+    groups = {
+        g.__class__.__name__: g
+        for g in predictor_options({option.name: text(value) if isinstance(value, tuple) else value})
+    }
     holder = next(g for g in groups.values() if hasattr(g, option.name))
     assert getattr(holder, option.name) == value
 
@@ -186,7 +188,9 @@ def test_every_shard_records_the_run_info_options():
 
 
 def test_the_schema_and_cli_load_neither_torch_nor_ray():
-    code = ("import sys, tased_batch.options, tased_batch.config, tased_batch.cli.run; "
-            "print(sorted(m for m in ('torch', 'ray', 'numpy') if m in sys.modules))")
+    code = (
+        "import sys, tased_batch.options, tased_batch.config, tased_batch.cli.run; "
+        "print(sorted(m for m in ('torch', 'ray', 'numpy') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -50,7 +50,9 @@ def test_video_file_with_sampling(tmp_path, tiny_weights, make_video):
 def test_bad_input_fails_with_the_reason(tmp_path, tiny_weights):
     bad = tmp_path / "notes.mp4"
     bad.write_text("this is not a video")
-    result = CliRunner().invoke(app, ["predict", str(bad), str(tmp_path / "out"), "--weights", str(tiny_weights), "--size", SIZE])
+    result = CliRunner().invoke(
+        app, ["predict", str(bad), str(tmp_path / "out"), "--weights", str(tiny_weights), "--size", SIZE]
+    )
     assert result.exit_code == 3  # the video failed, as `run` exits when videos failed
     assert "notes.mp4" in result.output
     assert not (tmp_path / "out" / "notes").exists()
@@ -64,6 +66,8 @@ def test_missing_weights_say_how_to_get_them(tmp_path, monkeypatch, make_video):
 
 
 def test_bad_size_is_refused(tmp_path, make_video):
-    result = CliRunner().invoke(app, ["predict", str(make_video()), str(tmp_path / "o"), "--size", "100x100", "--weights", "random"])
+    result = CliRunner().invoke(
+        app, ["predict", str(make_video()), str(tmp_path / "o"), "--size", "100x100", "--weights", "random"]
+    )
     assert result.exit_code == 2
     assert "multiples of 32" in result.output

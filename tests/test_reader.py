@@ -22,9 +22,16 @@ MODEL = (224, 384)
 def result(video_id: str, maps: np.ndarray, first: int = 0) -> VideoResult:
     frames = np.arange(first, first + len(maps), dtype=np.int64)
     return VideoResult(
-        video_id=video_id, source=f"/v/{video_id}.mp4", n_frames=first + len(maps), fps=30.0,
-        width=640, height=360, duration=(first + len(maps)) / 30.0,
-        frame_indices=frames, timestamps=frames / 30.0, maps=maps,
+        video_id=video_id,
+        source=f"/v/{video_id}.mp4",
+        n_frames=first + len(maps),
+        fps=30.0,
+        width=640,
+        height=360,
+        duration=(first + len(maps)) / 30.0,
+        frame_indices=frames,
+        timestamps=frames / 30.0,
+        maps=maps,
     )
 
 

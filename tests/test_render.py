@@ -87,13 +87,26 @@ def test_render_from_results_store(make_video, tmp_path):
     frames = np.arange(0, N_FRAMES, EVERY)
     store = str(tmp_path / "run")
     writer = open_shard_writer(
-        store, "s0", format="parquet", store_size=(18, 32), model_size=(18, 32),
+        store,
+        "s0",
+        format="parquet",
+        store_size=(18, 32),
+        model_size=(18, 32),
         run_info={"config_fingerprint": "test", "weights": {"sha256": "0" * 64, "kind": "random", "uri": "test"}},
     )
-    writer.write(VideoResult(
-        video_id="clip", source=str(source), n_frames=N_FRAMES, fps=30.0, width=128, height=72,
-        frame_indices=frames, timestamps=frames / 30.0, maps=np.stack([_half_map()] * len(frames)),
-    ))
+    writer.write(
+        VideoResult(
+            video_id="clip",
+            source=str(source),
+            n_frames=N_FRAMES,
+            fps=30.0,
+            width=128,
+            height=72,
+            frame_indices=frames,
+            timestamps=frames / 30.0,
+            maps=np.stack([_half_map()] * len(frames)),
+        )
+    )
     writer.commit()
     info = render(store, "clip", str(source), tmp_path / "o.mp4")
     assert info.frames == _decode(tmp_path / "o.mp4").shape[0] == N_FRAMES
@@ -124,10 +137,14 @@ def test_cli_render(make_video, png_tree, tmp_path):
     render_cli.register(app)
     source = make_video("clip.mp4", n_frames=N_FRAMES, size=SIZE)
     out = tmp_path / "cli.mp4"
-    result = CliRunner().invoke(app, ["render", str(png_tree), "clip", "--source", str(source), "--out", str(out)], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app, ["render", str(png_tree), "clip", "--source", str(source), "--out", str(out)], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0, result.output
     assert f"{N_FRAMES} frames, 128x72" in result.output and out.exists()
-    bad = CliRunner().invoke(app, ["render", str(png_tree), "nope", "--source", str(source), "--out", str(out)], env={"COLUMNS": "200"})
+    bad = CliRunner().invoke(
+        app, ["render", str(png_tree), "nope", "--source", str(source), "--out", str(out)], env={"COLUMNS": "200"}
+    )
     assert bad.exit_code == 2 and "has no maps" in bad.output  # a user error, as for every command
 
 
@@ -144,15 +161,29 @@ def test_render_crop_window_follows_the_saliency(make_video, tmp_path):
     frames = np.arange(0, N_FRAMES, EVERY)
     store = str(tmp_path / "run")
     writer = open_shard_writer(
-        store, "s0", format="parquet", store_size=(18, 32), model_size=(18, 32), crop="1:1",
+        store,
+        "s0",
+        format="parquet",
+        store_size=(18, 32),
+        model_size=(18, 32),
+        crop="1:1",
         run_info={"config_fingerprint": "test", "weights": {"sha256": "0" * 64, "kind": "random", "uri": "test"}},
     )
     salient_left = np.zeros((18, 32), np.uint8)
     salient_left[:, 2:8] = 255  # columns 8..32 of 128 in the source
-    writer.write(VideoResult(
-        video_id="clip", source=str(source), n_frames=N_FRAMES, fps=30.0, width=128, height=72,
-        frame_indices=frames, timestamps=frames / 30.0, maps=np.stack([salient_left] * len(frames)),
-    ))
+    writer.write(
+        VideoResult(
+            video_id="clip",
+            source=str(source),
+            n_frames=N_FRAMES,
+            fps=30.0,
+            width=128,
+            height=72,
+            frame_indices=frames,
+            timestamps=frames / 30.0,
+            maps=np.stack([salient_left] * len(frames)),
+        )
+    )
     writer.commit()
     out = tmp_path / "crop.mp4"
     app = typer.Typer()

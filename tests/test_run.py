@@ -40,8 +40,22 @@ def test_end_to_end_on_s3_with_several_actors(tmp_path, videos, s3, tiny_weights
         fs.put(str(path), f"{bucket}/in/{path.name}")
     fs.pipe(f"{bucket}/in/broken.mp4", b"\x00" * 1000)
     out = f"s3://{bucket}/maps"
-    args = ["run", f"s3://{bucket}/in/", out, "--weights", str(tiny_weights), "--size", SIZE,
-            "--shard-size", "2", "--actors", "2", "--cpus-per-actor", "1", "--log-json"]
+    args = [
+        "run",
+        f"s3://{bucket}/in/",
+        out,
+        "--weights",
+        str(tiny_weights),
+        "--size",
+        SIZE,
+        "--shard-size",
+        "2",
+        "--actors",
+        "2",
+        "--cpus-per-actor",
+        "1",
+        "--log-json",
+    ]
     done = run_cli(args, ray_tmp)
     assert done.returncode == 3, done.stderr[-3000:]  # finished, one video failed
     events = json_lines(done.stdout)
@@ -75,8 +89,25 @@ def test_end_to_end_on_s3_with_several_actors(tmp_path, videos, s3, tiny_weights
 
 def test_killed_actor_is_replaced_and_its_shard_redone(tmp_path, videos, tiny_weights, ray_tmp):
     out = tmp_path / "out"
-    proc = start_cli(["run", str(videos), str(out), "--weights", str(tiny_weights), "--size", SIZE,
-                      "--shard-size", "5", "--actors", "1", "--cpus-per-actor", "1", "--log-json"], ray_tmp)
+    proc = start_cli(
+        [
+            "run",
+            str(videos),
+            str(out),
+            "--weights",
+            str(tiny_weights),
+            "--size",
+            SIZE,
+            "--shard-size",
+            "5",
+            "--actors",
+            "1",
+            "--cpus-per-actor",
+            "1",
+            "--log-json",
+        ],
+        ray_tmp,
+    )
     killed = None
     try:
         for line in proc.stdout:
@@ -97,9 +128,27 @@ def test_killed_actor_is_replaced_and_its_shard_redone(tmp_path, videos, tiny_we
 
 def test_killed_driver_then_resume_completes_without_duplicates(tmp_path, videos, tiny_weights, ray_tmp):
     out = tmp_path / "out"
-    proc = start_cli(["run", str(videos), str(out), "--weights", str(tiny_weights), "--size", SIZE,
-                      "--shard-size", "1", "--actors", "1", "--cpus-per-actor", "1", "--lease-ttl", "4", "--log-json"],
-                     ray_tmp)
+    proc = start_cli(
+        [
+            "run",
+            str(videos),
+            str(out),
+            "--weights",
+            str(tiny_weights),
+            "--size",
+            SIZE,
+            "--shard-size",
+            "1",
+            "--actors",
+            "1",
+            "--cpus-per-actor",
+            "1",
+            "--lease-ttl",
+            "4",
+            "--log-json",
+        ],
+        ray_tmp,
+    )
     try:
         for line in proc.stdout:
             if '"event": "shard"' in line:
@@ -135,14 +184,46 @@ def test_job_submission_to_a_local_head(tmp_path, videos, tiny_weights, ray_tmp)
     gcs, dashboard = free_port(), free_port()
     env = cli_env(ray_tmp)
     ray_bin = str(__import__("pathlib").Path(sys.executable).parent / "ray")
-    head = subprocess.run([ray_bin, "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1",
-                           f"--dashboard-port={dashboard}", "--num-cpus=2", "--include-dashboard=true",
-                           f"--temp-dir={ray_tmp}"], env=env, capture_output=True, text=True, timeout=120)
+    head = subprocess.run(
+        [
+            ray_bin,
+            "start",
+            "--head",
+            f"--port={gcs}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            "--num-cpus=2",
+            "--include-dashboard=true",
+            f"--temp-dir={ray_tmp}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert head.returncode == 0, head.stderr[-2000:]
     address = f"http://127.0.0.1:{dashboard}"
     out = tmp_path / "out"
-    submitted = run_cli(["submit", "--address", address, "--", "run", str(videos), str(out), "--weights",
-                         str(tiny_weights), "--size", SIZE, "--actors", "1", "--cpus-per-actor", "1"], ray_tmp)
+    submitted = run_cli(
+        [
+            "submit",
+            "--address",
+            address,
+            "--",
+            "run",
+            str(videos),
+            str(out),
+            "--weights",
+            str(tiny_weights),
+            "--size",
+            SIZE,
+            "--actors",
+            "1",
+            "--cpus-per-actor",
+            "1",
+        ],
+        ray_tmp,
+    )
     assert submitted.returncode == 0, submitted.stderr[-2000:]
     job_id = submitted.stdout.strip().splitlines()[-1]
     deadline = time.time() + 240
@@ -161,8 +242,19 @@ def test_job_submission_to_a_local_head(tmp_path, videos, tiny_weights, ray_tmp)
 def test_retry_failed_redoes_only_shards_with_failures(tmp_path, videos, tiny_weights, ray_tmp):
     (videos / "late.mp4").write_bytes(b"")  # not there yet: an empty upload
     out = tmp_path / "out"
-    args = ["--weights", str(tiny_weights), "--size", SIZE, "--shard-size", "3", "--actors", "1",
-            "--cpus-per-actor", "1", "--quiet"]
+    args = [
+        "--weights",
+        str(tiny_weights),
+        "--size",
+        SIZE,
+        "--shard-size",
+        "3",
+        "--actors",
+        "1",
+        "--cpus-per-actor",
+        "1",
+        "--quiet",
+    ]
     first = run_cli(["run", str(videos), str(out), *args], ray_tmp)
     assert first.returncode == 3, first.stderr[-3000:]
     before = json.loads(run_cli(["status", str(out), "--json"], ray_tmp).stdout)
@@ -171,7 +263,9 @@ def test_retry_failed_redoes_only_shards_with_failures(tmp_path, videos, tiny_we
     from conftest import synthetic_frames, write_video
 
     write_video(videos / "late.mp4", synthetic_frames(12, 72, 128, seed=9))  # the upload completed
-    retried = run_cli(["resume", str(out), "--retry-failed", "--actors", "1", "--cpus-per-actor", "1", "--log-json"], ray_tmp)
+    retried = run_cli(
+        ["resume", str(out), "--retry-failed", "--actors", "1", "--cpus-per-actor", "1", "--log-json"], ray_tmp
+    )
     assert retried.returncode == 0, retried.stderr[-3000:]
     assert json.loads(retried.stdout.strip().splitlines()[-1])["shards_run"] == 1  # only the shard with the failure
     assert_every_frame_once(open_results(str(out)), {**LENGTHS, "late": 12})

@@ -45,8 +45,9 @@ def inprocess_execute(config, plan, todo, payload, weights, info, reporter, *, t
             event = event_from_dict(raw)
             if event.event == "video":
                 if event.traceback:
-                    outcome.internal_errors.append(InternalError(event.shard, event.video_id, event.error,
-                                                                 event.traceback))
+                    outcome.internal_errors.append(
+                        InternalError(event.shard, event.video_id, event.error, event.traceback)
+                    )
                 reporter.video(event)
 
         outcome.committed[shard] = processor.process(shard, plan.videos(shard), progress=notify)
@@ -73,8 +74,9 @@ def _config(videos, out, tiny_weights, **kw) -> RunConfig:
     return RunConfig(**values).validate()
 
 
-def test_stale_records_and_an_interrupted_overwrite_are_not_counted(tmp_path, videos, tiny_weights, local_exec,
-                                                                     monkeypatch):
+def test_stale_records_and_an_interrupted_overwrite_are_not_counted(
+    tmp_path, videos, tiny_weights, local_exec, monkeypatch
+):
     out = tmp_path / "out"
     first = run_job(_config(videos, out, tiny_weights))
     assert first.exit_code == 0
@@ -116,12 +118,20 @@ def test_stale_records_and_an_interrupted_overwrite_are_not_counted(tmp_path, vi
 
 
 def _commit(out: Path, shard_id: str, ids: list[str], fingerprint: str) -> dict:
-    writer = open_shard_writer(str(out), shard_id, model_size=SMALL, store_size=(8, 16), run_info={
-        "config_fingerprint": fingerprint, "weights": {"sha256": "0" * 64, "kind": "custom", "uri": "w"}})
+    writer = open_shard_writer(
+        str(out),
+        shard_id,
+        model_size=SMALL,
+        store_size=(8, 16),
+        run_info={"config_fingerprint": fingerprint, "weights": {"sha256": "0" * 64, "kind": "custom", "uri": "w"}},
+    )
     for n, video_id in enumerate(ids):
         maps = np.full((n + 1, *SMALL), n, np.uint8)
-        writer.write(VideoResult(video_id, video_id, frame_indices=np.arange(n + 1), timestamps=np.arange(n + 1) / 10.0,
-                                 maps=maps))
+        writer.write(
+            VideoResult(
+                video_id, video_id, frame_indices=np.arange(n + 1), timestamps=np.arange(n + 1) / 10.0, maps=maps
+            )
+        )
     return writer.commit()
 
 
@@ -151,8 +161,9 @@ def test_the_index_is_read_with_only_newer_records(tmp_path, monkeypatch):
     results = open_results(str(out))
     assert sorted(results.videos()["video_id"].to_pylist()) == ["v0-0", "v0-1", "v1-0", "v1-1", "v2-0", "v2-1", "v3-0"]
     np.testing.assert_array_equal(results.frame_indices("v1-1"), [0, 1])
-    assert results.videos().filter(__import__("pyarrow.compute").compute.equal(
-        results.videos()["video_id"], "v1-1"))["attempt"].to_pylist() == [redo["attempt"]]
+    assert results.videos().filter(__import__("pyarrow.compute").compute.equal(results.videos()["video_id"], "v1-1"))[
+        "attempt"
+    ].to_pylist() == [redo["attempt"]]
     index.fold(fs, root)
     assert sorted(index.scan(fs, root).indexed) == ["s0", "s1", "s2", "s3"]
     assert len(open_results(str(out))) == 7
@@ -172,9 +183,14 @@ def test_orphan_cleanup_spares_attempts_newer_than_the_lease(tmp_path):
 
 def test_a_300_byte_unicode_id_in_the_png_store(tmp_path):
     video_id = "é" * 150  # 300 bytes in UTF-8: over the 255-byte name limit
-    writer = open_shard_writer(str(tmp_path / "out"), "s0", format="png", model_size=SMALL, store_size=(8, 16),
-                               run_info={"config_fingerprint": "fp", "weights": {"sha256": "0" * 64, "kind": "custom",
-                                                                                 "uri": "w"}})
+    writer = open_shard_writer(
+        str(tmp_path / "out"),
+        "s0",
+        format="png",
+        model_size=SMALL,
+        store_size=(8, 16),
+        run_info={"config_fingerprint": "fp", "weights": {"sha256": "0" * 64, "kind": "custom", "uri": "w"}},
+    )
     maps = np.full((3, *SMALL), 7, np.uint8)
     writer.write(VideoResult(video_id, "x", frame_indices=np.arange(3), timestamps=np.arange(3) / 10.0, maps=maps))
     writer.commit()
@@ -185,8 +201,9 @@ def test_a_300_byte_unicode_id_in_the_png_store(tmp_path):
     assert len(name.encode()) <= 200 and name == folder_name(video_id) and name != folder_name("é" * 151)
 
 
-def test_any_exception_in_a_video_is_recorded_and_the_shard_commits(tmp_path, videos, tiny_weights, local_exec,
-                                                                    monkeypatch):
+def test_any_exception_in_a_video_is_recorded_and_the_shard_commits(
+    tmp_path, videos, tiny_weights, local_exec, monkeypatch
+):
     from tased_batch import pipeline
 
     real = pipeline.sample_frames
@@ -216,8 +233,9 @@ def test_storage_that_stays_down_leaves_the_shard_pending(tmp_path, videos, tiny
     monkeypatch.setattr(shards, "_sleep", sleeps.append)
 
     def throttled(sources, *args, **kwargs):  # every fetch is throttled: each stream fails before it starts
-        return iter([StreamFailed(key, "io-error", "SlowDown: please reduce your request rate")
-                     for key in range(len(sources))])
+        return iter(
+            [StreamFailed(key, "io-error", "SlowDown: please reduce your request rate") for key in range(len(sources))]
+        )
 
     monkeypatch.setattr(shards, "serial_streams", throttled)
     with pytest.raises(Exception, match="SlowDown"):
@@ -245,8 +263,13 @@ def test_ids_with_rich_markup_are_printed_as_plain_text(tmp_path, capsys):
 
     from tased_batch.cli.main import app
 
-    writer = open_shard_writer(str(out), "s1", model_size=SMALL, store_size=(8, 16), run_info={
-        "config_fingerprint": "fp", "weights": {"sha256": "0" * 64, "kind": "custom", "uri": "w"}})
+    writer = open_shard_writer(
+        str(out),
+        "s1",
+        model_size=SMALL,
+        store_size=(8, 16),
+        run_info={"config_fingerprint": "fp", "weights": {"sha256": "0" * 64, "kind": "custom", "uri": "w"}},
+    )
     writer.write(VideoResult.failed("[/]weird[bold]", "src [/]", "not-video", "cannot [/] read"))
     writer.commit()
     Output(str(out)).fs.pipe(str(out / "config.json"), json.dumps({"fingerprint": "fp"}).encode())
@@ -254,31 +277,48 @@ def test_ids_with_rich_markup_are_printed_as_plain_text(tmp_path, capsys):
     import pyarrow.parquet as pq
 
     (out / "plan").mkdir()
-    pq.write_table(pa.table({"video_id": ["ok", "[/]weird[bold]"], "uri": ["a", "b"], "member": [None, None],
-                             "offset": pa.array([None, None], pa.int64()), "size": pa.array([None, None], pa.int64()),
-                             "shard": ["s0", "s1"]}), out / "plan" / "videos.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "video_id": ["ok", "[/]weird[bold]"],
+                "uri": ["a", "b"],
+                "member": [None, None],
+                "offset": pa.array([None, None], pa.int64()),
+                "size": pa.array([None, None], pa.int64()),
+                "shard": ["s0", "s1"],
+            }
+        ),
+        out / "plan" / "videos.parquet",
+    )
     shown = CliRunner().invoke(app, ["status", str(out)])
     assert shown.exit_code == 0, shown.output
     assert "[/]weird[bold]: cannot [/] read" in " ".join(shown.output.split())
 
 
-def test_no_secret_is_written_logged_or_submitted(tmp_path, videos, tiny_weights, s3, local_exec, capsys,
-                                                  monkeypatch):
+def test_no_secret_is_written_logged_or_submitted(tmp_path, videos, tiny_weights, s3, local_exec, capsys, monkeypatch):
     import boto3
     from botocore.config import Config
 
     from tased_batch import submit as submit_mod
 
     s3["fs"].put(str(tiny_weights), f"{s3['bucket']}/w/tiny.pt")
-    client = boto3.client("s3", endpoint_url=s3["endpoint"], aws_access_key_id="testing",
-                          aws_secret_access_key="testing", region_name="us-east-1",
-                          config=Config(signature_version="s3v4"))
-    signed = client.generate_presigned_url("get_object", Params={"Bucket": s3["bucket"], "Key": "w/tiny.pt"},
-                                           ExpiresIn=600)
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3["endpoint"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+        config=Config(signature_version="s3v4"),
+    )
+    signed = client.generate_presigned_url(
+        "get_object", Params={"Bucket": s3["bucket"], "Key": "w/tiny.pt"}, ExpiresIn=600
+    )
     assert "X-Amz-Signature=" in signed
     signature = signed.split("X-Amz-Signature=")[1].split("&")[0]
-    nested = {"client_kwargs": {"aws_secret_access_key": "NESTED-SECRET-1"},
-              "headers": {"Authorization": "Bearer NESTED-SECRET-2"}}
+    nested = {
+        "client_kwargs": {"aws_secret_access_key": "NESTED-SECRET-1"},
+        "headers": {"Authorization": "Bearer NESTED-SECRET-2"},
+    }
     secrets = ["NESTED-SECRET-1", "NESTED-SECRET-2", signature]
     # Nested storage options on one run, a signed weights URL on another (http takes no S3 options).
     for out, weights, options in ((tmp_path / "out1", str(tiny_weights), nested), (tmp_path / "out2", signed, {})):
@@ -304,9 +344,20 @@ def test_no_secret_is_written_logged_or_submitted(tmp_path, videos, tiny_weights
 
     monkeypatch.setattr(submit_mod, "_client", lambda address: FakeClient())
     notes: list[str] = []
-    submit_mod.submit("http://head:8265", ["run", "s3://b/in/", "s3://b/out", "-s", "client_kwargs.aws_secret_access_key=NESTED-SECRET-1",
-                                           "--storage-option", "endpoint_url=http://minio:9000"], note=notes.append,
-                      extra_env=json.dumps({"env_vars": {"AWS_SECRET_ACCESS_KEY": "NESTED-SECRET-2", "X": "1"}}))
+    submit_mod.submit(
+        "http://head:8265",
+        [
+            "run",
+            "s3://b/in/",
+            "s3://b/out",
+            "-s",
+            "client_kwargs.aws_secret_access_key=NESTED-SECRET-1",
+            "--storage-option",
+            "endpoint_url=http://minio:9000",
+        ],
+        note=notes.append,
+        extra_env=json.dumps({"env_vars": {"AWS_SECRET_ACCESS_KEY": "NESTED-SECRET-2", "X": "1"}}),
+    )
     assert "endpoint_url=http://minio:9000" in submitted["entrypoint"]
     assert not any(s in json.dumps(submitted) for s in secrets) and notes
     with pytest.raises(Exception, match="signed URL"):

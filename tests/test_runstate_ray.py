@@ -40,8 +40,24 @@ def test_two_drivers_on_one_output(where, tmp_path, videos, tiny_weights, ray_tm
         options = s3["storage_options"]
     else:
         out, options = str(tmp_path / "out"), None
-    args = ["run", str(videos), out, "--weights", str(tiny_weights), "--size", SIZE, "--shard-size", "2",
-            "--actors", "1", "--cpus-per-actor", "1", "--lease-ttl", "6", "--log-json"]
+    args = [
+        "run",
+        str(videos),
+        out,
+        "--weights",
+        str(tiny_weights),
+        "--size",
+        SIZE,
+        "--shard-size",
+        "2",
+        "--actors",
+        "1",
+        "--cpus-per-actor",
+        "1",
+        "--lease-ttl",
+        "6",
+        "--log-json",
+    ]
     first = start_cli(args, ray_tmp)
     try:
         for line in first.stdout:
@@ -66,8 +82,26 @@ def test_hung_video_is_recorded_as_timeout_and_the_run_finishes(tmp_path, videos
     manifest = tmp_path / "list.txt"
     manifest.write_text("\n".join([str(videos / "v0.mp4"), str(hung), str(videos / "v1.mp4")]) + "\n")
     out = tmp_path / "out"
-    done = run_cli(["run", str(manifest), str(out), "--weights", str(tiny_weights), "--size", SIZE,
-                    "--actors", "1", "--cpus-per-actor", "1", "--video-timeout", "8", "--log-json"], ray_tmp, timeout=400)
+    done = run_cli(
+        [
+            "run",
+            str(manifest),
+            str(out),
+            "--weights",
+            str(tiny_weights),
+            "--size",
+            SIZE,
+            "--actors",
+            "1",
+            "--cpus-per-actor",
+            "1",
+            "--video-timeout",
+            "8",
+            "--log-json",
+        ],
+        ray_tmp,
+        timeout=400,
+    )
     assert done.returncode == 3, done.stderr[-3000:]
     events = json_lines(done.stdout)
     assert any(e.get("event") == "video_timeout" and e["video_id"] == "hung" for e in events)
@@ -78,9 +112,26 @@ def test_hung_video_is_recorded_as_timeout_and_the_run_finishes(tmp_path, videos
 
 def test_a_run_that_cannot_progress_stops_with_exit_4(tmp_path, videos, tiny_weights, ray_tmp):
     out = tmp_path / "out"
-    done = run_cli(["run", str(videos), str(out), "--weights", str(tiny_weights), "--size", SIZE,
-                    "--actors", "1", "--cpus-per-actor", "64", "--stall-timeout", "6", "--log-json"], ray_tmp,
-                   timeout=200)  # an actor that asks for 64 CPUs is never scheduled here
+    done = run_cli(
+        [
+            "run",
+            str(videos),
+            str(out),
+            "--weights",
+            str(tiny_weights),
+            "--size",
+            SIZE,
+            "--actors",
+            "1",
+            "--cpus-per-actor",
+            "64",
+            "--stall-timeout",
+            "6",
+            "--log-json",
+        ],
+        ray_tmp,
+        timeout=200,
+    )  # an actor that asks for 64 CPUs is never scheduled here
     assert done.returncode == 4, done.stderr[-3000:]
     summary = json_lines(done.stdout)[-1]
     assert "no progress for 6 s" in summary["stalled"]
@@ -96,16 +147,54 @@ def test_two_node_cluster_refuses_local_paths(tmp_path, videos, tiny_weights, ra
         port = s.getsockname()[1]
     env = cli_env(ray_tmp)
     ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
-    head = subprocess.run([*ray_cli, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                           f"--temp-dir={ray_tmp}"], env=env, capture_output=True, text=True, timeout=120)
+    head = subprocess.run(
+        [
+            *ray_cli,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            f"--temp-dir={ray_tmp}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert head.returncode == 0, head.stderr[-2000:]
-    node = subprocess.run([*ray_cli, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1",
-                           "--resources", json.dumps({"second_node": 1})], env=env, capture_output=True, text=True,
-                          timeout=120)
+    node = subprocess.run(
+        [
+            *ray_cli,
+            "start",
+            f"--address=127.0.0.1:{port}",
+            "--num-cpus=1",
+            "--resources",
+            json.dumps({"second_node": 1}),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert node.returncode == 0, node.stderr[-2000:]
     out = tmp_path / "out"
-    refused = run_cli(["run", str(videos), str(out), "--weights", str(tiny_weights), "--size", SIZE,
-                       "--address", f"127.0.0.1:{port}", "--quiet"], ray_tmp, timeout=200)
+    refused = run_cli(
+        [
+            "run",
+            str(videos),
+            str(out),
+            "--weights",
+            str(tiny_weights),
+            "--size",
+            SIZE,
+            "--address",
+            f"127.0.0.1:{port}",
+            "--quiet",
+        ],
+        ray_tmp,
+        timeout=200,
+    )
     assert refused.returncode == 2, refused.stderr[-2000:]
     message = " ".join(refused.stderr.split())
     assert "2 nodes" in message and "--shared-fs" in message

@@ -10,26 +10,43 @@ from tased_batch.errors import ConfigError
 from tased_batch.executor import check_shared_paths
 from tased_batch.secrets import scrub, scrub_text
 
-SIGNED = ("https://bucket.s3.amazonaws.com/w.pt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAXXXX%2F2026"
-          "&X-Amz-Date=20260101T000000Z&X-Amz-Expires=600&X-Amz-SignedHeaders=host&X-Amz-Security-Token=TOKEN123"
-          "&X-Amz-Signature=deadbeef42")
+SIGNED = (
+    "https://bucket.s3.amazonaws.com/w.pt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAXXXX%2F2026"
+    "&X-Amz-Date=20260101T000000Z&X-Amz-Expires=600&X-Amz-SignedHeaders=host&X-Amz-Security-Token=TOKEN123"
+    "&X-Amz-Signature=deadbeef42"
+)
 
 
 def test_nested_options_signed_urls_and_userinfo_are_scrubbed():
-    options = {"anon": False, "client_kwargs": {"region_name": "eu-west-1", "aws_secret_access_key": "S3CR3T"},
-               "headers": {"Authorization": "Bearer S3CR3T2", "Accept": "*/*"}, "key": "AKIA", "list": [{"token": "T"}]}
-    clean = scrub({"storage_options": options, "weights": SIGNED,
-                   "input": "https://alice:pa55word@host/videos.csv", "note": f"cannot open {SIGNED}: 403"})
+    options = {
+        "anon": False,
+        "client_kwargs": {"region_name": "eu-west-1", "aws_secret_access_key": "S3CR3T"},
+        "headers": {"Authorization": "Bearer S3CR3T2", "Accept": "*/*"},
+        "key": "AKIA",
+        "list": [{"token": "T"}],
+    }
+    clean = scrub(
+        {
+            "storage_options": options,
+            "weights": SIGNED,
+            "input": "https://alice:pa55word@host/videos.csv",
+            "note": f"cannot open {SIGNED}: 403",
+        }
+    )
     text = repr(clean)
     for secret in ("S3CR3T", "S3CR3T2", "AKIA", "deadbeef42", "TOKEN123", "AKIAXXXX", "pa55word", "'T'"):
         assert secret not in text
     assert clean["storage_options"]["client_kwargs"] == {"region_name": "eu-west-1"}
     assert clean["storage_options"]["headers"] == {"Accept": "*/*"}
-    assert clean["weights"].startswith("https://bucket.s3.amazonaws.com/w.pt?") and "X-Amz-Expires=600" in clean["weights"]
+    assert (
+        clean["weights"].startswith("https://bucket.s3.amazonaws.com/w.pt?") and "X-Amz-Expires=600" in clean["weights"]
+    )
     assert clean["input"] == "https://***@host/videos.csv"
     assert clean["note"].endswith(": 403")
-    assert scrub_text("https://a.blob.core.windows.net/c/v.mp4?sv=2024&sig=abc%3D") == \
-        "https://a.blob.core.windows.net/c/v.mp4?sv=2024&sig=***"
+    assert (
+        scrub_text("https://a.blob.core.windows.net/c/v.mp4?sv=2024&sig=abc%3D")
+        == "https://a.blob.core.windows.net/c/v.mp4?sv=2024&sig=***"
+    )
     assert scrub_text("s3://bucket/clip [1080p].mp4") == "s3://bucket/clip [1080p].mp4"  # nothing to scrub: unchanged
 
 
@@ -55,8 +72,13 @@ def test_a_signed_source_url_is_stored_scrubbed(tmp_path):
     from tased_batch.stores import open_shard_writer
 
     source = "https://cdn.example/v.mp4?X-Amz-Signature=deadbeef42&X-Amz-Security-Token=TOKEN123"
-    writer = open_shard_writer(str(tmp_path / "out"), "s0", model_size=(32, 64), store_size=(8, 16), run_info={
-        "config_fingerprint": "fp", "weights": {"sha256": "0" * 64, "kind": "custom", "uri": "w"}})
+    writer = open_shard_writer(
+        str(tmp_path / "out"),
+        "s0",
+        model_size=(32, 64),
+        store_size=(8, 16),
+        run_info={"config_fingerprint": "fp", "weights": {"sha256": "0" * 64, "kind": "custom", "uri": "w"}},
+    )
     writer.write(VideoResult.failed("v", source, "missing", f"{source}: 404 not found"))
     record = writer.commit()
     row = open_results(str(tmp_path / "out")).videos().to_pylist()[0]

@@ -24,7 +24,9 @@ def processor(tmp_path, tiny_model):
     buffer = io.BytesIO()
     torch.save(tiny_model.state_dict(), buffer)
     info = WeightsInfo(kind="custom", uri="tiny", sha256="0" * 64)
-    config = RunConfig(input="x", output=str(tmp_path / "out"), size=f"{SMALL[0]}x{SMALL[1]}", weights="tiny").validate()
+    config = RunConfig(
+        input="x", output=str(tmp_path / "out"), size=f"{SMALL[0]}x{SMALL[1]}", weights="tiny"
+    ).validate()
     return shards.ShardProcessor(config, buffer.getvalue(), info, shards.run_info(config, info, "fp"), threads=1)
 
 
@@ -88,7 +90,9 @@ def test_segments_of_a_long_video_are_put_back_in_order_and_failures_stay_per_vi
 
     from conftest import WindowProbe
 
-    config = RunConfig(input="x", output=str(tmp_path / "out"), size=f"{SMALL[0]}x{SMALL[1]}", weights="tiny").validate()
+    config = RunConfig(
+        input="x", output=str(tmp_path / "out"), size=f"{SMALL[0]}x{SMALL[1]}", weights="tiny"
+    ).validate()
     info = WeightsInfo(kind="custom", uri="probe", sha256="0" * 64)
     engine = Engine(WindowProbe(), batch_size=3, channels_last=False, map_stats=frame_stats)  # as engine_for builds it
     processor = shards.ShardProcessor.with_engine(config, engine, shards.run_info(config, info, "fp"))
@@ -97,7 +101,9 @@ def test_segments_of_a_long_video_are_put_back_in_order_and_failures_stay_per_vi
     def split(sources):
         whole = list(serial_streams(sources, SMALL))
         starts = {e.key: e for e in whole if isinstance(e, StreamStart)}
-        frames = {k: np.concatenate([e.frames for e in whole if isinstance(e, FrameChunk) and e.key == k]) for k in starts}
+        frames = {
+            k: np.concatenate([e.frames for e in whole if isinstance(e, FrameChunk) and e.key == k]) for k in starts
+        }
         events, tails = [], []
         for key, start in starts.items():
             parts = np.array_split(start.targets, 2)
@@ -105,8 +111,11 @@ def test_segments_of_a_long_video_are_put_back_in_order_and_failures_stay_per_vi
                 first = window_start(int(chosen[0]))
                 last = len(start.sampling.sequence) if segment else max(window_end(int(t)) for t in chosen) + 1
                 skey = key * 10 + segment
-                events.append(StreamStart(skey, start.video_id, start.source, start.info, start.sampling, chosen,
-                                          first, last, segment, 2))
+                events.append(
+                    StreamStart(
+                        skey, start.video_id, start.source, start.info, start.sampling, chosen, first, last, segment, 2
+                    )
+                )
                 body = [FrameChunk(skey, first, frames[key][first:last])]
                 if sources[key].video_id == "broken" and segment == 1:
                     body.append(StreamFailed(skey, "decode-error", "corrupt packet"))
@@ -146,15 +155,19 @@ def test_decode_workers_feed_the_engine_with_the_same_maps(tmp_path, tiny_model,
     torch.save(tiny_model.state_dict(), buffer)
     info = WeightsInfo(kind="custom", uri="tiny", sha256="0" * 64)
     size = f"{SMALL[0]}x{SMALL[1]}"
-    sources = [VideoSource("long", str(make_video("long.mp4", n_frames=150))),
-               VideoSource("short", str(make_video("short.mp4", n_frames=20))),
-               VideoSource("bad", str(tmp_path / "missing.mp4"))]
+    sources = [
+        VideoSource("long", str(make_video("long.mp4", n_frames=150))),
+        VideoSource("short", str(make_video("short.mp4", n_frames=20))),
+        VideoSource("bad", str(tmp_path / "missing.mp4")),
+    ]
     maps = {}
     for workers in (0, 2):
-        config = RunConfig(input="x", output=str(tmp_path / f"out{workers}"), size=size, weights="tiny",
-                           decode_workers=workers).validate()
-        processor = shards.ShardProcessor(config, buffer.getvalue(), info, shards.run_info(config, info, "fp"),
-                                          threads=1)
+        config = RunConfig(
+            input="x", output=str(tmp_path / f"out{workers}"), size=size, weights="tiny", decode_workers=workers
+        ).validate()
+        processor = shards.ShardProcessor(
+            config, buffer.getvalue(), info, shards.run_info(config, info, "fp"), threads=1
+        )
         assert processor.decode_workers == workers
         if workers:  # segments small enough that the long video is split across workers
             real_feed = processor._feed

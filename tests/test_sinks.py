@@ -61,7 +61,11 @@ def test_streamed_videos_read_back_whole_and_failed_ones_leave_nothing(fmt, tmp_
     np.testing.assert_array_equal(results.timestamps("long"), frames / 25.0)
     np.testing.assert_array_equal(results.maps("short"), resize_maps(short_maps, STORE))
     row = {r["video_id"]: r for r in results.videos().to_pylist()}
-    assert row["broken"]["status"] == "failed" and row["broken"]["n_maps"] == 0 and row["broken"]["reason"] == "decode-error"
+    assert (
+        row["broken"]["status"] == "failed"
+        and row["broken"]["n_maps"] == 0
+        and row["broken"]["reason"] == "decode-error"
+    )
     assert row["long"]["n_maps"] == 40
     results.verify()
     # a plain read of the attempt's data, without the reader, holds no row of the failed video
@@ -85,7 +89,9 @@ def test_streamed_videos_read_back_whole_and_failed_ones_leave_nothing(fmt, tmp_
 def test_zarr_long_video_writes_each_shard_object_once(tmp_path, small_limits, monkeypatch):
     writes = []
     original = zarr_store._ZarrVideo._store
-    monkeypatch.setattr(zarr_store._ZarrVideo, "_store", lambda self, maps: writes.append(len(maps)) or original(self, maps))
+    monkeypatch.setattr(
+        zarr_store._ZarrVideo, "_store", lambda self, maps: writes.append(len(maps)) or original(self, maps)
+    )
     writer = open_shard_writer(str(tmp_path), "z", format="zarr", store_size=STORE, model_size=MODEL, run_info=RUN_INFO)
     sink = writer.open_video("v", "/in/v.mp4")
     maps = synthetic_saliency_maps(21, size=MODEL, seed=4)
@@ -99,7 +105,9 @@ def test_zarr_long_video_writes_each_shard_object_once(tmp_path, small_limits, m
 def test_sink_refuses_frames_out_of_order_and_use_after_close(tmp_path):
     from tased_batch.errors import StoreError
 
-    writer = open_shard_writer(str(tmp_path), "o", format="parquet", store_size=STORE, model_size=MODEL, run_info=RUN_INFO)
+    writer = open_shard_writer(
+        str(tmp_path), "o", format="parquet", store_size=STORE, model_size=MODEL, run_info=RUN_INFO
+    )
     sink = writer.open_video("v", "/in/v.mp4")
     maps = synthetic_saliency_maps(4, size=MODEL, seed=5)
     sink.append(np.array([3, 4]), np.array([0.1, 0.2]), maps[:2])

@@ -156,7 +156,10 @@ def test_bad_manifest_lines(tmp_path):
 
 
 def test_tar_shards_local(make_video, tmp_path):
-    data = {key: make_video(f"src/{key}.mp4", n_frames=6, seed=i).read_bytes() for i, key in enumerate(["000000001", "000000002"])}
+    data = {
+        key: make_video(f"src/{key}.mp4", n_frames=6, seed=i).read_bytes()
+        for i, key in enumerate(["000000001", "000000002"])
+    }
     shard = _make_shard(tmp_path / "shards" / "00000.tar", data)
     _make_shard(tmp_path / "shards" / "00001.tar", {"000000003": data["000000001"]})
     sources = list(iter_sources(str(tmp_path / "shards" / "{00000..00001}.tar")))
@@ -195,8 +198,15 @@ def test_sample_key_and_braces():
 
 
 def test_parse_storage_options():
-    opts = parse_storage_options(["endpoint_url=http://h:9000", "anon=false", "client_kwargs.region_name=eu-west-1", "n=3"])
-    assert opts == {"endpoint_url": "http://h:9000", "anon": False, "client_kwargs": {"region_name": "eu-west-1"}, "n": 3}
+    opts = parse_storage_options(
+        ["endpoint_url=http://h:9000", "anon=false", "client_kwargs.region_name=eu-west-1", "n=3"]
+    )
+    assert opts == {
+        "endpoint_url": "http://h:9000",
+        "anon": False,
+        "client_kwargs": {"region_name": "eu-west-1"},
+        "n": 3,
+    }
     with pytest.raises(ConfigError):
         parse_storage_options(["novalue"])
 

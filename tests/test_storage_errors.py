@@ -19,8 +19,15 @@ from tased_batch.storage_errors import classify
 
 
 def _no_credentials(monkeypatch, tmp_path) -> None:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
@@ -43,8 +50,10 @@ def _one_error_line(result) -> str:
 
 
 def _client_error(code: str, message: str = "", headers: dict | None = None, **extra) -> ClientError:
-    response = {"Error": {"Code": code, "Message": message, **extra},
-                "ResponseMetadata": {"HTTPStatusCode": 400, "HTTPHeaders": headers or {}}}
+    response = {
+        "Error": {"Code": code, "Message": message, **extra},
+        "ResponseMetadata": {"HTTPStatusCode": 400, "HTTPHeaders": headers or {}},
+    }
     return ClientError(response, "ListObjectsV2")
 
 
@@ -58,8 +67,9 @@ def _as_s3fs_raises(error: BaseException) -> OSError:
 
 def test_run_dry_run_without_credentials_names_the_credentials_chain(monkeypatch, tmp_path):
     _no_credentials(monkeypatch, tmp_path)
-    result = CliRunner().invoke(app, ["run", "s3://bucket/videos/", str(tmp_path / "out"), "--dry-run",
-                                      "--weights", "random"])
+    result = CliRunner().invoke(
+        app, ["run", "s3://bucket/videos/", str(tmp_path / "out"), "--dry-run", "--weights", "random"]
+    )
     text = _one_error_line(result)
     assert "s3://bucket/videos/" in text and "no AWS credentials" in text
     assert "AWS_ACCESS_KEY_ID" in text and "--storage-option anon=true" in text
@@ -86,12 +96,16 @@ def test_missing_bucket_is_named(s3, tmp_path):
 def test_denied_access_says_which_bucket_and_what_to_do(s3, tmp_path):
     bucket = s3["bucket"]
     resources = [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]
-    deny = {"Version": "2012-10-17",
-            "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": resources}]}
+    deny = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": resources}],
+    }
     s3["fs"].call_s3("put_bucket_policy", Bucket=bucket, Policy=json.dumps(deny))
     try:
-        for args in (["run", f"s3://{bucket}/videos/", str(tmp_path / "out"), "--dry-run", "--weights", "random"],
-                     ["weights", "info", f"s3://{bucket}/w.pt"]):
+        for args in (
+            ["run", f"s3://{bucket}/videos/", str(tmp_path / "out"), "--dry-run", "--weights", "random"],
+            ["weights", "info", f"s3://{bucket}/w.pt"],
+        ):
             text = _one_error_line(CliRunner().invoke(app, args))
             assert f"access denied to bucket '{bucket}'" in text and "anon=true" in text
     finally:
@@ -107,21 +121,38 @@ def test_a_missing_prefix_in_an_existing_bucket_is_left_to_the_command(s3):
     "error, expected",
     [
         (NoCredentialsError(), ["no AWS credentials", "AWS_PROFILE", "anon=true"]),
-        (EndpointConnectionError(endpoint_url="https://minio.local:9000/b?list-type=2"),
-         ["cannot connect to https://minio.local:9000/b", "AWS_ENDPOINT_URL"]),
-        (_client_error("NoSuchBucket", "The specified bucket does not exist", BucketName="media"),
-         ["bucket 'media' does not exist"]),
+        (
+            EndpointConnectionError(endpoint_url="https://minio.local:9000/b?list-type=2"),
+            ["cannot connect to https://minio.local:9000/b", "AWS_ENDPOINT_URL"],
+        ),
+        (
+            _client_error("NoSuchBucket", "The specified bucket does not exist", BucketName="media"),
+            ["bucket 'media' does not exist"],
+        ),
         (_client_error("AccessDenied", "Access Denied"), ["access denied to bucket 'media'", "s3:ListBucket"]),
         (_client_error("403", "Forbidden"), ["access denied to bucket 'media'"]),
-        (_client_error("PermanentRedirect", "use the specified endpoint", headers={"x-amz-bucket-region": "eu-west-1"}),
-         ["another region (it is in eu-west-1)", "AWS_DEFAULT_REGION=eu-west-1"]),
-        (_client_error("301", "Moved Permanently", headers={"x-amz-bucket-region": "ap-south-1"}),
-         ["it is in ap-south-1", "client_kwargs.region_name=ap-south-1"]),
-        (_client_error("AuthorizationHeaderMalformed",
-                       "the region 'us-east-1' is wrong; expecting 'eu-central-1'", Region="eu-central-1"),
-         ["it is in eu-central-1"]),
-        (_client_error("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist"),
-         ["credentials were refused (InvalidAccessKeyId)"]),
+        (
+            _client_error(
+                "PermanentRedirect", "use the specified endpoint", headers={"x-amz-bucket-region": "eu-west-1"}
+            ),
+            ["another region (it is in eu-west-1)", "AWS_DEFAULT_REGION=eu-west-1"],
+        ),
+        (
+            _client_error("301", "Moved Permanently", headers={"x-amz-bucket-region": "ap-south-1"}),
+            ["it is in ap-south-1", "client_kwargs.region_name=ap-south-1"],
+        ),
+        (
+            _client_error(
+                "AuthorizationHeaderMalformed",
+                "the region 'us-east-1' is wrong; expecting 'eu-central-1'",
+                Region="eu-central-1",
+            ),
+            ["it is in eu-central-1"],
+        ),
+        (
+            _client_error("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist"),
+            ["credentials were refused (InvalidAccessKeyId)"],
+        ),
     ],
 )
 def test_each_cause_gets_its_fix(error, expected):

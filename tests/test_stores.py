@@ -66,7 +66,9 @@ def out(where, tmp_path, request):
 def test_round_trip(fmt, out):
     uri, opts = out
     results = [ok_result("a/clip [1080p] one", 5, seed=1), failed_result("broken"), ok_result("b", 3, start=7, seed=2)]
-    with open_shard_writer(uri, "s0001", format=fmt, store_size=STORE, model_size=MODEL, run_info=RUN_INFO, storage_options=opts) as w:
+    with open_shard_writer(
+        uri, "s0001", format=fmt, store_size=STORE, model_size=MODEL, run_info=RUN_INFO, storage_options=opts
+    ) as w:
         for r in results:
             w.write(r)
         record = w.commit()
@@ -173,7 +175,9 @@ def test_commit_record_lists_every_file_with_checksums(tmp_path):
     listed = {f["path"] for f in record["files"]}
     actual = {str(p.relative_to(tmp_path / "o")) for p in (tmp_path / "o" / "shards").rglob("*") if p.is_file()}
     assert listed == actual
-    assert {"videos.parquet", "maps.zarr/zarr.json", "maps.zarr/v00000/zarr.json"} <= {p.split("/", 3)[3] for p in listed}
+    assert {"videos.parquet", "maps.zarr/zarr.json", "maps.zarr/v00000/zarr.json"} <= {
+        p.split("/", 3)[3] for p in listed
+    }
     # one shard object for the array's frames: object counts stay low
     assert sum("/c/" in p for p in listed) == 1
 
@@ -200,7 +204,13 @@ def test_writer_rejects_bad_input(tmp_path):
     with pytest.raises(StoreError, match="does not fit"):
         open_shard_writer(uri, "s", store_size=(64, 64), model_size=MODEL, run_info=RUN_INFO)
     with pytest.raises(StoreError, match="kind"):
-        open_shard_writer(uri, "s", store_size=STORE, model_size=MODEL, run_info={**RUN_INFO, "weights": {**RUN_INFO["weights"], "kind": "?"}})
+        open_shard_writer(
+            uri,
+            "s",
+            store_size=STORE,
+            model_size=MODEL,
+            run_info={**RUN_INFO, "weights": {**RUN_INFO["weights"], "kind": "?"}},
+        )
     w = open_shard_writer(uri, "s", store_size=STORE, model_size=MODEL, run_info=RUN_INFO)
     w.write(ok_result("v"))
     with pytest.raises(StoreError, match="twice"):
@@ -240,7 +250,11 @@ def test_write_png_maps_layout(out):
     uri, opts = out
     maps = _MAPS[:3]
     paths = write_png_maps(uri, "clip 1", maps, np.array([0, 1, 9]), storage_options=opts)
-    assert [p.rsplit("/", 2)[1:] for p in paths] == [["clip 1", "0001.png"], ["clip 1", "0002.png"], ["clip 1", "0010.png"]]
+    assert [p.rsplit("/", 2)[1:] for p in paths] == [
+        ["clip 1", "0001.png"],
+        ["clip 1", "0002.png"],
+        ["clip 1", "0010.png"],
+    ]
     res_fs = open_results(uri, opts).fs
     for path, image in zip(paths, maps):
         np.testing.assert_array_equal(decode_png(res_fs.cat_file(path)), image)

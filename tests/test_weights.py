@@ -95,7 +95,7 @@ def test_s3d_encoder_loads_into_encoder_only(tiny_model, tmp_path):
     assert torch.equal(got["base4.1.branch0.0.bn.running_var"], ref["base4.1.branch0.0.bn.running_var"])
     assert not torch.equal(got["convtsp4.13.bias"], ref["convtsp4.13.bias"])
     assert weights_info(str(path))["kind"] == "S3D encoder"
-    mapped = map_s3d_encoder({k[len("module."):]: v for k, v in enc.items()})
+    mapped = map_s3d_encoder({k[len("module.") :]: v for k, v in enc.items()})
     check_state_dict(mapped, TASEDNet(), encoder_only=True)
 
 

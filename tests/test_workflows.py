@@ -31,7 +31,7 @@ BUCKET = "s3://my-bucket/"
 
 def _local(uri: str, bucket: str) -> str:
     assert uri.startswith(BUCKET), f"workflows name {BUCKET}... so users replace one bucket name: {uri}"
-    return f"s3://{bucket}/" + uri[len(BUCKET):]
+    return f"s3://{bucket}/" + uri[len(BUCKET) :]
 
 
 def _dry_run(config: Path, bucket: str, weights: Path) -> dict:
@@ -39,8 +39,17 @@ def _dry_run(config: Path, bucket: str, weights: Path) -> dict:
     from tased_batch.cli.main import app
 
     values = read_config_file(str(config))
-    args = ["run", "--config", str(config), _local(values["input"], bucket), _local(values["output"], bucket),
-            "--weights", str(weights), "--dry-run", "--log-json"]
+    args = [
+        "run",
+        "--config",
+        str(config),
+        _local(values["input"], bucket),
+        _local(values["output"], bucket),
+        "--weights",
+        str(weights),
+        "--dry-run",
+        "--log-json",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     (line,) = [line for line in result.stdout.splitlines() if line.startswith("{")]
@@ -119,8 +128,9 @@ def test_retry_workflow_continues_the_archive_run_and_redoes_failed_shards(s3, m
     _, weights = weights_payload(config.weights)
     _, plan, fields = prepare(config, weights.sha256)
     (shard,) = plan.shard_ids
-    writer = open_shard_writer(config.output, shard, model_size=config.model_size,
-                               run_info=run_info(config, weights, fingerprint(fields)))
+    writer = open_shard_writer(
+        config.output, shard, model_size=config.model_size, run_info=run_info(config, weights, fingerprint(fields))
+    )
     for video in plan.videos(shard):
         writer.write(VideoResult.failed(video.video_id, video.uri, "io-error", "throttled"))
     writer.commit()
@@ -142,8 +152,12 @@ def test_join_captions_example_joins_maps_to_captions(make_video, tiny_weights, 
     shards = tmp_path / "wds"
     shards.mkdir()
     _make_shard(shards / "00000.tar", {"000000000": (clip, "a red square"), "000000001": (b"not a video", "broken")})
-    flags = {"input": str(shards / "*.tar"), "output": str(tmp_path / "maps"), "weights": str(tiny_weights),
-             "size": f"{SMALL[0]}x{SMALL[1]}"}
+    flags = {
+        "input": str(shards / "*.tar"),
+        "output": str(tmp_path / "maps"),
+        "weights": str(tiny_weights),
+        "size": f"{SMALL[0]}x{SMALL[1]}",
+    }
     config = build_config(str(CAPTIONS), flags)
     payload, weights = weights_payload(config.weights)
     _, plan, fields = prepare(config, weights.sha256)
@@ -164,11 +178,14 @@ def test_join_captions_example_joins_maps_to_captions(make_video, tiny_weights, 
     assert image.dtype == np.uint8 and image.shape == (good["height"], good["width"])
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("output_fsp", 2, "unknown option 'output_fsp'"),
-    ("shard_size", 0, "shard_size must be at least 1"),
-    ("format", "csv", "format: 'csv' is not one of"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("output_fsp", 2, "unknown option 'output_fsp'"),
+        ("shard_size", 0, "shard_size must be at least 1"),
+        ("format", "csv", "format: 'csv' is not one of"),
+    ],
+)
 def test_a_broken_workflow_file_is_refused_with_the_key_named(tmp_path, key, value, message):
     import yaml
 

@@ -68,18 +68,20 @@ def join(output: str, shards: str, storage_options: dict | None = None) -> pa.Ta
     for video in results:
         sample = captions.get(video.video_id, {})
         height, width = video.maps.shape[1:] if video.maps.ndim == 3 and len(video.maps) else (0, 0)
-        rows.append({
-            "key": video.video_id,
-            "caption": sample.get("caption"),
-            "meta": sample.get("meta"),
-            "status": video.status,
-            "error": video.error,
-            "frame_indices": video.frame_indices.tolist(),
-            "timestamps": video.timestamps.tolist(),
-            "height": height,
-            "width": width,
-            "maps": [encode_map(m, "png") for m in video.maps],
-        })
+        rows.append(
+            {
+                "key": video.video_id,
+                "caption": sample.get("caption"),
+                "meta": sample.get("meta"),
+                "status": video.status,
+                "error": video.error,
+                "frame_indices": video.frame_indices.tolist(),
+                "timestamps": video.timestamps.tolist(),
+                "height": height,
+                "width": width,
+                "maps": [encode_map(m, "png") for m in video.maps],
+            }
+        )
     return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 

@@ -56,8 +56,14 @@ def main() -> None:
     for name in PREDICTOR_KEYS:  # the plugin's options, spelled as `tased-batch run` spells them
         option = OPTIONS[name]
         flags = [option.flag, option.spec.short] if option.spec.short else [option.flag]
-        parser.add_argument(*flags, dest=name, help=option.help, choices=option.spec.choices, metavar=option.spec.metavar,
-                            action="append" if option.kind is dict else "store")
+        parser.add_argument(
+            *flags,
+            dest=name,
+            help=option.help,
+            choices=option.spec.choices,
+            metavar=option.spec.metavar,
+            action="append" if option.kind is dict else "store",
+        )
     parser.set_defaults(output_fps="2")  # this workflow's default: two maps per second
     args = vars(parser.parse_args())
     options = {name: args[name] for name in PREDICTOR_KEYS if args[name] is not None}

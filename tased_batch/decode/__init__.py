@@ -87,5 +87,6 @@ __all__ = [
     "probe",
     "register",
     "resolve_device",
-    "sample_frames", "source_of",
+    "sample_frames",
+    "source_of",
 ]

@@ -83,7 +83,9 @@ def cv2_module() -> Any:
         import cv2
     except ImportError as e:
         raise VideoError(
-            "opencv", "missing-dependency", "OpenCV is needed for frame folders and --resize exact",
+            "opencv",
+            "missing-dependency",
+            "OpenCV is needed for frame folders and --resize exact",
             "pip install opencv-python-headless",
         ) from e
     return cv2

@@ -61,7 +61,9 @@ def fetch(source: VideoSource, storage_options: dict | None = None, name: str | 
     fetched = Fetched()
     try:
         if source.member is None and is_tar(source.uri):
-            raise VideoError(name, "bad-shard", "this tar shard could not be listed", "check that it is a complete tar file")
+            raise VideoError(
+                name, "bad-shard", "this tar shard could not be listed", "check that it is a complete tar file"
+            )
         if source.member is not None:
             _spool_member(name, source, options, fetched)
         elif is_remote(source.uri):
@@ -82,7 +84,9 @@ def storage_call(name: str, fn: Callable[[], T]) -> T:
         raise VideoError(name, "missing", "object or file not found", "check the URI; it may have been deleted") from e
     except PermissionError as e:
         raise VideoError(
-            name, "permission", "access denied",
+            name,
+            "permission",
+            "access denied",
             "check the AWS credentials/role in use and the bucket policy",
         ) from e
     except OSError as e:
@@ -145,7 +149,9 @@ def _spool_member(name: str, src: VideoSource, options: dict, fetched: Fetched) 
         raise VideoError(name, "empty-file", "the tar member is empty (0 bytes)", "rebuild the shard")
     if size is not None and not _Spool.reserve(size):
         raise VideoError(
-            name, "too-large", f"tar member of {size} bytes exceeds the spool budget",
+            name,
+            "too-large",
+            f"tar member of {size} bytes exceeds the spool budget",
             f"raise {SPOOL_MAX_ENV} or free disk space in {_Spool.root()}",
         )
     fetched.spooled_bytes = size or 0

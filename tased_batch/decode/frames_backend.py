@@ -23,11 +23,15 @@ class FramesBackend:
         try:
             data = self._fs.cat_file(path)
         except OSError as e:
-            raise VideoError(self._display, "io-error", f"frame image {path} cannot be read: {e}", transient=True) from e
+            raise VideoError(
+                self._display, "io-error", f"frame image {path} cannot be read: {e}", transient=True
+            ) from e
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
             raise VideoError(
-                self._display, "corrupt-frame", f"frame {i} ({basename(path)}) is not a readable image",
+                self._display,
+                "corrupt-frame",
+                f"frame {i} ({basename(path)}) is not a readable image",
                 "replace or remove that image",
             )
         return img
@@ -36,8 +40,10 @@ class FramesBackend:
         cv2 = cv2_module()
         h, w = self._size
         return np.stack(
-            [cv2.cvtColor(cv2.resize(self.image(i), (w, h), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
-             for i in indices.tolist()]
+            [
+                cv2.cvtColor(cv2.resize(self.image(i), (w, h), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
+                for i in indices.tolist()
+            ]
         )
 
     def close(self) -> None:

@@ -142,7 +142,8 @@ def check_length(name: str, n_frames: int, fps: float, declared: int | None) -> 
         raise VideoError(name, "decode-error", "the video declares no frame rate", _REENCODE)
     if declared and declared - n_frames > max(_TRUNCATION_SLACK, _TRUNCATION_FRACTION * declared):
         raise VideoError(
-            name, "truncated",
+            name,
+            "truncated",
             f"it declares {declared} frames ({declared / fps:.2f} s) but only {n_frames} can be read; "
             "the file is cut off or damaged",
             "download or copy it again",

@@ -212,14 +212,18 @@ class VideoReader:
             if self.decoder == "auto" and cls.unavailable():
                 continue
             try:
-                backend = cls(self.name, target, self.size, resize=self.resize, threads=self.threads, probe=probed, device=device)
+                backend = cls(
+                    self.name, target, self.size, resize=self.resize, threads=self.threads, probe=probed, device=device
+                )
                 break
             except VideoError:
                 raise
             except Exception as e:  # decoders raise their own error types for any failure
                 if i == len(order) - 1:
                     raise VideoError(
-                        self.name, "decode-error", f"{choice} cannot open it ({str(e).splitlines()[0][:200]})",
+                        self.name,
+                        "decode-error",
+                        f"{choice} cannot open it ({str(e).splitlines()[0][:200]})",
                         "try --decoder auto or pyav",
                     ) from e
         assert backend is not None
@@ -232,7 +236,12 @@ class VideoReader:
         entries = storage_call(self.name, lambda: fs.ls(folder, detail=False))
         paths = sorted(p for p in entries if suffix_of(p) in IMAGE_EXTENSIONS)
         if not paths:
-            raise VideoError(self.name, "not-video", "a folder without video frames (no image files)", "point at a video or a folder of frames")
+            raise VideoError(
+                self.name,
+                "not-video",
+                "a folder without video frames (no image files)",
+                "point at a video or a folder of frames",
+            )
         backend = FramesBackend(fs, paths, self.size, self.name)
         first = backend.image(0)
         self._backend = backend
@@ -275,7 +284,8 @@ class VideoReader:
             raise
         except EndOfStream as e:
             raise VideoError(
-                self.name, "truncated",
+                self.name,
+                "truncated",
                 f"the stream ends at frame {e.at} of {self.info.n_frames} (frames 0..{e.at - 1} decoded)",
                 "download or copy it again; the whole video is failed so no partial maps are written",
             ) from e
@@ -294,7 +304,8 @@ class VideoReader:
         lines = str(exc).strip().splitlines()
         detail = lines[-1][:200] if lines else type(exc).__name__
         return VideoError(
-            self.name, "corrupt-frame",
+            self.name,
+            "corrupt-frame",
             f"decoding failed {where} of {self.info.n_frames} with {self._backend.name} ({detail}); "
             "the whole video is failed so no partial maps are written",
             f"the data is damaged mid-stream; {_REENCODE}",
@@ -307,13 +318,21 @@ class VideoReader:
         self._backend.close()
         probed = Probe(info.n_frames, info.fps, info.width, info.height, self._probe.codec, None)
         self._backend = BACKENDS[_FALLBACK](
-            self.name, self._fetched.target, self.size, resize=self.resize, threads=self.threads, probe=probed, device="cpu"
+            self.name,
+            self._fetched.target,
+            self.size,
+            resize=self.resize,
+            threads=self.threads,
+            probe=probed,
+            device="cpu",
         )
         try:
             return self._backend.read(unique)
         except EndOfStream as e:
             raise VideoError(
-                self.name, "truncated", f"the stream ends at frame {e.at} of {info.n_frames}",
+                self.name,
+                "truncated",
+                f"the stream ends at frame {e.at} of {info.n_frames}",
                 "download or copy it again",
             ) from e
         except Exception as e:
@@ -355,6 +374,12 @@ def open_video(
     if isinstance(source, str):
         source = source_of(source)
     return VideoReader(
-        source, size, decoder=decoder, resize=resize, storage_options=storage_options, threads=threads,
-        device=device, display=display,
+        source,
+        size,
+        decoder=decoder,
+        resize=resize,
+        storage_options=storage_options,
+        threads=threads,
+        device=device,
+        display=display,
     )

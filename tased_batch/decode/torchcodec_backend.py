@@ -28,7 +28,7 @@ def _import_error() -> str | None:
         from torchcodec.decoders import VideoDecoder  # noqa: F401
     except Exception as e:  # ImportError, or OSError when FFmpeg or a CUDA library is missing
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        return f"torchcodec cannot be loaded ({first}); pip install -e \".[torchcodec]\" and apt-get install ffmpeg"
+        return f'torchcodec cannot be loaded ({first}); pip install -e ".[torchcodec]" and apt-get install ffmpeg'
     return None
 
 
@@ -45,7 +45,9 @@ class TorchcodecBackend:
         self._target = target
         self._threads = threads
         self.device = device
-        if device.startswith("cuda") and not _cuda_ok(probe.codec, lambda: self._open("cuda" if device == "cuda" else device)):
+        if device.startswith("cuda") and not _cuda_ok(
+            probe.codec, lambda: self._open("cuda" if device == "cuda" else device)
+        ):
             self.device = "cpu"
         self._decoder = self._open(self.device)
         meta = self._decoder.metadata

@@ -153,7 +153,11 @@ class ShardWriter:
         return layout.join(self.root, self.prefix, relative)
 
     def _entry(self, relative: str, data: bytes, rows: int | None = None) -> dict[str, Any]:
-        entry: dict[str, Any] = {"path": f"{self.prefix}/{relative}", "bytes": len(data), "sha256": layout.sha256_hex(data)}
+        entry: dict[str, Any] = {
+            "path": f"{self.prefix}/{relative}",
+            "bytes": len(data),
+            "sha256": layout.sha256_hex(data),
+        }
         if rows is not None:
             entry["rows"] = rows
         return entry
@@ -184,25 +188,32 @@ class ShardWriter:
         else:
             sink.fail(result.reason or "error", result.error or "")
 
-    def _add_row(self, video_id: str, source: str, meta: VideoMeta, status: str, reason: str | None,
-                 error: str | None, n_maps: int, location: str | None) -> None:
-        self._finished[video_id] = (
-            {
-                "video_id": video_id,
-                "source": scrub_text(source),  # a signed URL's signature is never stored
-                "status": status,
-                "reason": reason,
-                "error": None if error is None else scrub_text(error),
-                "n_frames": int(meta.n_frames),
-                "fps": float(meta.fps),
-                "width": int(meta.width),
-                "height": int(meta.height),
-                "duration": float(meta.duration),
-                "n_maps": n_maps,
-                "location": location,
-                **self.summaries.videos.get(video_id, {}),  # null summaries for a failed video
-            }
-        )
+    def _add_row(
+        self,
+        video_id: str,
+        source: str,
+        meta: VideoMeta,
+        status: str,
+        reason: str | None,
+        error: str | None,
+        n_maps: int,
+        location: str | None,
+    ) -> None:
+        self._finished[video_id] = {
+            "video_id": video_id,
+            "source": scrub_text(source),  # a signed URL's signature is never stored
+            "status": status,
+            "reason": reason,
+            "error": None if error is None else scrub_text(error),
+            "n_frames": int(meta.n_frames),
+            "fps": float(meta.fps),
+            "width": int(meta.width),
+            "height": int(meta.height),
+            "duration": float(meta.duration),
+            "n_maps": n_maps,
+            "location": location,
+            **self.summaries.videos.get(video_id, {}),  # null summaries for a failed video
+        }
 
     def commit(self) -> dict[str, Any]:
         """Finish the data objects, write the video table, then the commit record (last)."""
@@ -210,7 +221,10 @@ class ShardWriter:
             raise StoreError(f"shard {self.shard_id} writer is already {self._state}")
         unfinished = [v for v in self._opened if v not in self._finished]
         if unfinished:
-            raise StoreError(f"shard {self.shard_id}: video {unfinished[0]!r} is neither closed nor failed", "close or fail every video")
+            raise StoreError(
+                f"shard {self.shard_id}: video {unfinished[0]!r} is neither closed nor failed",
+                "close or fail every video",
+            )
         self._rows = [self._finished[v] for v in self._opened]
         try:
             files = self._finish()
@@ -225,7 +239,9 @@ class ShardWriter:
             raise
         except Exception as exc:
             self.abort()
-            raise StoreError(f"shard {self.shard_id}: cannot write data: {exc}", "the shard is not committed; rerun to redo it") from exc
+            raise StoreError(
+                f"shard {self.shard_id}: cannot write data: {exc}", "the shard is not committed; rerun to redo it"
+            ) from exc
         statuses = [row["status"] for row in self._rows]
         record = {
             "version": layout.COMMIT_VERSION,
@@ -296,9 +312,13 @@ class ShardWriter:
         if maps.dtype != np.uint8 or maps.ndim != 3:
             raise StoreError(f"{where}: maps must be uint8 N x H x W, got {maps.dtype} {maps.shape}")
         if maps.shape[0] and maps.shape[1:] != self.model_size:
-            raise StoreError(f"{where}: maps are {maps.shape[1]}x{maps.shape[2]}, the model size is {self.model_size[0]}x{self.model_size[1]}")
+            raise StoreError(
+                f"{where}: maps are {maps.shape[1]}x{maps.shape[2]}, the model size is {self.model_size[0]}x{self.model_size[1]}"
+            )
         if frames.shape != (maps.shape[0],) or times.shape != (maps.shape[0],):
-            raise StoreError(f"{where}: {maps.shape[0]} maps but {frames.size} frame indices and {times.size} timestamps")
+            raise StoreError(
+                f"{where}: {maps.shape[0]} maps but {frames.size} frame indices and {times.size} timestamps"
+            )
         if frames.size and (frames[0] < 0 or np.any(np.diff(frames) <= 0)):
             raise StoreError(f"{where}: frame indices must be non-negative and strictly increasing")
         return maps, frames, times
@@ -398,7 +418,11 @@ class VideoSink:
         return self._summary
 
     def append(
-        self, frame_indices: np.ndarray, timestamps: np.ndarray, maps: np.ndarray, extras: Mapping[str, Any] | None = None
+        self,
+        frame_indices: np.ndarray,
+        timestamps: np.ndarray,
+        maps: np.ndarray,
+        extras: Mapping[str, Any] | None = None,
     ) -> None:
         """Store one batch of maps (model size, or already at store size) of this video, in frame order.
 
@@ -414,9 +438,13 @@ class VideoSink:
         if maps.dtype != np.uint8 or maps.ndim != 3:
             raise StoreError(f"{where}: maps must be uint8 N x H x W, got {maps.dtype} {maps.shape}")
         if maps.shape[0] and maps.shape[1:] not in (model, self.writer.store_size):
-            raise StoreError(f"{where}: maps are {maps.shape[1]}x{maps.shape[2]}, the model size is {model[0]}x{model[1]}")
+            raise StoreError(
+                f"{where}: maps are {maps.shape[1]}x{maps.shape[2]}, the model size is {model[0]}x{model[1]}"
+            )
         if frames.shape != (maps.shape[0],) or times.shape != (maps.shape[0],):
-            raise StoreError(f"{where}: {maps.shape[0]} maps but {frames.size} frame indices and {times.size} timestamps")
+            raise StoreError(
+                f"{where}: {maps.shape[0]} maps but {frames.size} frame indices and {times.size} timestamps"
+            )
         if frames.size and (frames[0] <= self._last_frame or frames[0] < 0 or np.any(np.diff(frames) <= 0)):
             raise StoreError(f"{where}: frame indices must be non-negative and strictly increasing")
         if not frames.size:

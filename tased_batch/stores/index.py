@@ -32,17 +32,19 @@ INDEX_DIR = "_index"
 SHARDS_FILE = f"{INDEX_DIR}/shards.parquet"
 INDEX_VERSION = 1
 
-SHARDS_SCHEMA = pa.schema([
-    ("shard_id", pa.string()),
-    ("tag", pa.string()),
-    ("config_fingerprint", pa.string()),
-    ("ids_digest", pa.string()),
-    ("n_videos", pa.int64()),
-    ("n_ok", pa.int64()),
-    ("n_failed", pa.int64()),
-    ("n_maps", pa.int64()),
-    ("record", pa.string()),
-])
+SHARDS_SCHEMA = pa.schema(
+    [
+        ("shard_id", pa.string()),
+        ("tag", pa.string()),
+        ("config_fingerprint", pa.string()),
+        ("ids_digest", pa.string()),
+        ("n_videos", pa.int64()),
+        ("n_ok", pa.int64()),
+        ("n_failed", pa.int64()),
+        ("n_maps", pa.int64()),
+        ("record", pa.string()),
+    ]
+)
 
 
 def ids_digest(video_ids: list[str]) -> str:
@@ -81,10 +83,16 @@ class ShardEntry:
     @classmethod
     def from_record(cls, record: dict[str, Any], tag: str) -> ShardEntry:
         return cls(
-            shard_id=record["shard_id"], tag=tag, config_fingerprint=str(record.get("config_fingerprint")),
-            ids_digest=ids_digest(list(record.get("video_ids", []))), n_videos=int(record.get("n_videos", 0)),
-            n_ok=int(record.get("n_ok", 0)), n_failed=int(record.get("n_failed", 0)),
-            n_maps=int(record.get("n_maps", 0)), record_json=json.dumps(record, separators=(",", ":")), _record=record,
+            shard_id=record["shard_id"],
+            tag=tag,
+            config_fingerprint=str(record.get("config_fingerprint")),
+            ids_digest=ids_digest(list(record.get("video_ids", []))),
+            n_videos=int(record.get("n_videos", 0)),
+            n_ok=int(record.get("n_ok", 0)),
+            n_failed=int(record.get("n_failed", 0)),
+            n_maps=int(record.get("n_maps", 0)),
+            record_json=json.dumps(record, separators=(",", ":")),
+            _record=record,
         )
 
 
@@ -156,8 +164,7 @@ def scan(fs: Any, root: str, *, with_videos: bool = False) -> Commits:
             records = kept.column("record")  # stays in Arrow: a record is parsed only when asked for
             rows = kept.drop_columns(["record"]).to_pylist()
             for i, row in enumerate(rows):
-                entries[row["shard_id"]] = ShardEntry(**row, record_json="",
-                                                      _load=lambda i=i: records[i].as_py())  # type: ignore[misc]
+                entries[row["shard_id"]] = ShardEntry(**row, record_json="", _load=lambda i=i: records[i].as_py())  # type: ignore[misc]
             indexed = set(entries)
         if with_videos and indexed:
             try:
@@ -191,7 +198,9 @@ def read_videos_tables(fs: Any, root: str, entries: list[ShardEntry]) -> list[pa
     tables = []
     for entry, path, data in zip(entries, paths, layout.cat_many(fs, paths)):
         if isinstance(data, Exception):
-            raise StoreError(f"committed file {path} of shard {entry.shard_id} cannot be read: {data}", "redo that shard")
+            raise StoreError(
+                f"committed file {path} of shard {entry.shard_id} cannot be read: {data}", "redo that shard"
+            )
         tables.append(conform(pq.ParquetFile(io.BytesIO(data)).read(), VIDEOS_SCHEMA))  # older: null summaries
     return tables
 
@@ -203,15 +212,25 @@ def write_index(fs: Any, root: str, entries: dict[str, ShardEntry], videos: pa.T
     name = f"videos-{uuid.uuid4().hex[:12]}.parquet"
     layout.put_whole(fs, layout.join(root, INDEX_DIR, name), table_bytes(videos))
     ordered = [entries[s] for s in sorted(entries)]
-    table = pa.table({
-        "shard_id": [e.shard_id for e in ordered], "tag": [e.tag for e in ordered],
-        "config_fingerprint": [e.config_fingerprint for e in ordered], "ids_digest": [e.ids_digest for e in ordered],
-        "n_videos": [e.n_videos for e in ordered], "n_ok": [e.n_ok for e in ordered],
-        "n_failed": [e.n_failed for e in ordered], "n_maps": [e.n_maps for e in ordered],
-        "record": [e.record_json or (e._load() if e._load else json.dumps(e.record, separators=(",", ":")))
-                   for e in ordered],
-    }, schema=SHARDS_SCHEMA).replace_schema_metadata({
-        b"tased_batch.index_version": str(INDEX_VERSION).encode(), b"tased_batch.videos": name.encode()})
+    table = pa.table(
+        {
+            "shard_id": [e.shard_id for e in ordered],
+            "tag": [e.tag for e in ordered],
+            "config_fingerprint": [e.config_fingerprint for e in ordered],
+            "ids_digest": [e.ids_digest for e in ordered],
+            "n_videos": [e.n_videos for e in ordered],
+            "n_ok": [e.n_ok for e in ordered],
+            "n_failed": [e.n_failed for e in ordered],
+            "n_maps": [e.n_maps for e in ordered],
+            "record": [
+                e.record_json or (e._load() if e._load else json.dumps(e.record, separators=(",", ":")))
+                for e in ordered
+            ],
+        },
+        schema=SHARDS_SCHEMA,
+    ).replace_schema_metadata(
+        {b"tased_batch.index_version": str(INDEX_VERSION).encode(), b"tased_batch.videos": name.encode()}
+    )
     previous = _read_index(fs, root)
     layout.put_whole(fs, layout.join(root, SHARDS_FILE), table_bytes(table))
     if previous is not None and previous[1] and previous[1] != name:

@@ -204,7 +204,7 @@ def remove_orphans(
         except FileNotFoundError:
             return []
         for path in files:
-            parts = path[len(root):].strip("/").split("/")
+            parts = path[len(root) :].strip("/").split("/")
             if len(parts) >= 3:
                 attempts.setdefault("/".join(parts[:3]), []).append(path)
     removed: list[str] = []

@@ -75,8 +75,10 @@ class LeaseInfo:
 
     def describe(self, now: float) -> str:
         job = f", job {self.job_id}" if self.job_id else ""
-        return (f"{self.owner}@{self.host} (pid {self.pid}{job}), last heartbeat {now - self.heartbeat:.0f} s ago, "
-                f"TTL {self.ttl:.0f} s")
+        return (
+            f"{self.owner}@{self.host} (pid {self.pid}{job}), last heartbeat {now - self.heartbeat:.0f} s ago, "
+            f"TTL {self.ttl:.0f} s"
+        )
 
     @property
     def started_stamp(self) -> str:
@@ -233,8 +235,10 @@ class _S3Backend(_Backend):
                 return None
             if "notimplemented" in text.replace(" ", "").lower() or "not implemented" in text.lower():
                 self.conditional = False
-                self.log("the object store does not support conditional writes: using write-then-read-back "
-                         "(two drivers started within a second of each other could both proceed)")
+                self.log(
+                    "the object store does not support conditional writes: using write-then-read-back "
+                    "(two drivers started within a second of each other could both proceed)"
+                )
                 return self._put_fallback(data, condition)
             raise
 
@@ -396,8 +400,16 @@ def acquire(
     """
     backend = _backend(fs, root, log)
     now = clock()
-    me = LeaseInfo(token=uuid.uuid4().hex, owner=owner or _user(), host=socket.gethostname(), pid=os.getpid(),
-                   job_id=_job_id(), started=now, heartbeat=now, ttl=float(ttl))
+    me = LeaseInfo(
+        token=uuid.uuid4().hex,
+        owner=owner or _user(),
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        job_id=_job_id(),
+        started=now,
+        heartbeat=now,
+        ttl=float(ttl),
+    )
     if layout.is_local(fs):
         os.makedirs(root, exist_ok=True)
     first_seen: tuple[float, float] | None = None  # (holder's heartbeat, when we first saw it)
@@ -440,8 +452,10 @@ def acquire(
             )
         if not announced:
             wait = max(0.0, holder.heartbeat + holder.ttl - now)
-            log(f"the output is leased by {holder.describe(now)}; waiting up to {wait:.0f} s to see whether it is "
-                "alive (a crashed driver's lease expires after its TTL)")
+            log(
+                f"the output is leased by {holder.describe(now)}; waiting up to {wait:.0f} s to see whether it is "
+                "alive (a crashed driver's lease expires after its TTL)"
+            )
             announced = True
         sleep(min(1.0, max(0.05, holder.ttl / 12)))
 

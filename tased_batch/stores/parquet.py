@@ -61,6 +61,7 @@ MERGE_TABLES = 32
 def _merged(tables: list[pa.Table]) -> list[pa.Table]:
     return [pa.concat_tables(tables).combine_chunks()] if len(tables) > MERGE_TABLES else tables
 
+
 ENCODINGS = ("png", "raw")
 
 

@@ -117,7 +117,9 @@ def _write_pngs(
         try:
             fs.pipe(batch)
         except OSError as exc:
-            raise StoreError(f"cannot write PNGs under {directory}: {exc}", "check that the output is writable") from exc
+            raise StoreError(
+                f"cannot write PNGs under {directory}: {exc}", "check that the output is writable"
+            ) from exc
         written.extend(batch.items())
     return written
 

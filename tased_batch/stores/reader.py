@@ -71,13 +71,17 @@ class Results:
         for entry in record["files"]:
             if entry["path"] == f"{record['attempt_prefix']}/{name}":
                 return layout.join(self.root, entry["path"])
-        raise StoreError(f"commit record of shard {record['shard_id']} names no {name}", "delete the record to redo the shard")
+        raise StoreError(
+            f"commit record of shard {record['shard_id']} names no {name}", "delete the record to redo the shard"
+        )
 
     def _read_parquet(self, path: str) -> pa.Table:
         try:
             return pq.ParquetFile(io.BytesIO(self.fs.cat_file(path))).read()  # read_table would import pandas
         except FileNotFoundError as exc:
-            raise StoreError(f"committed file {path} is missing", "the output was modified after commit; redo that shard") from exc
+            raise StoreError(
+                f"committed file {path} is missing", "the output was modified after commit; redo that shard"
+            ) from exc
 
     def _load(self) -> tuple[dict[str, Any], pa.Table]:
         """The run's committed shards and their video rows: the index, then only newer records."""
@@ -195,7 +199,9 @@ class Results:
                 except FileNotFoundError as exc:
                     raise StoreError(f"shard {sid}: committed file {entry['path']} is missing") from exc
                 if len(data) != entry["bytes"] or layout.sha256_hex(data) != entry["sha256"]:
-                    raise StoreError(f"shard {sid}: {entry['path']} does not match its commit record", "redo that shard")
+                    raise StoreError(
+                        f"shard {sid}: {entry['path']} does not match its commit record", "redo that shard"
+                    )
             self._format(record).verify_files(self, record)
 
     # -- helpers ---------------------------------------------------------------------
@@ -220,7 +226,9 @@ class Results:
     def _format(self, record: dict[str, Any]) -> StoreFormat:
         fmt = STORE_FORMATS.get(record["format"])
         if fmt is None:
-            raise StoreError(f"shard {record['shard_id']} has unknown format {record['format']!r}", "upgrade tased-batch")
+            raise StoreError(
+                f"shard {record['shard_id']} has unknown format {record['format']!r}", "upgrade tased-batch"
+            )
         return fmt
 
     def _target(self, info: dict[str, Any], size: Size) -> tuple[int, int]:

@@ -34,7 +34,9 @@ def zarr_store(fs: Any, path: str, storage_options: dict | None, read_only: bool
     try:
         from zarr.storage import FsspecStore, LocalStore
     except ImportError as exc:
-        raise StoreError("the zarr format needs zarr >= 3", "install it (Python >= 3.11) or use --format parquet") from exc
+        raise StoreError(
+            "the zarr format needs zarr >= 3", "install it (Python >= 3.11) or use --format parquet"
+        ) from exc
 
     if layout.is_local(fs):
         return LocalStore(path, read_only=read_only)
