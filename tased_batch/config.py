@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from typing import Any
 
 from tased_batch.errors import ConfigError
@@ -151,7 +152,10 @@ def read_config_file(uri: str, storage_options: dict | None = None) -> dict[str,
         if lower.endswith(".json"):
             data = json.loads(text)
         elif lower.endswith(".toml"):
-            import tomllib
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # Python 3.10 has no tomllib; tomli is the same parser
+                import tomli as tomllib
 
             data = tomllib.loads(text)
         else:
