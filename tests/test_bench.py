@@ -64,14 +64,14 @@ def test_bench_figures_agree_with_independent_timing(monkeypatch):
     from tased_batch import bench
 
     delay, frames = 1.0, 36
-    walls: dict[str, float] = {}
+    walls: dict[str, list[float]] = {}  # every call of a stage (the precision table calls the model again)
     pipeline_maps = []
 
     def timed(name, function, keep=None):
         def run(*args, **kwargs):
             start = time.perf_counter()
             result = function(*args, **kwargs)
-            walls[name] = time.perf_counter() - start
+            walls.setdefault(name, []).append(time.perf_counter() - start)
             if keep is not None:
                 keep.append(result[1])
             return result
@@ -97,10 +97,10 @@ def test_bench_figures_agree_with_independent_timing(monkeypatch):
     assert len(pipeline_maps) == 1 and pipeline_maps[0].shape == (frames, 32, 64)  # one map per frame, written
     seconds = {k: frames / report[f"{k}_fps"] for k in ("reference", "pipeline", "model")}
     for stage, reported in seconds.items():
-        assert reported <= walls[stage] * 1.001, (stage, reported, walls)  # a stage's time lies within its call
-        assert reported >= 0.5 * walls[stage], (stage, reported, walls)  # ... and is most of it
+        # a stage's time lies within its (first, fp32) call, and is most of it
+        assert 0.5 * walls[stage][0] <= reported <= walls[stage][0] * 1.001, (stage, reported, walls)
     assert seconds["reference"] >= delay  # the slowed stage is the one reported as (a)
-    outside = walls["reference"] / walls["pipeline"]  # (b)/(a) speed-up, from the outside clocks
+    outside = walls["reference"][0] / walls["pipeline"][0]  # (b)/(a) speed-up, from the outside clocks
     assert 0.6 < report["speedup"] / outside < 1.6, (report["speedup"], outside)
     assert report["size"] == [32, 64] and report["frames"] == frames and report["weights"] == "random"
     assert report["parity_within_1"] >= 0.97  # same frames in, near-identical maps out
