@@ -14,6 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from tased_batch import options
 from tased_batch.cli.main import app
 from tased_batch.config import RunConfig, build_config, fingerprint
 from tased_batch.errors import ConfigError
@@ -194,3 +195,14 @@ def test_the_schema_and_cli_load_neither_torch_nor_ray():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_schema_choices_are_those_of_the_layers_that_implement_them():
+    """The schema keeps light copies (no torch at import); a decoder, precision or format added to its
+    registry but not here (or the reverse) would be refused by the CLI or fail per video."""
+    from tased_batch import decode, fastpath, stores, windows
+
+    assert set(options.DECODERS) == set(decode.DECODERS)
+    assert set(options.PRECISIONS) == set(fastpath.PRECISIONS)
+    assert set(options.FORMATS) == set(stores.FORMATS)
+    assert windows.FIRST_WINDOWS == options.FIRST_WINDOWS
