@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from tased_batch.config import fingerprint
 from tased_batch.stores import index, layout
 from tased_batch.stores.base import VIDEOS_SCHEMA, table_bytes
+from tased_batch.stores.commit import COMMIT_VERSION
 
 SHARD_SIZE = 16
 FINGERPRINT_FIELDS = {"bench": True}
@@ -75,7 +76,7 @@ def shard_files(shard: int, first: int, count: int, table: pa.Table) -> dict[str
     ids = [f"video-{i:08d}" for i in range(first, first + count)]
     videos = table_bytes(table.slice(first, count))
     record = {
-        "version": layout.COMMIT_VERSION,
+        "version": COMMIT_VERSION,
         "shard_id": shard_id,
         "attempt": attempt,
         "attempt_prefix": prefix,

@@ -97,8 +97,8 @@ def run_case(case: str, n: int, size: tuple[int, int]) -> dict:
         started = time.perf_counter()
         if case == "stream":
             processor = ShardProcessor.with_engine(config, engine, info, producer=lambda sources: events(n, size))
-            record = processor.process("000000", [VideoSource("video", "memory://video")])
-            maps = record["n_maps"]
+            done = processor.process("000000", [VideoSource("video", "memory://video")])
+            maps = done.record.n_maps
         else:  # control: every map of the video in memory, written whole at the end
             parts = [out.maps for out in engine.run_streams(events(n, size)) if isinstance(out, MapBatch)]
             frames = np.arange(n, dtype=np.int64)
@@ -113,7 +113,7 @@ def run_case(case: str, n: int, size: tuple[int, int]) -> dict:
             )
             writer = open_shard_writer(out, "000000", model_size=size, run_info=info)
             writer.write(result)
-            maps = writer.commit()["n_maps"]
+            maps = writer.commit().n_maps
         seconds = time.perf_counter() - started
     peak_kb = _peak_kb()
     return {

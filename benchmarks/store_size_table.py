@@ -67,9 +67,9 @@ def measure(fmt: str, size: tuple[int, int], videos: list[np.ndarray], root: str
             )
         )
     record = writer.commit()
-    total = sum(entry["bytes"] for entry in record["files"])
+    total = sum(entry.bytes for entry in record.files)
     if fmt == "png":  # the PNGs themselves are listed in frames.parquet, not in the record
-        frames_path = next(f["path"] for f in record["files"] if f["path"].endswith("frames.parquet"))
+        frames_path = next(f.path for f in record.files if f.path.endswith("frames.parquet"))
         import pyarrow.parquet as pq
 
         total += int(pq.read_table(f"{uri}/{frames_path}")["bytes"].to_numpy().sum())

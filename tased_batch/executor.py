@@ -25,7 +25,7 @@ from tased_batch.backoff import SHARD_BASE, SHARD_CAP, backoff_delay
 from tased_batch.config import RunConfig
 from tased_batch.errors import ConfigError
 from tased_batch.plan import Plan
-from tased_batch.runrecords import InternalError, VideoStarted, event_from_dict, skip_text
+from tased_batch.runrecords import ActorEvent, InternalError, ShardCommitted, VideoStarted, skip_text
 from tased_batch.sources import VideoSource
 from tased_batch.weights import WeightsInfo
 
@@ -69,7 +69,7 @@ def check_shared_paths(config: RunConfig, nodes: int) -> None:
 class Outcome:
     """What happened to the shards this execution was given."""
 
-    committed: dict[str, dict] = field(default_factory=dict)
+    committed: dict[str, ShardCommitted] = field(default_factory=dict)
     unfinished: dict[str, str] = field(default_factory=dict)  # shard -> last error
     actor_restarts: int = 0
     stalled: str | None = None
@@ -139,8 +139,8 @@ class _Worker:
     def pid(self) -> int:
         return os.getpid()
 
-    def process(self, shard_id: str, videos: list, skip: dict[str, str]) -> dict:
-        def notify(event: dict) -> None:
+    def process(self, shard_id: str, videos: list, skip: dict[str, str]) -> ShardCommitted:
+        def notify(event: ActorEvent) -> None:
             try:
                 self.queue.put_nowait(event)
             except Exception:
@@ -224,8 +224,7 @@ def execute(
                 if not events:
                     return
                 last_progress = _clock()
-                for raw in events:
-                    event = event_from_dict(raw)
+                for event in events:
                     if isinstance(event, VideoStarted):
                         in_progress[event.shard] = event.video_id
                         started_at[event.shard] = last_progress
@@ -337,7 +336,7 @@ def execute(
                 i, shard = in_flight.pop(ref)
                 per_actor[i] -= 1
                 try:
-                    record = ray.get(ref)
+                    done: ShardCommitted = ray.get(ref)
                 except (RayActorError, ActorDiedError, ActorUnavailableError) as e:
                     reporter.actor_restarted(i, _short(e))
                     requeue_lost([shard] + replace_actor(i), _short(e))
@@ -349,8 +348,8 @@ def execute(
                 else:
                     in_progress.pop(shard, None)
                     started_at.pop(shard, None)
-                    outcome.committed[shard] = record
-                    reporter.shard_done(shard, record)
+                    outcome.committed[shard] = done
+                    reporter.shard_done(done)
             dispatch()
         drain()
         for actor in actors:

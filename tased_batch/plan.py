@@ -158,12 +158,12 @@ class RunState:
     def summary(self) -> dict[str, Any]:
         done = self.done
         sizes = self.plan.shard_sizes()
-        failures = [f for s in done if self.records[s].n_failed for f in self.records[s].record.get("failures", [])]
+        failures = [f for s in done if self.records[s].n_failed for f in self.records[s].record.failures]
         n_failed = sum(self.records[s].n_failed for s in done)
         n_ok = sum(self.records[s].n_ok for s in done)
         by_reason: dict[str, int] = {}
         for f in failures:
-            by_reason[f.get("reason") or "unknown"] = by_reason.get(f.get("reason") or "unknown", 0) + 1
+            by_reason[f.reason or "unknown"] = by_reason.get(f.reason or "unknown", 0) + 1
         return {
             "shards": {
                 "total": len(self.plan.shard_ids),
@@ -177,15 +177,7 @@ class RunState:
                 "pending": sum(sizes[s] for s in self.pending),
             },
             "frames_done": int(sum(self.records[s].n_maps for s in done)),
-            "failures": [
-                {
-                    "video_id": f.get("video_id"),
-                    "source": f.get("source"),
-                    "reason": f.get("reason"),
-                    "error": f.get("error"),
-                }
-                for f in failures
-            ],
+            "failures": [f.to_dict() for f in failures],
             "failures_by_reason": by_reason,
             "stale_records": [{"shard": s, "reason": why} for s, why in sorted(self.stale.items())],
         }

@@ -11,9 +11,20 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
 
-from tased_batch.runrecords import VideoFinished, event_to_dict
+from tased_batch.runrecords import (
+    ActorRestarted,
+    Note,
+    ProgressEvent,
+    RunStarted,
+    ShardCommitted,
+    ShardFailed,
+    ShardRetry,
+    Stalled,
+    VideoFinished,
+    VideoTimeout,
+    event_to_dict,
+)
 from tased_batch.secrets import plain, scrub
 
 
@@ -34,48 +45,39 @@ class Reporter:
         return self.frames / max(time.monotonic() - self.start, 1e-9)
 
     def started(self, actors: int, resources: dict) -> None:
-        self.emit({"event": "started", "actors": actors, "resources": resources})
+        self.emit(RunStarted(actors, resources))
 
     def video(self, event: VideoFinished) -> None:
         self.videos_done += 1
         self.frames += int(event.frames)
         if event.status != "ok":
             self.videos_failed += 1
-        self.emit(event_to_dict(event))
+        self.emit(event)
 
-    def shard_done(self, shard: str, record: dict) -> None:
+    def shard_done(self, done: ShardCommitted) -> None:
         self.shards_done += 1
-        self.emit(
-            {
-                "event": "shard",
-                "shard": shard,
-                "videos": record.get("n_videos"),
-                "failed": record.get("n_failed"),
-                "maps": record.get("n_maps"),
-                "seconds": round(record.get("seconds", 0.0), 3),
-            }
-        )
+        self.emit(done)
 
     def shard_retry(self, shard: str, error: str) -> None:
-        self.emit({"event": "shard_retry", "shard": shard, "error": error})
+        self.emit(ShardRetry(shard, error))
 
     def shard_failed(self, shard: str, error: str) -> None:
-        self.emit({"event": "shard_failed", "shard": shard, "error": error})
+        self.emit(ShardFailed(shard, error))
 
     def actor_restarted(self, index: int, error: str) -> None:
-        self.emit({"event": "actor_restarted", "actor": index, "error": error})
+        self.emit(ActorRestarted(index, error))
 
     def video_timeout(self, shard: str, video_id: str, seconds: float) -> None:
-        self.emit({"event": "video_timeout", "shard": shard, "video_id": video_id, "seconds": round(seconds, 1)})
+        self.emit(VideoTimeout(shard, video_id, seconds))
 
     def stalled(self, message: str) -> None:
-        self.emit({"event": "stalled", "error": message})
+        self.emit(Stalled(message))
 
     def note(self, message: str) -> None:
         """A line for the operator (lease waits and takeovers)."""
-        self.emit({"event": "note", "message": message})
+        self.emit(Note(message))
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: ProgressEvent) -> None:
         """Show one event (no-op here)."""
 
     def close(self) -> None:
@@ -89,10 +91,10 @@ class QuietReporter(Reporter):
 class JsonLinesReporter(Reporter):
     """One JSON object per line on stdout, with running totals, for batch systems' logs."""
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: ProgressEvent) -> None:
         line = {
             "time": round(time.time(), 3),
-            **event,
+            **event_to_dict(event),
             "totals": {
                 "shards_done": self.shards_done,
                 "shards_total": self.total_shards,
@@ -137,24 +139,25 @@ class RichReporter(Reporter):
         self.task = self.progress.add_task("", total=total_videos, info="")
         self.progress.start()
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: ProgressEvent) -> None:
         from rich.text import Text
 
-        kind = event.get("event")
-        if kind == "video" and event.get("status") != "ok":
-            self.console.print(
-                Text.assemble(
-                    ("failed", "yellow"),
-                    " ",
-                    plain(f"{event.get('video_id')}: {event.get('reason')}: {event.get('error')}"),
-                )
-            )
-        elif kind in ("shard_retry", "shard_failed", "actor_restarted", "video_timeout", "stalled"):
-            what = event.get("video_id", event.get("shard", event.get("actor")))
-            detail = event.get("error") or f"no result after {event.get('seconds')} s"
-            self.console.print(Text.assemble((kind.replace("_", " "), "yellow"), " ", plain(f"{what}: {detail}")))
-        elif kind == "note":
-            self.console.print(plain(str(event.get("message"))))
+        line: str | None = None
+        if isinstance(event, VideoFinished) and event.status != "ok":
+            line = f"{event.video_id}: {event.reason}: {event.error}"
+        elif isinstance(event, (ShardRetry, ShardFailed)):
+            line = f"{event.shard}: {event.error}"
+        elif isinstance(event, ActorRestarted):
+            line = f"{event.actor}: {event.error}"
+        elif isinstance(event, VideoTimeout):
+            line = f"{event.video_id}: no result after {event.seconds:.1f} s"
+        elif isinstance(event, Stalled):
+            line = f"run: {event.error}"
+        elif isinstance(event, Note):
+            self.console.print(plain(event.message))
+        if line is not None:
+            label = "failed" if isinstance(event, VideoFinished) else event.event.replace("_", " ")
+            self.console.print(Text.assemble((label, "yellow"), " ", plain(line)))
         info = (
             f"shards {self.shards_done}/{self.total_shards} · {self.frames:,} frames · "
             f"{self.fps:.1f}/s · {self.videos_failed} failed"

@@ -1,8 +1,9 @@
 """Typed records of a run: progress events, per-video failures of any kind, the run report.
 
-Each record has one serialisation (``to_dict`` / ``from_dict``); the executor turns the
-actors' event dicts into these at the boundary, the reporters show them, and the job
-writes the report from :class:`RunReport`. Everything user-derived in them passes through
+Each record has one serialisation (:func:`event_to_dict`, ``RunReport.to_dict``): actors
+put :data:`ActorEvent` records on the progress queue and return :class:`ShardCommitted`,
+the executor hands every event to the reporter, and the job writes the report from
+:class:`RunReport`. Everything user-derived in them passes through
 :func:`tased_batch.secrets.scrub` before it is written or printed.
 """
 
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import traceback as tb
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from tased_batch.errors import TasedError
 from tased_batch.records import VideoResult
 from tased_batch.secrets import scrub, scrub_text
+from tased_batch.stores.commit import CommitRecord
 
 # Reasons the executor records for a video it will not hand to an actor again.
 SKIP_REASONS = ("worker-crash", "timeout")
@@ -50,16 +52,16 @@ def split_skip(text: str) -> tuple[str, str]:
     return "worker-crash", text
 
 
-@dataclass
+@dataclass(frozen=True)
 class VideoStarted:
     """An actor began a video of a shard (the executor's deadline clock starts here)."""
 
     shard: str
     video_id: str
-    event: str = "start"
+    event: ClassVar[str] = "start"
 
 
-@dataclass
+@dataclass(frozen=True)
 class VideoFinished:
     """One video's outcome as the actor saw it (the commit record is the truth)."""
 
@@ -70,34 +72,115 @@ class VideoFinished:
     reason: str | None = None
     error: str | None = None
     source: str | None = None
-    traceback: str | None = None
-    event: str = "video"
+    traceback: str | None = None  # for the run report only; never in progress lines
+    event: ClassVar[str] = "video"
 
 
-ProgressEvent = VideoStarted | VideoFinished
+@dataclass(frozen=True)
+class RunStarted:
+    """The driver has its actors."""
+
+    actors: int
+    resources: dict[str, Any]
+    event: ClassVar[str] = "started"
 
 
-def event_from_dict(data: dict[str, Any]) -> ProgressEvent:
-    """The one parser of the actors' progress events."""
-    if data.get("event") == "start":
-        return VideoStarted(shard=str(data["shard"]), video_id=str(data["video_id"]))
-    return VideoFinished(
-        shard=str(data["shard"]),
-        video_id=str(data["video_id"]),
-        status=str(data.get("status")),
-        frames=int(data.get("frames") or 0),
-        reason=data.get("reason"),
-        error=data.get("error"),
-        source=data.get("source"),
-        traceback=data.get("traceback"),
-    )
+@dataclass(frozen=True)
+class ShardCommitted:
+    """A shard's commit record landed (what the actor returns to the driver)."""
+
+    shard: str
+    record: CommitRecord
+    seconds: float
+    event: ClassVar[str] = "shard"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "shard": self.shard,
+            "videos": self.record.n_videos,
+            "failed": self.record.n_failed,
+            "maps": self.record.n_maps,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class ShardRetry:
+    """A shard's attempt raised; it is handed out again after a backoff."""
+
+    shard: str
+    error: str
+    event: ClassVar[str] = "shard_retry"
+
+
+@dataclass(frozen=True)
+class ShardFailed:
+    """A shard used up its attempts this run; it stays pending for ``resume``."""
+
+    shard: str
+    error: str
+    event: ClassVar[str] = "shard_failed"
+
+
+@dataclass(frozen=True)
+class ActorRestarted:
+    """An actor died (or was killed past a deadline) and was replaced."""
+
+    actor: int
+    error: str
+    event: ClassVar[str] = "actor_restarted"
+
+
+@dataclass(frozen=True)
+class VideoTimeout:
+    """A video ran past its deadline; its actor is replaced and the video recorded ``timeout``."""
+
+    shard: str
+    video_id: str
+    seconds: float
+    event: ClassVar[str] = "video_timeout"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shard": self.shard, "video_id": self.video_id, "seconds": round(self.seconds, 1)}
+
+
+@dataclass(frozen=True)
+class Stalled:
+    """Nothing progressed for ``--stall-timeout``: the run stops (exit 4)."""
+
+    error: str
+    event: ClassVar[str] = "stalled"
+
+
+@dataclass(frozen=True)
+class Note:
+    """A line for the operator (lease waits and takeovers)."""
+
+    message: str
+    event: ClassVar[str] = "note"
+
+
+ActorEvent = VideoStarted | VideoFinished
+ProgressEvent = (
+    VideoStarted
+    | VideoFinished
+    | RunStarted
+    | ShardCommitted
+    | ShardRetry
+    | ShardFailed
+    | ActorRestarted
+    | VideoTimeout
+    | Stalled
+    | Note
+)
 
 
 def event_to_dict(event: ProgressEvent) -> dict[str, Any]:
     """The one serialisation of a progress event (JSON log lines); tracebacks stay in the report."""
-    data = asdict(event)
+    own = getattr(event, "to_dict", None)
+    data = own() if own is not None else asdict(event)
     data.pop("traceback", None)
-    return scrub(data)
+    return scrub({"event": event.event, **data})
 
 
 @dataclass

@@ -31,7 +31,14 @@ from tased_batch.pipeline import (
     meta_of,
     serial_streams,
 )
-from tased_batch.runrecords import StorageUnavailable, split_skip
+from tased_batch.runrecords import (
+    ActorEvent,
+    ShardCommitted,
+    StorageUnavailable,
+    VideoFinished,
+    VideoStarted,
+    split_skip,
+)
 from tased_batch.sources import VideoSource
 from tased_batch.stores import open_shard_writer
 from tased_batch.stores.base import ShardWriter, VideoSink
@@ -43,7 +50,7 @@ from tased_batch.weights import WeightsInfo, model_from_payload
 TRANSIENT_REASONS = ("io-error",)
 _sleep = time.sleep  # replaced in tests, so that minutes of backoff take no time
 
-Progress = Callable[[dict[str, Any]], None]
+Progress = Callable[[ActorEvent], None]
 
 
 def run_info(config: RunConfig, weights: WeightsInfo, config_fingerprint: str) -> dict[str, Any]:
@@ -190,10 +197,10 @@ class ShardProcessor:
         *,
         skip: dict[str, str] | None = None,
         progress: Progress | None = None,
-    ) -> dict[str, Any]:
+    ) -> ShardCommitted:
         """Write and commit one shard; ``skip`` maps video ids to a reason to record instead of decoding.
 
-        Returns the commit record plus timing. Any exception leaves the shard uncommitted
+        Returns the commit record and how long the shard took. Any exception leaves the shard uncommitted
         (its partial attempt is aborted) so that it is redone.
         """
         skip = skip or {}
@@ -215,7 +222,7 @@ class ShardProcessor:
             todo = []
             for source in videos:
                 if source.video_id in skip:
-                    notify({"event": "start", "shard": shard_id, "video_id": source.video_id})
+                    notify(VideoStarted(shard_id, source.video_id))
                     self._finish(
                         background, notify, shard_id, sinks[source.video_id], *split_skip(skip[source.video_id])
                     )
@@ -239,9 +246,7 @@ class ShardProcessor:
             except Exception:
                 pass
             raise
-        record = dict(record)
-        record["seconds"] = time.perf_counter() - started
-        return record
+        return ShardCommitted(shard_id, record, time.perf_counter() - started)
 
     def _finish(
         self,
@@ -257,17 +262,16 @@ class ShardProcessor:
         """Close (``reason`` None) or fail a video's sink, and say so (``trace``: for the run report)."""
         background.submit(sink.close if reason is None else (lambda: sink.fail(reason, error or "")))
         notify(
-            {
-                "event": "video",
-                "shard": shard_id,
-                "video_id": sink.video_id,
-                "status": "ok" if reason is None else "failed",
-                "frames": maps,
-                "reason": reason,
-                "error": error,
-                "source": sink.source,
-                "traceback": trace,
-            }
+            VideoFinished(
+                shard=shard_id,
+                video_id=sink.video_id,
+                status="ok" if reason is None else "failed",
+                frames=maps,
+                reason=reason,
+                error=error,
+                source=sink.source,
+                traceback=trace,
+            )
         )
 
     def _pass(
@@ -288,7 +292,7 @@ class ShardProcessor:
         def begin(video: _Video) -> None:
             if not video.announced and not video.finished:
                 video.announced = True
-                notify({"event": "start", "shard": shard_id, "video_id": video.source.video_id})
+                notify(VideoStarted(shard_id, video.source.video_id))
 
         def begin_next() -> None:
             """The producer opens videos in order: the next one is being opened now. Announcing it before

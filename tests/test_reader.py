@@ -72,7 +72,7 @@ def test_parquet_layout_zstd_no_blob_dictionary_and_byte_sized_row_groups(monkey
     for name, first in (("b", 0), ("a", 10), ("c", 20)):
         w.write(result(name, maps, first))
     record = w.commit()
-    path = tmp_path / "o" / next(f["path"] for f in record["files"] if f["path"].endswith("maps.parquet"))
+    path = tmp_path / "o" / next(f.path for f in record.files if f.path.endswith("maps.parquet"))
     meta = pq.ParquetFile(path).metadata
     assert meta.num_row_groups == 3 and meta.num_rows == 12
     names = [meta.schema.column(i).name for i in range(meta.num_columns)]

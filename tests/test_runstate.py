@@ -21,7 +21,7 @@ from tased_batch.config import RunConfig
 from tased_batch.job import run_job, run_status
 from tased_batch.plan import Output, prepare
 from tased_batch.records import VideoResult
-from tased_batch.runrecords import InternalError, event_from_dict
+from tased_batch.runrecords import InternalError, VideoFinished
 from tased_batch.stores import index, layout, open_shard_writer
 from tased_batch.stores.png import folder_name
 from tased_batch.streams import StreamFailed
@@ -41,9 +41,8 @@ def inprocess_execute(config, plan, todo, payload, weights, info, reporter, *, t
         if tick is not None:
             tick()
 
-        def notify(raw):
-            event = event_from_dict(raw)
-            if event.event == "video":
+        def notify(event):
+            if isinstance(event, VideoFinished):
                 if event.traceback:
                     outcome.internal_errors.append(
                         InternalError(event.shard, event.video_id, event.error, event.traceback)
@@ -51,7 +50,7 @@ def inprocess_execute(config, plan, todo, payload, weights, info, reporter, *, t
                 reporter.video(event)
 
         outcome.committed[shard] = processor.process(shard, plan.videos(shard), progress=notify)
-        reporter.shard_done(shard, outcome.committed[shard])
+        reporter.shard_done(outcome.committed[shard])
     return outcome
 
 
@@ -155,7 +154,7 @@ def test_the_index_is_read_with_only_newer_records(tmp_path, monkeypatch):
     commits = index.scan(fs, root)
     assert sorted(commits.entries) == ["s0", "s1", "s2", "s3"]
     assert sorted(Path(p).name for p in read) == ["s1.json", "s3.json"]  # only the records newer than the index
-    assert commits.entries["s1"].attempt_prefix == redo["attempt_prefix"]
+    assert commits.entries["s1"].attempt_prefix == redo.attempt_prefix
     monkeypatch.undo()
 
     results = open_results(str(out))
@@ -163,7 +162,7 @@ def test_the_index_is_read_with_only_newer_records(tmp_path, monkeypatch):
     np.testing.assert_array_equal(results.frame_indices("v1-1"), [0, 1])
     assert results.videos().filter(__import__("pyarrow.compute").compute.equal(results.videos()["video_id"], "v1-1"))[
         "attempt"
-    ].to_pylist() == [redo["attempt"]]
+    ].to_pylist() == [redo.attempt]
     index.fold(fs, root)
     assert sorted(index.scan(fs, root).indexed) == ["s0", "s1", "s2", "s3"]
     assert len(open_results(str(out))) == 7

@@ -12,6 +12,7 @@ import tased_batch.shards as shards
 from tased_batch import open_results
 from tased_batch.config import RunConfig
 from tased_batch.sources import VideoSource
+from tased_batch.runrecords import VideoFinished
 from tased_batch.stores import committed_shards
 from tased_batch.streams import StreamFailed
 from tased_batch.weights import WeightsInfo
@@ -43,9 +44,9 @@ def test_transient_errors_are_retried(processor, make_video, monkeypatch):
 
     processor.producer = flaky
     monkeypatch.setattr(shards, "_sleep", lambda seconds: None)
-    record = processor.process("000000", [VideoSource("a", str(video))])
+    record = processor.process("000000", [VideoSource("a", str(video))]).record
     assert calls == [["a"], ["a"], ["a"]]
-    assert record["n_ok"] == 1 and record["n_maps"] == 33
+    assert record.n_ok == 1 and record.n_maps == 33
 
 
 def test_permanent_errors_are_not_retried_and_skips_are_recorded(processor, make_video, tmp_path):
@@ -58,13 +59,13 @@ def test_permanent_errors_are_not_retried_and_skips_are_recorded(processor, make
         [VideoSource("bad", str(bad)), VideoSource("crashy", str(good)), VideoSource("g", str(good))],
         skip={"crashy": "the worker died 2 times while processing this video"},
         progress=events.append,
-    )
-    assert record["n_ok"] == 1 and record["n_failed"] == 2
-    reasons = {f["video_id"]: f["reason"] for f in record["failures"]}
+    ).record
+    assert record.n_ok == 1 and record.n_failed == 2
+    reasons = {f.video_id: f.reason for f in record.failures}
     assert reasons["crashy"] == "worker-crash" and reasons["bad"] != "io-error"
     # one "video" event each, in the order they finish (a skip is known at once)
-    assert sorted(e["video_id"] for e in events if e["event"] == "video") == ["bad", "crashy", "g"]
-    assert record["video_ids"] == ["bad", "crashy", "g"]  # the shard's table keeps the given order
+    assert sorted(e.video_id for e in events if isinstance(e, VideoFinished)) == ["bad", "crashy", "g"]
+    assert record.video_ids == ("bad", "crashy", "g")  # the shard's table keeps the given order
     res = open_results(processor.config.output)
     np.testing.assert_array_equal(res.frame_indices("g"), np.arange(10))
 
@@ -127,8 +128,8 @@ def test_segments_of_a_long_video_are_put_back_in_order_and_failures_stay_per_vi
         return iter(events)
 
     processor.producer = split
-    record = processor.process("000009", [VideoSource("long", str(long)), VideoSource("broken", str(broken))])
-    assert record["n_ok"] == 1 and record["failures"][0]["video_id"] == "broken", record["failures"]
+    record = processor.process("000009", [VideoSource("long", str(long)), VideoSource("broken", str(broken))]).record
+    assert record.n_ok == 1 and record.failures[0].video_id == "broken", record.failures
     res = open_results(config.output)
     np.testing.assert_array_equal(res.frame_indices("long"), np.arange(100))
     from tased_batch.pipeline import predict_video
@@ -187,8 +188,8 @@ def test_decode_workers_feed_the_engine_with_the_same_maps(tmp_path, tiny_model,
                     feed.DecodeFeed.__init__ = original
 
             processor.producer = small_segments
-        record = processor.process("000000", sources)
-        assert record["n_ok"] == 2 and record["n_failed"] == 1
+        record = processor.process("000000", sources).record
+        assert record.n_ok == 2 and record.n_failed == 1
         results = open_results(str(tmp_path / f"out{workers}"))
         maps[workers] = {v: results.maps(v, size="stored") for v in ("long", "short")}
         assert list(results.frame_indices("long")) == list(range(150))

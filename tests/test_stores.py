@@ -72,9 +72,9 @@ def test_round_trip(fmt, out):
         for r in results:
             w.write(r)
         record = w.commit()
-    assert record["n_videos"] == 3 and record["n_ok"] == 2 and record["n_failed"] == 1 and record["n_maps"] == 8
-    assert record["weights"]["kind"] == "random" and record["config_fingerprint"] == "cfg-123"
-    assert [f["video_id"] for f in record["failures"]] == ["broken"] and record["failures"][0]["reason"]
+    assert record.n_videos == 3 and record.n_ok == 2 and record.n_failed == 1 and record.n_maps == 8
+    assert record.weights["kind"] == "random" and record.config_fingerprint == "cfg-123"
+    assert [f.video_id for f in record.failures] == ["broken"] and record.failures[0].reason
     assert committed_shards(uri, opts) == {"s0001": record}
 
     res = open_results(uri, opts)
@@ -171,8 +171,8 @@ def test_commit_record_lists_every_file_with_checksums(tmp_path):
     w.write(ok_result("v"))
     record = w.commit()
     on_disk = json.loads((tmp_path / "o" / "_commits" / "s7.json").read_text())
-    assert on_disk == record
-    listed = {f["path"] for f in record["files"]}
+    assert on_disk == record.to_dict()
+    listed = {f.path for f in record.files}
     actual = {str(p.relative_to(tmp_path / "o")) for p in (tmp_path / "o" / "shards").rglob("*") if p.is_file()}
     assert listed == actual
     assert {"videos.parquet", "maps.zarr/zarr.json", "maps.zarr/v00000/zarr.json"} <= {
@@ -187,7 +187,7 @@ def test_damaged_file_fails_verify(tmp_path):
     w = open_shard_writer(uri, "s", store_size=STORE, model_size=MODEL, run_info=RUN_INFO)
     w.write(ok_result("v"))
     record = w.commit()
-    path = tmp_path / "o" / record["files"][0]["path"]
+    path = tmp_path / "o" / record.files[0].path
     data = bytearray(path.read_bytes())
     data[-20] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -270,7 +270,7 @@ def test_video_with_no_maps_and_all_failed_shard(fmt, tmp_path):
     w.commit()
     w = open_shard_writer(uri, "t", format=fmt, store_size=STORE, model_size=MODEL, run_info=RUN_INFO)
     w.write(failed_result("bad"))
-    assert w.commit()["n_maps"] == 0
+    assert w.commit().n_maps == 0
     res = open_results(uri)
     assert res.maps("empty").shape == (0, *STORE) and res.frame_indices("empty").size == 0
     assert res.videos()["status"].to_pylist() == ["ok", "failed"]

@@ -106,7 +106,7 @@ def test_crop_track_in_the_store_and_at_read_time(tmp_path):
         writer.write(video("left", blob_maps(6, (96, 160), 0.25)))
         writer.write(VideoResult.failed("bad", "/v/bad.mp4", "decode-error", "broken"))
         record = writer.commit()
-    assert any(f["path"].endswith("crop.parquet") for f in record["files"])
+    assert any(f.path.endswith("crop.parquet") for f in record.files)
     res = open_results(uri)
     track = res.crop_track("left")
     assert track.num_rows == 6 and set(track["crop_w"].to_pylist()) == {606}
@@ -129,9 +129,9 @@ def test_outputs_without_summaries_still_read(tmp_path):
         writer.write(video("v", maps))
         record = writer.commit()
     old_columns = {"videos.parquet": len(VIDEO_COLUMNS), "maps.parquet": len(FRAME_COLUMNS)}
-    for entry in record["files"]:
-        name = entry["path"].rsplit("/", 1)[1]
-        path = tmp_path / "old" / entry["path"]
+    for entry in record.files:
+        name = entry.path.rsplit("/", 1)[1]
+        path = tmp_path / "old" / entry.path
         table = pq.read_table(path)
         pq.write_table(table.select(table.column_names[: table.num_columns - old_columns[name]]), path)
     res = open_results(uri)
@@ -235,7 +235,7 @@ def test_streaming_summaries_keep_only_closed_videos(tmp_path):
         str(tmp_path / "o"), "s0", format="png", store_size=(16, 32), model_size=(32, 64), run_info=RUN_INFO
     ) as writer:
         entries = summaries.write(writer)
-        tables = {e["path"].rsplit("/", 1)[1]: pq.read_table(tmp_path / "o" / e["path"]) for e in entries}
+        tables = {e.path.rsplit("/", 1)[1]: pq.read_table(tmp_path / "o" / e.path) for e in entries}
     assert tables["frame_stats.parquet"]["video_id"].to_pylist() == ["good"] * 6
     assert tables["frame_stats.parquet"]["frame_index"].to_pylist() == list(range(6))
     assert tables["crop.parquet"]["video_id"].to_pylist() == ["good"] * 6

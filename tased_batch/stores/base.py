@@ -28,6 +28,7 @@ from tased_batch.errors import StoreError
 from tased_batch.records import VideoMeta, VideoResult
 from tased_batch.secrets import scrub_text
 from tased_batch.stores import layout
+from tased_batch.stores.commit import CommitRecord, FailureEntry, FileEntry
 from tased_batch.stores.resample import resize_maps
 from tased_batch.stores.summary_tables import ShardSummaries
 from tased_batch.summaries import (
@@ -152,15 +153,8 @@ class ShardWriter:
         """Absolute path (in ``self.fs``) of a file inside this attempt's folder."""
         return layout.join(self.root, self.prefix, relative)
 
-    def _entry(self, relative: str, data: bytes, rows: int | None = None) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "path": f"{self.prefix}/{relative}",
-            "bytes": len(data),
-            "sha256": layout.sha256_hex(data),
-        }
-        if rows is not None:
-            entry["rows"] = rows
-        return entry
+    def _entry(self, relative: str, data: bytes, rows: int | None = None) -> FileEntry:
+        return FileEntry(f"{self.prefix}/{relative}", len(data), layout.sha256_hex(data), rows)
 
     # -- public API ----------------------------------------------------------------
     def open_video(self, video_id: str, source: str, meta: VideoMeta | None = None) -> VideoSink:
@@ -215,7 +209,7 @@ class ShardWriter:
             **self.summaries.videos.get(video_id, {}),  # null summaries for a failed video
         }
 
-    def commit(self) -> dict[str, Any]:
+    def commit(self) -> CommitRecord:
         """Finish the data objects, write the video table, then the commit record (last)."""
         if self._state != "open":
             raise StoreError(f"shard {self.shard_id} writer is already {self._state}")
@@ -243,32 +237,29 @@ class ShardWriter:
                 f"shard {self.shard_id}: cannot write data: {exc}", "the shard is not committed; rerun to redo it"
             ) from exc
         statuses = [row["status"] for row in self._rows]
-        record = {
-            "version": layout.COMMIT_VERSION,
-            "shard_id": self.shard_id,
-            "attempt": self.attempt,
-            "attempt_prefix": self.prefix,
-            "format": self.format,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "tased_batch_version": __version__,
-            "config_fingerprint": self.run_info["config_fingerprint"],
-            "weights": self.run_info["weights"],
-            "run_info": self.run_info,
-            "model_size": list(self.model_size),
-            "store_size": list(self.store_size),
-            "resample": {"store": "area", "read": "bilinear"},
-            "video_ids": [row["video_id"] for row in self._rows],
-            "n_videos": len(self._rows),
-            "n_ok": statuses.count("ok"),
-            "n_failed": statuses.count("failed"),
-            "n_maps": int(sum(row["n_maps"] for row in self._rows)),
-            "failures": [
-                {k: row[k] for k in ("video_id", "source", "reason", "error")}
+        record = CommitRecord(
+            shard_id=self.shard_id,
+            attempt=self.attempt,
+            attempt_prefix=self.prefix,
+            format=self.format,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            tased_batch_version=__version__,
+            config_fingerprint=self.run_info["config_fingerprint"],
+            weights=self.run_info["weights"],
+            run_info=self.run_info,
+            model_size=self.model_size,
+            store_size=self.store_size,
+            video_ids=tuple(row["video_id"] for row in self._rows),
+            n_ok=statuses.count("ok"),
+            n_failed=statuses.count("failed"),
+            n_maps=int(sum(row["n_maps"] for row in self._rows)),
+            failures=tuple(
+                FailureEntry(row["video_id"], row["source"], row["reason"], row["error"])
                 for row in self._rows
                 if row["status"] != "ok"
-            ],
-            "files": files,
-        }
+            ),
+            files=tuple(files),
+        )
         try:
             layout.write_commit(self.fs, self.root, record)
         except StoreError as exc:
@@ -341,9 +332,9 @@ class ShardWriter:
         table = pa.Table.from_pylist([{**row, **shared} for row in self._rows], schema=VIDEOS_SCHEMA)
         return table.replace_schema_metadata({b"tased_batch.run_info": json.dumps(self.run_info).encode()})
 
-    def _verify(self, files: list[dict[str, Any]]) -> None:
+    def _verify(self, files: list[FileEntry]) -> None:
         """Check that every data object is in place with its size before publishing."""
-        paths = [layout.join(self.root, f["path"]) for f in files]
+        paths = [layout.join(self.root, f.path) for f in files]
         for path in {p.rsplit("/", 1)[0] for p in paths}:
             self.fs.invalidate_cache(path)
         for path, entry in zip(paths, files):
@@ -351,15 +342,15 @@ class ShardWriter:
                 size = self.fs.size(path)
             except FileNotFoundError:
                 size = None
-            if size != entry["bytes"]:
-                raise StoreError(f"shard {self.shard_id}: {entry['path']} has {size} bytes, expected {entry['bytes']}")
+            if size != entry.bytes:
+                raise StoreError(f"shard {self.shard_id}: {entry.path} has {size} bytes, expected {entry.bytes}")
 
     # -- format hooks ----------------------------------------------------------------
     def _video_maps(self, video_id: str, source: str, meta: VideoMeta) -> VideoMaps:
         """Where one video's maps go, batch by batch, at store size."""
         raise NotImplementedError
 
-    def _finish(self) -> list[dict[str, Any]]:
+    def _finish(self) -> list[FileEntry]:
         """Close the data objects; return commit-record entries (path, bytes, sha256)."""
         raise NotImplementedError
 

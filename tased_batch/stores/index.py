@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import uuid
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import pyarrow.parquet as pq
 
 from tased_batch.errors import StoreError
 from tased_batch.stores import layout
+from tased_batch.stores.commit import CommitRecord
 
 INDEX_DIR = "_index"
 SHARDS_FILE = f"{INDEX_DIR}/shards.parquet"
@@ -65,33 +65,37 @@ class ShardEntry:
     n_failed: int
     n_maps: int
     record_json: str
-    _record: dict[str, Any] | None = field(default=None, repr=False)
+    _record: CommitRecord | None = field(default=None, repr=False)
     _load: Callable[[], str] | None = field(default=None, repr=False)  # the JSON from the index, read on demand
 
     @property
-    def record(self) -> dict[str, Any]:
+    def record(self) -> CommitRecord:
         if self._record is None:
-            if not self.record_json and self._load is not None:
-                self.record_json = self._load()
-            self._record = json.loads(self.record_json)
+            self._record = CommitRecord.from_json(self.compact_json(), f"{SHARDS_FILE} (shard {self.shard_id})")
         return self._record
+
+    def compact_json(self) -> str:
+        """The record as one line of JSON, as the index stores it."""
+        if not self.record_json:
+            self.record_json = self._load() if self._load is not None else self.record.to_json(compact=True)
+        return self.record_json
 
     @property
     def attempt_prefix(self) -> str:
-        return str(self.record["attempt_prefix"])
+        return self.record.attempt_prefix
 
     @classmethod
-    def from_record(cls, record: dict[str, Any], tag: str) -> ShardEntry:
+    def from_record(cls, record: CommitRecord, tag: str) -> ShardEntry:
         return cls(
-            shard_id=record["shard_id"],
+            shard_id=record.shard_id,
             tag=tag,
-            config_fingerprint=str(record.get("config_fingerprint")),
-            ids_digest=ids_digest(list(record.get("video_ids", []))),
-            n_videos=int(record.get("n_videos", 0)),
-            n_ok=int(record.get("n_ok", 0)),
-            n_failed=int(record.get("n_failed", 0)),
-            n_maps=int(record.get("n_maps", 0)),
-            record_json=json.dumps(record, separators=(",", ":")),
+            config_fingerprint=record.config_fingerprint,
+            ids_digest=ids_digest(list(record.video_ids)),
+            n_videos=record.n_videos,
+            n_ok=record.n_ok,
+            n_failed=record.n_failed,
+            n_maps=record.n_maps,
+            record_json="",
             _record=record,
         )
 
@@ -184,8 +188,8 @@ def scan(fs: Any, root: str, *, with_videos: bool = False) -> Commits:
             continue
         if isinstance(data, Exception):
             raise StoreError(f"cannot read commit record {path}: {data}")
-        record = layout._parse_commit(data, path)
-        entries[record["shard_id"]] = ShardEntry.from_record(record, listing[shard_id])
+        record = CommitRecord.from_json(data, path)
+        entries[record.shard_id] = ShardEntry.from_record(record, listing[shard_id])
     return Commits(entries, videos, indexed, set(fresh) & set(entries))
 
 
@@ -222,10 +226,7 @@ def write_index(fs: Any, root: str, entries: dict[str, ShardEntry], videos: pa.T
             "n_ok": [e.n_ok for e in ordered],
             "n_failed": [e.n_failed for e in ordered],
             "n_maps": [e.n_maps for e in ordered],
-            "record": [
-                e.record_json or (e._load() if e._load else json.dumps(e.record, separators=(",", ":")))
-                for e in ordered
-            ],
+            "record": [e.compact_json() for e in ordered],
         },
         schema=SHARDS_SCHEMA,
     ).replace_schema_metadata(

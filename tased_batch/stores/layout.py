@@ -18,21 +18,19 @@ commit record pointing at it is garbage: invisible to readers, and removable wit
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import time
 import uuid
-from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
 
 from tased_batch.errors import StoreError
+from tased_batch.stores.commit import CommitRecord
 
 COMMIT_DIR = "_commits"
 SHARD_DIR = "shards"
-COMMIT_VERSION = 1
 
 _SHARD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -111,26 +109,12 @@ def put_whole(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
         raise StoreError(f"cannot write {path}: {exc}", "check that the output is writable") from exc
 
 
-def write_commit(fs: fsspec.AbstractFileSystem, root: str, record: dict[str, Any]) -> None:
+def write_commit(fs: fsspec.AbstractFileSystem, root: str, record: CommitRecord) -> None:
     """Publish a shard: the last write of an attempt. Replaces an earlier record."""
-    data = json.dumps(record, indent=1, sort_keys=True).encode()
-    put_whole(fs, commit_path(root, record["shard_id"]), data)
+    put_whole(fs, commit_path(root, record.shard_id), record.to_json().encode())
 
 
-def _parse_commit(data: bytes, where: str) -> dict[str, Any]:
-    try:
-        record = json.loads(data)
-    except ValueError as exc:
-        raise StoreError(f"commit record {where} is not valid JSON", "delete it to redo that shard") from exc
-    if not isinstance(record, dict) or record.get("version") != COMMIT_VERSION or "files" not in record:
-        raise StoreError(
-            f"commit record {where} is not a tased-batch v{COMMIT_VERSION} record",
-            "was this output written by another tool or version?",
-        )
-    return record
-
-
-def read_commit(output: str, shard_id: str, storage_options: dict | None = None) -> dict[str, Any] | None:
+def read_commit(output: str, shard_id: str, storage_options: dict | None = None) -> CommitRecord | None:
     """The commit record of one shard, or None if the shard is not committed."""
     fs, root = open_fs(output, storage_options)
     path = commit_path(root, check_shard_id(shard_id))
@@ -138,16 +122,16 @@ def read_commit(output: str, shard_id: str, storage_options: dict | None = None)
         data = fs.cat_file(path)
     except FileNotFoundError:
         return None
-    return _parse_commit(data, path)
+    return CommitRecord.from_json(data, path)
 
 
-def committed_shards(output: str, storage_options: dict | None = None) -> dict[str, dict[str, Any]]:
+def committed_shards(output: str, storage_options: dict | None = None) -> dict[str, CommitRecord]:
     """All committed shards of an output: ``{shard_id: commit record}`` (empty if none)."""
     fs, root = open_fs(output, storage_options)
     return list_commits(fs, root)
 
 
-def list_commits(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict[str, Any]]:
+def list_commits(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, CommitRecord]:
     """:func:`committed_shards` on an open filesystem (fresh listing, no cache)."""
     directory = join(root, COMMIT_DIR)
     try:
@@ -155,14 +139,14 @@ def list_commits(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict[str
         paths = [p for p in fs.ls(directory, detail=False) if p.endswith(".json")]
     except FileNotFoundError:
         return {}
-    records: dict[str, dict[str, Any]] = {}
+    records: dict[str, CommitRecord] = {}
     for path, data in sorted(zip(paths, cat_many(fs, paths))):
         if isinstance(data, Exception):
             if isinstance(data, FileNotFoundError):
                 continue
             raise StoreError(f"cannot read commit record {path}: {data}")
-        record = _parse_commit(data, path)
-        records[record["shard_id"]] = record
+        record = CommitRecord.from_json(data, path)
+        records[record.shard_id] = record
     return records
 
 
@@ -184,7 +168,7 @@ def remove_orphans(
     """
     fs, root = open_fs(output, storage_options)
     if live is None:
-        live = {rec["attempt_prefix"] for rec in list_commits(fs, root).values()}
+        live = {rec.attempt_prefix for rec in list_commits(fs, root).values()}
     base = join(root, SHARD_DIR)
     attempts: dict[str, list[str]] = {}  # attempt prefix -> its files (object stores) or [] (local)
     if is_local(fs):

@@ -32,6 +32,7 @@ from tased_batch.errors import StoreError
 from tased_batch.records import VideoMeta
 from tased_batch.stores import layout
 from tased_batch.stores.base import ShardWriter, VideoMaps
+from tased_batch.stores.commit import CommitRecord, FileEntry
 from tased_batch.summaries import FRAME_COLUMNS
 from tased_batch.summaries import fields as summary_fields
 
@@ -154,16 +155,13 @@ class _MapsOut:
         self.rows += table.num_rows
         self.pending, self.pending_bytes = [], 0
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> FileEntry:
         self.flush()
         self.parquet.close()
         self.handle.close()  # completes the upload: the object appears whole
-        return {
-            "path": f"{self.writer.prefix}/{self.name}",
-            "bytes": self.hashing.size,
-            "sha256": self.hashing.sha.hexdigest(),
-            "rows": self.rows,
-        }
+        return FileEntry(
+            f"{self.writer.prefix}/{self.name}", self.hashing.size, self.hashing.sha.hexdigest(), self.rows
+        )
 
     def discard(self) -> None:
         self.hashing.handle = io.BytesIO()  # the Parquet writer may still flush its footer when collected
@@ -231,7 +229,7 @@ class ParquetShardWriter(ShardWriter):
         self.encoding = encoding
         self._shared: _MapsOut | None = None
         self._open_parts: list[_MapsOut] = []
-        self._parts: list[dict[str, Any]] = []
+        self._parts: list[FileEntry] = []
 
     def _shared_file(self) -> _MapsOut:
         if self._shared is None:
@@ -267,7 +265,7 @@ class ParquetShardWriter(ShardWriter):
     def _video_maps(self, video_id: str, source: str, meta: VideoMeta) -> VideoMaps:
         return _ParquetVideo(self, video_id)
 
-    def _finish(self) -> list[dict[str, Any]]:
+    def _finish(self) -> list[FileEntry]:
         entries = [self._shared_file().finish()]  # an all-failed shard still gets an (empty) maps file
         return entries + self._parts
 
@@ -321,11 +319,11 @@ class MapsFile:
 
 
 def read_maps(
-    results: Any, record: dict[str, Any], info: dict[str, Any], shape: tuple[int, int]
+    results: Any, record: CommitRecord, info: dict[str, Any], shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One committed video's rows, from ``maps.parquet`` or its own part file (``location``)."""
     name = info["location"] or "maps.parquet"
-    key = f"maps:{record['shard_id']}:{name}"
+    key = f"maps:{record.shard_id}:{name}"
     maps_file = results._cached(key, lambda: MapsFile(results.fs, results._file(record, name)))
     table = maps_file.rows(info["video_id"]).sort_by("frame_index")
     maps = np.empty((table.num_rows, *shape), np.uint8)

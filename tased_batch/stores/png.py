@@ -20,6 +20,7 @@ from tased_batch.errors import StoreError
 from tased_batch.records import VideoMeta
 from tased_batch.stores import layout
 from tased_batch.stores.base import ShardWriter, VideoMaps, table_bytes
+from tased_batch.stores.commit import CommitRecord, FileEntry
 
 # PNGs sent per concurrent batch (s3fs pipes a dict of objects in parallel).
 _PUT_BATCH = 256
@@ -203,7 +204,7 @@ class PngShardWriter(ShardWriter):
         self._folders.add(folder)
         return _PngVideo(self, video_id, f"png/{folder}")
 
-    def _finish(self) -> list[dict[str, Any]]:
+    def _finish(self) -> list[FileEntry]:
         table = pa.concat_tables(self._frames) if self._frames else FRAMES_SCHEMA.empty_table()
         data = table_bytes(table)
         layout.put_whole(self.fs, self._path("frames.parquet"), data)
@@ -211,13 +212,13 @@ class PngShardWriter(ShardWriter):
 
 
 def read_maps(
-    results: Any, record: dict[str, Any], info: dict[str, Any], shape: tuple[int, int]
+    results: Any, record: CommitRecord, info: dict[str, Any], shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One committed video's PNGs, as listed (with sizes) in the shard's ``frames.parquet``."""
     import pyarrow.compute as pc
 
     frames_table: pa.Table = results._cached(
-        f"frames:{record['shard_id']}", lambda: results._read_parquet(results._file(record, "frames.parquet"))
+        f"frames:{record.shard_id}", lambda: results._read_parquet(results._file(record, "frames.parquet"))
     )
     table = frames_table.filter(pc.equal(frames_table["video_id"], info["video_id"])).sort_by("frame_index")
     paths = [layout.join(results.root, p) for p in table["path"].to_pylist()]
@@ -230,9 +231,9 @@ def read_maps(
     return table["frame_index"].to_numpy(), table["timestamp"].to_numpy(), maps
 
 
-def verify_files(results: Any, record: dict[str, Any]) -> None:
+def verify_files(results: Any, record: CommitRecord) -> None:
     """The PNGs are listed, with checksums, in frames.parquet rather than in the commit record."""
-    sid = record["shard_id"]
+    sid = record.shard_id
     table = results._read_parquet(results._file(record, "frames.parquet"))
     paths = [layout.join(results.root, p) for p in table["path"].to_pylist()]
     expected = zip(paths, table["bytes"].to_pylist(), table["sha256"].to_pylist())

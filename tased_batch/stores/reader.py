@@ -12,7 +12,7 @@ import io
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,9 +22,13 @@ import pyarrow.parquet as pq
 from tased_batch.errors import StoreError
 from tased_batch.stores import layout
 from tased_batch.stores.base import VIDEOS_SCHEMA
+from tased_batch.stores.commit import CommitRecord
 from tased_batch.stores.formats import STORE_FORMATS, StoreFormat
 from tased_batch.stores.resample import resize_maps
 from tased_batch.summaries import conform
+
+if TYPE_CHECKING:
+    from tased_batch.stores.index import ShardEntry
 
 Size = str | tuple[int, int]
 
@@ -52,7 +56,7 @@ class Results:
         self.storage_options = storage_options
         self.fs, self.root = layout.open_fs(uri, storage_options)
         self._entries, self._table = self._load()
-        self._records: dict[str, dict[str, Any]] = {}
+        self._records: dict[str, CommitRecord] = {}
         ids = self._table["video_id"].to_pylist()
         self._row: dict[str, int] = {}
         for i, video_id in enumerate(ids):
@@ -67,13 +71,13 @@ class Results:
         self._cache: OrderedDict[str, Any] = OrderedDict()
 
     # -- loading ---------------------------------------------------------------------
-    def _file(self, record: dict[str, Any], name: str) -> str:
-        for entry in record["files"]:
-            if entry["path"] == f"{record['attempt_prefix']}/{name}":
-                return layout.join(self.root, entry["path"])
-        raise StoreError(
-            f"commit record of shard {record['shard_id']} names no {name}", "delete the record to redo the shard"
-        )
+    def _file(self, record: CommitRecord, name: str) -> str:
+        entry = record.file(name)
+        if entry is None:
+            raise StoreError(
+                f"commit record of shard {record.shard_id} names no {name}", "delete the record to redo the shard"
+            )
+        return layout.join(self.root, entry.path)
 
     def _read_parquet(self, path: str) -> pa.Table:
         try:
@@ -83,7 +87,7 @@ class Results:
                 f"committed file {path} is missing", "the output was modified after commit; redo that shard"
             ) from exc
 
-    def _load(self) -> tuple[dict[str, Any], pa.Table]:
+    def _load(self) -> tuple[dict[str, ShardEntry], pa.Table]:
         """The run's committed shards and their video rows: the index, then only newer records."""
         from tased_batch.stores import index
 
@@ -115,11 +119,11 @@ class Results:
             return None
 
     @property
-    def shards(self) -> dict[str, dict[str, Any]]:
+    def shards(self) -> dict[str, CommitRecord]:
         """``{shard_id: commit record}`` of every committed shard (parsed on first use)."""
         return {s: self._record(s) for s in sorted(self._entries)}
 
-    def _record(self, shard_id: str) -> dict[str, Any]:
+    def _record(self, shard_id: str) -> CommitRecord:
         record = self._records.get(shard_id)
         if record is None:
             record = self._records[shard_id] = self._entries[shard_id].record
@@ -192,16 +196,14 @@ class Results:
     def verify(self) -> None:
         """Re-read every committed file and check its size and sha256 (raises StoreError)."""
         for sid, record in sorted(self.shards.items()):
-            for entry in record["files"]:
-                path = layout.join(self.root, entry["path"])
+            for entry in record.files:
+                path = layout.join(self.root, entry.path)
                 try:
                     data = self.fs.cat_file(path)
                 except FileNotFoundError as exc:
-                    raise StoreError(f"shard {sid}: committed file {entry['path']} is missing") from exc
-                if len(data) != entry["bytes"] or layout.sha256_hex(data) != entry["sha256"]:
-                    raise StoreError(
-                        f"shard {sid}: {entry['path']} does not match its commit record", "redo that shard"
-                    )
+                    raise StoreError(f"shard {sid}: committed file {entry.path} is missing") from exc
+                if len(data) != entry.bytes or layout.sha256_hex(data) != entry.sha256:
+                    raise StoreError(f"shard {sid}: {entry.path} does not match its commit record", "redo that shard")
             self._format(record).verify_files(self, record)
 
     # -- helpers ---------------------------------------------------------------------
@@ -223,12 +225,10 @@ class Results:
                 old.close()
         return value
 
-    def _format(self, record: dict[str, Any]) -> StoreFormat:
-        fmt = STORE_FORMATS.get(record["format"])
+    def _format(self, record: CommitRecord) -> StoreFormat:
+        fmt = STORE_FORMATS.get(record.format)
         if fmt is None:
-            raise StoreError(
-                f"shard {record['shard_id']} has unknown format {record['format']!r}", "upgrade tased-batch"
-            )
+            raise StoreError(f"shard {record.shard_id} has unknown format {record.format!r}", "upgrade tased-batch")
         return fmt
 
     def _target(self, info: dict[str, Any], size: Size) -> tuple[int, int]:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from tased_batch.errors import StoreError
 from tased_batch.stores import layout
+from tased_batch.stores.commit import CommitRecord, FileEntry
 from tased_batch.summaries import (
     CROP_SCHEMA,
     FRAME_COLUMNS,
@@ -97,7 +98,7 @@ class ShardSummaries:
         self._pending.pop(video_id, None)
         self.videos.pop(video_id, None)
 
-    def write(self, writer: ShardWriter) -> list[dict[str, Any]]:
+    def write(self, writer: ShardWriter) -> list[FileEntry]:
         """Put the shard's summary tables into its attempt; return their commit-record entries."""
         from tased_batch.stores.base import table_bytes
 
@@ -115,19 +116,19 @@ class ShardSummaries:
 
 
 # -- reading ------------------------------------------------------------------------------------
-def _listed(record: dict[str, Any], name: str) -> str | None:
-    wanted = f"{record['attempt_prefix']}/{name}"
-    return next((entry["path"] for entry in record["files"] if entry["path"] == wanted), None)
+def _listed(record: CommitRecord, name: str) -> str | None:
+    entry = record.file(name)
+    return None if entry is None else entry.path
 
 
-def _listed_all(record: dict[str, Any], name: str) -> list[str]:
+def _listed_all(record: CommitRecord, name: str) -> list[str]:
     """The shard's files called ``name``; for ``maps.parquet`` also the part files of long videos
     (``maps-vNNNNN.parquet``: the same columns, see :mod:`tased_batch.stores.parquet`)."""
     if name != "maps.parquet":
         found = _listed(record, name)
         return [found] if found else []
-    parts = re.compile(re.escape(f"{record['attempt_prefix']}/") + r"maps(-v\d+)?\.parquet")
-    return [entry["path"] for entry in record["files"] if parts.fullmatch(entry["path"])]
+    parts = re.compile(re.escape(f"{record.attempt_prefix}/") + r"maps(-v\d+)?\.parquet")
+    return [entry.path for entry in record.files if parts.fullmatch(entry.path)]
 
 
 def committed_files(results: Results, name: str) -> list[str]:
@@ -148,8 +149,8 @@ def _read(results: Results, relative: str, columns: list[str] | None = None) -> 
         ) from exc
 
 
-def _shard_frame_stats(results: Results, record: dict[str, Any]) -> pa.Table | None:
-    if record["format"] == "parquet":
+def _shard_frame_stats(results: Results, record: CommitRecord) -> pa.Table | None:
+    if record.format == "parquet":
         tables = []
         for relative in _listed_all(record, "maps.parquet"):  # the shared file and long videos' part files
             with results.fs.open(layout.join(results.root, relative), "rb") as handle:
@@ -191,7 +192,7 @@ def read_crop(results: Results, video_id: str | None = None, aspect: str | None 
     stored size: a little coarser than the run's, which places it on the model-size maps.
     """
 
-    def stored(res: Results, record: dict[str, Any]) -> pa.Table | None:
+    def stored(res: Results, record: CommitRecord) -> pa.Table | None:
         relative = _listed(record, CROP_FILE)
         return None if relative is None else _read(res, relative)
 

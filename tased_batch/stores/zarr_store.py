@@ -22,6 +22,7 @@ from tased_batch.errors import StoreError
 from tased_batch.records import VideoMeta
 from tased_batch.stores import layout
 from tased_batch.stores.base import ShardWriter, VideoMaps
+from tased_batch.stores.commit import CommitRecord, FileEntry
 
 CHUNK_FRAMES = 128
 SHARD_FRAMES = 4096
@@ -157,7 +158,7 @@ class ZarrShardWriter(ShardWriter):
         self._count += 1
         return _ZarrVideo(self, name, video_id, source, meta)
 
-    def _finish(self) -> list[dict[str, Any]]:
+    def _finish(self) -> list[FileEntry]:
         if self._group is None:
             return []
         root = self._path("maps.zarr")
@@ -172,15 +173,15 @@ class ZarrShardWriter(ShardWriter):
 
 
 def read_maps(
-    results: Any, record: dict[str, Any], info: dict[str, Any], shape: tuple[int, int]
+    results: Any, record: CommitRecord, info: dict[str, Any], shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One committed video's array (named by the record's file list, or it does not count)."""
     import zarr
 
     location = info["location"]
-    if f"{record['attempt_prefix']}/{location}/zarr.json" not in {f["path"] for f in record["files"]}:
-        raise StoreError(f"commit record of shard {record['shard_id']} names no array {location}", "redo that shard")
-    path = layout.join(results.root, record["attempt_prefix"], location)
+    if record.file(f"{location}/zarr.json") is None:
+        raise StoreError(f"commit record of shard {record.shard_id} names no array {location}", "redo that shard")
+    path = layout.join(results.root, record.attempt_prefix, location)
     array = zarr.open_array(store=zarr_store(results.fs, path, results.storage_options, read_only=True), mode="r")
     attrs = array.attrs
     frames = np.asarray(attrs["frame_indices"], np.int64)
