@@ -129,12 +129,19 @@ class _Worker:
     """The actor body: one ShardProcessor, progress pushed to a Ray queue."""
 
     def __init__(
-        self, config: RunConfig, weights_bytes: bytes, weights: WeightsInfo, info: dict, threads: int, queue
+        self,
+        config: RunConfig,
+        weights_bytes: bytes,
+        weights: WeightsInfo,
+        info: dict,
+        threads: int,
+        queue,
+        fence: str | None,
     ) -> None:
         from tased_batch.shards import ShardProcessor
 
         self.queue = queue
-        self.processor = ShardProcessor(config, weights_bytes, weights, info, threads=threads)
+        self.processor = ShardProcessor(config, weights_bytes, weights, info, threads=threads, fence=fence)
 
     def pid(self) -> int:
         return os.getpid()
@@ -160,10 +167,12 @@ def execute(
     *,
     tick: Callable[[], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    fence: str | None = None,
 ) -> Outcome:
     """Process ``shards`` of ``plan`` on Ray actors; returns what was committed and what was not.
 
-    ``tick`` is called on every turn of the loop (the job checks its lease and folds the index).
+    ``tick`` is called on every turn of the loop (the job checks its lease and folds the index);
+    ``fence`` is the lease's token: an actor commits a shard only while the lease is still this run's.
     """
     import ray
     from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
@@ -181,7 +190,7 @@ def execute(
         reporter.started(actors=count, resources=resources)
 
         def new_actor():
-            return worker_cls.options(**resources).remote(config, weights_ref, weights, info, threads, queue)
+            return worker_cls.options(**resources).remote(config, weights_ref, weights, info, threads, queue, fence)
 
         actors = [new_actor() for _ in range(count)]
         todo = deque(shards)

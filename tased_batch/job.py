@@ -100,7 +100,9 @@ def run_job(config: RunConfig) -> JobResult:
                     folder.maybe_fold()
 
                 info = scrub(run_info(config, weights, config_fp))
-                outcome = execute(config, plan, todo, payload, weights, info, reporter, tick=tick)
+                outcome = execute(
+                    config, plan, todo, payload, weights, info, reporter, tick=tick, fence=lease.info.token
+                )
         finally:
             reporter.close()
         lease.check()

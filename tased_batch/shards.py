@@ -129,22 +129,34 @@ class ShardProcessor:
         device: str | None = None,
         threads: int | None = None,
         producer: StreamProducer | None = None,
+        fence: str | None = None,
     ) -> None:
         if threads:
             torch.set_num_threads(int(threads))
         device = device or default_device()
         model = model_from_payload(weights_bytes, weights, device)
         self._setup(
-            config, engine_for(config.model, model, device, map_stats=frame_stats), info, producer, cpus=threads
+            config,
+            engine_for(config.model, model, device, map_stats=frame_stats),
+            info,
+            producer,
+            cpus=threads,
+            fence=fence,
         )
 
     @classmethod
     def with_engine(
-        cls, config: RunConfig, engine: Engine, info: dict[str, Any], *, producer: StreamProducer | None = None
+        cls,
+        config: RunConfig,
+        engine: Engine,
+        info: dict[str, Any],
+        *,
+        producer: StreamProducer | None = None,
+        fence: str | None = None,
     ) -> ShardProcessor:
         """A processor around an engine built elsewhere (benchmarks with a stand-in model, tests)."""
         processor = cls.__new__(cls)
-        processor._setup(config, engine, info, producer)
+        processor._setup(config, engine, info, producer, fence=fence)
         return processor
 
     def _setup(
@@ -154,6 +166,7 @@ class ShardProcessor:
         info: dict[str, Any],
         producer: StreamProducer | None,
         cpus: int | None = None,
+        fence: str | None = None,
     ) -> None:
         bound_heap_growth()  # a processor lives as long as its actor: keep its heap from creeping
         self.config = config
@@ -161,6 +174,7 @@ class ShardProcessor:
         self.device = str(engine.device)
         self.options = config.sampling.decode_options()
         self.info = info
+        self.fence = fence  # the run's lease token: commits stop once another driver holds the output
         self.cpus = cpus
         self.decode_workers = decode_workers(config.decode_workers, self.device, cpus)
         self.producer: StreamProducer = producer or (self._feed if self.decode_workers else self._serial)
@@ -215,6 +229,7 @@ class ShardProcessor:
             run_info=self.info,
             storage_options=self.config.storage_options,
             crop=self.config.crop,
+            fence=self.fence,
         )
         background = BackgroundWriter(_Calls(), depth=SINK_QUEUE)
         try:

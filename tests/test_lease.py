@@ -97,3 +97,44 @@ def test_lease_file_is_created_exclusively(tmp_path):
     assert os.path.exists(os.path.join(root, "_lease.json"))
     assert lease._backend.create(b"{}") is None  # an exclusive create never replaces a lease
     lease.release()
+
+
+def test_a_taken_over_runs_late_commit_is_refused_and_the_new_runs_stands(output):
+    """An actor of a driver that lost its lease finishes its shard: no record, the new driver's shard stays."""
+    import numpy as np
+
+    from tased_batch import open_results
+    from tased_batch.errors import StoreError
+    from tased_batch.records import VideoResult
+    from tased_batch.stores import open_shard_writer, read_commit
+
+    fs, root = output
+    uri = fs.unstrip_protocol(root) if not layout.is_local(fs) else root
+    options = getattr(fs, "storage_options", None) if not layout.is_local(fs) else None
+    run_info = {"config_fingerprint": "fp", "weights": {"sha256": "0" * 64, "kind": "custom", "uri": "w"}}
+
+    def result(value: int) -> VideoResult:
+        maps = np.full((2, 16, 32), value, np.uint8)
+        return VideoResult("v", "/v.mp4", n_frames=2, frame_indices=np.arange(2), timestamps=np.arange(2.0), maps=maps)
+
+    def writer(fence: str):
+        return open_shard_writer(
+            uri, "s1", store_size=(8, 16), model_size=(16, 32), run_info=run_info, storage_options=options, fence=fence
+        )
+
+    old = acquire(fs, root, ttl=20, owner="old")
+    late = writer(old.info.token)
+    late.write(result(10))  # the old run's actor is mid-shard when its driver stops beating
+    clock = FakeClock()
+    clock.now = old.info.heartbeat
+    new = acquire(fs, root, ttl=20, owner="new", clock=clock, sleep=clock.sleep)
+    with writer(new.info.token) as redo:
+        redo.write(result(200))
+        redo.commit()
+    with pytest.raises(StoreError, match="no longer holds the output's lease") as caught:
+        late.commit()
+    assert "new@" in str(caught.value)
+    assert read_commit(uri, "s1", options).attempt == redo.attempt
+    assert int(open_results(uri, options).maps("v").max()) == 200
+    assert not fs.exists(layout.join(root, late.prefix))  # the refused attempt removed itself
+    new.release()

@@ -33,9 +33,10 @@ SIZE = f"{SMALL[0]}x{SMALL[1]}"
 LENGTHS = {"a": 12, "b": 9, "c": 7, "d": 10}
 
 
-def inprocess_execute(config, plan, todo, payload, weights, info, reporter, *, tick=None, sleep=None):
+def inprocess_execute(config, plan, todo, payload, weights, info, reporter, *, tick=None, sleep=None, fence=None):
     """The executor's contract without Ray: one ShardProcessor, events to the reporter."""
-    processor = shards.ShardProcessor(config, payload, weights, info, threads=1)
+    assert fence, "a job hands its lease token to the actors, so that a taken-over run cannot commit"
+    processor = shards.ShardProcessor(config, payload, weights, info, threads=1, fence=fence)
     outcome = executor.Outcome()
     for shard in todo:
         if tick is not None:

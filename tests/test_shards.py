@@ -11,8 +11,8 @@ import torch
 import tased_batch.shards as shards
 from tased_batch import open_results
 from tased_batch.config import RunConfig
-from tased_batch.sources import VideoSource
 from tased_batch.runrecords import VideoFinished
+from tased_batch.sources import VideoSource
 from tased_batch.stores import committed_shards
 from tased_batch.streams import StreamFailed
 from tased_batch.weights import WeightsInfo

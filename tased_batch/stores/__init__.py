@@ -41,13 +41,15 @@ def open_shard_writer(
     run_info: dict[str, Any],
     storage_options: dict | None = None,
     crop: str | None = None,
+    fence: str | None = None,
 ) -> ShardWriter:
     """A writer for a fresh attempt of ``shard_id`` under ``output`` (any fsspec URI).
 
     ``store_size`` None means :func:`default_store_size` of ``model_size``. ``run_info``
     needs ``config_fingerprint`` and ``weights`` (``sha256``, ``kind``, ``uri``); it is
     recorded in the data and in the commit record. ``crop`` (an aspect ratio such as
-    ``"9:16"``) adds a crop track per video (docs/summaries.md).
+    ``"9:16"``) adds a crop track per video (docs/summaries.md). ``fence``: the token of
+    the output's lease the run holds; the commit is refused once another driver holds it.
     """
     if format not in STORE_FORMATS:
         raise StoreError(f"unknown output format {format!r}", f"use one of {', '.join(FORMATS)}")
@@ -59,4 +61,5 @@ def open_shard_writer(
         run_info=run_info,
         storage_options=storage_options,
         crop=crop,
+        fence=fence,
     )

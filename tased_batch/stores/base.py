@@ -123,8 +123,10 @@ class ShardWriter:
         run_info: dict[str, Any],
         storage_options: dict | None = None,
         crop: str | None = None,
+        fence: str | None = None,
     ) -> None:
         self.output = output
+        self.fence = fence
         self.shard_id = layout.check_shard_id(shard_id)
         self.model_size = (int(model_size[0]), int(model_size[1]))
         if min(self.model_size) < 1:
@@ -260,6 +262,7 @@ class ShardWriter:
             ),
             files=tuple(files),
         )
+        self._check_fence()
         try:
             layout.write_commit(self.fs, self.root, record)
         except StoreError as exc:
@@ -271,6 +274,34 @@ class ShardWriter:
             ) from exc
         self._state = "committed"
         return record
+
+    def _check_fence(self) -> None:
+        """Refuse to commit once the run that opened this writer no longer holds the output's lease.
+
+        A driver that was taken over (it stopped beating for longer than the TTL) may still
+        have actors finishing shards; the new driver may already have removed their attempt
+        folders as orphans or be redoing the shards. One read of the lease just before the
+        commit record keeps such a late commit from replacing a good one.
+        """
+        if self.fence is None:
+            return
+        from tased_batch.stores.lease import read_lease
+
+        try:
+            holder = read_lease(self.fs, self.root)
+        except Exception as exc:
+            self.abort()
+            raise StoreError(
+                f"shard {self.shard_id}: cannot read the output's lease before committing: {exc}",
+                "the shard is not committed; it is redone",
+            ) from exc
+        if holder is None or holder.token != self.fence:
+            self.abort()
+            who = "nobody" if holder is None else holder.describe(time.time())
+            raise StoreError(
+                f"shard {self.shard_id} not committed: this run no longer holds the output's lease (held by {who})",
+                "another driver took this output over and redoes the shard; check `tased-batch status OUTPUT`",
+            )
 
     def abort(self) -> None:
         """Drop this attempt: discard open uploads and remove what it wrote (best effort)."""
