@@ -7,9 +7,11 @@ again; a shard that fails ``max_attempts`` times is left pending (the run report
 could not finish and ``resume`` picks it up); a failed shard waits (exponential backoff with
 jitter) before it is handed out again.
 
-Deadlines: a video that runs past its deadline (``--video-timeout``, else one derived from
-its size) gets its actor killed and replaced, and is recorded failed (``timeout``); when
-nothing progresses for ``--stall-timeout`` seconds the run stops (exit 4, ``resume`` later).
+Deadlines: a video whose actor shows no progress (no maps) for its deadline
+(``--video-timeout``, else 900 s or longer for big files) gets its actor killed and
+replaced, and is recorded failed (``timeout``); a long video that keeps delivering maps is
+never cut off. When nothing progresses for ``--stall-timeout`` seconds the run stops
+(exit 4, ``resume`` later).
 """
 
 from __future__ import annotations
@@ -25,23 +27,65 @@ from tased_batch.backoff import SHARD_BASE, SHARD_CAP, backoff_delay
 from tased_batch.config import RunConfig
 from tased_batch.errors import ConfigError
 from tased_batch.plan import Plan
-from tased_batch.runrecords import ActorEvent, InternalError, ShardCommitted, VideoStarted, skip_text
+from tased_batch.runrecords import ActorEvent, InternalError, ShardCommitted, VideoProgress, VideoStarted, skip_text
 from tased_batch.sources import VideoSource
 from tased_batch.weights import WeightsInfo
 
 CRASHES_BEFORE_SKIP = 2
 TASKS_PER_ACTOR = 2  # one running, one queued, so an actor never idles between shards
-# Without --video-timeout, a video may take this long, or longer for big files (bytes / rate).
-DEFAULT_VIDEO_TIMEOUT = 1800.0
+# Without --video-timeout, a video's actor may go this long without progress, longer for big files (bytes / rate).
+DEFAULT_VIDEO_TIMEOUT = 900.0
 SLOWEST_BYTES_PER_SECOND = 50_000.0
 _clock = time.monotonic  # replaced in tests
 
 
 def video_deadline(config: RunConfig, source: VideoSource) -> float:
-    """Seconds a video may run before its actor is replaced and the video recorded as ``timeout``."""
+    """Seconds a video's actor may go without progress before it is replaced and the video recorded ``timeout``."""
     if config.video_timeout:
         return float(config.video_timeout)
     return max(DEFAULT_VIDEO_TIMEOUT, (source.size or 0) / SLOWEST_BYTES_PER_SECOND)
+
+
+class VideoClocks:
+    """Which video each shard's actor is on, and how long since that actor last showed progress.
+
+    The clock of a shard restarts when a video starts and whenever its actor delivers maps
+    (:class:`~tased_batch.runrecords.VideoProgress`), so a long video on a slow device is never
+    cut off while it progresses; an open, read or decode that hangs shows no progress at all.
+    """
+
+    def __init__(self, limit: Callable[[str, str], float]) -> None:
+        self._limit = limit  # (shard, video id) -> seconds without progress allowed
+        self.current: dict[str, str] = {}  # shard -> video being processed
+        self._since: dict[str, float] = {}  # shard -> start of the video or its last progress
+
+    def started(self, shard: str, video_id: str, now: float) -> None:
+        self.current[shard] = video_id
+        self._since[shard] = now
+
+    def progressed(self, shard: str, now: float) -> None:
+        if shard in self._since:
+            self._since[shard] = now
+
+    def stop(self, shard: str) -> str | None:
+        """Forget the shard (finished, lost or timed out); returns the video it was on."""
+        self._since.pop(shard, None)
+        return self.current.pop(shard, None)
+
+    def running(self, now: float) -> bool:
+        """Some video is within its deadline (progress even without events)."""
+        return any(now - t <= self._limit(s, self.current[s]) for s, t in self._since.items() if s in self.current)
+
+    def overdue(self, shards: list[str], now: float) -> tuple[str, str, float, float] | None:
+        """The first of ``shards`` whose video is past its deadline: (shard, video, seconds idle, limit)."""
+        for shard in shards:
+            video = self.current.get(shard)
+            if video is None or shard not in self._since:
+                continue
+            limit = self._limit(shard, video)
+            if now - self._since[shard] > limit:
+                return shard, video, now - self._since[shard], limit
+        return None
 
 
 def is_local_uri(uri: str) -> bool:
@@ -196,8 +240,7 @@ def execute(
         todo = deque(shards)
         attempts: dict[str, int] = {s: 0 for s in shards}  # failed tries that count against max_attempts
         dispatched: dict[str, int] = {s: 0 for s in shards}  # every hand-out, a backstop against endless requeues
-        in_progress: dict[str, str] = {}  # shard -> video being processed (from progress events)
-        started_at: dict[str, float] = {}  # shard -> when its current video started
+        clocks = VideoClocks(lambda shard, video: video_deadline(config, sources[shard][video]))
         crashes: dict[str, int] = {}  # video id -> deaths while it was being processed
         skip: dict[str, dict[str, str]] = {s: {} for s in shards}
         in_flight: dict[Any, tuple[int, str]] = {}
@@ -235,8 +278,10 @@ def execute(
                 last_progress = _clock()
                 for event in events:
                     if isinstance(event, VideoStarted):
-                        in_progress[event.shard] = event.video_id
-                        started_at[event.shard] = last_progress
+                        clocks.started(event.shard, event.video_id, last_progress)
+                        continue
+                    if isinstance(event, VideoProgress):
+                        clocks.progressed(event.shard, last_progress)
                         continue
                     if event.traceback:
                         outcome.internal_errors.append(
@@ -263,8 +308,7 @@ def execute(
 
         def requeue_lost(lost: list[str], error: str, running: str | None = None) -> None:
             for s in lost:
-                suspect = in_progress.pop(s, None)
-                started_at.pop(s, None)
+                suspect = clocks.stop(s)
                 if s == running:
                     todo.appendleft(s)  # its hung video is skipped now: not the shard's fault
                     attempts[s] -= 1
@@ -282,36 +326,22 @@ def execute(
                         )
                 give_up_or_retry(s, error)
 
-        def videos_running() -> bool:
-            """A video within its deadline is progress even without events (a long video on a slow device)."""
-            now = _clock()
-            return any(
-                now - started_at[s] <= video_deadline(config, sources[s][v])
-                for s, v in in_progress.items()
-                if s in started_at
-            )
-
         def check_deadlines() -> bool:
-            """Replace actors whose current video is past its deadline; True when one was."""
-            now = _clock()
-            for i, shard in list(in_flight.values()):
-                video = in_progress.get(shard)
-                if video is None or shard not in started_at:
-                    continue
-                limit = video_deadline(config, sources[shard][video])
-                if now - started_at[shard] <= limit:
-                    continue
-                skip[shard][video] = skip_text(
-                    "timeout",
-                    f"no result after {limit:.0f} s (a hung read or decoder); the worker was replaced; "
-                    "raise --video-timeout if the video is just long",
-                )
-                reporter.video_timeout(shard, video, now - started_at[shard])
-                in_progress.pop(shard, None)
-                started_at.pop(shard, None)
-                requeue_lost(replace_actor(i), "video timeout", running=shard)
-                return True
-            return False
+            """Replace the actor whose current video is past its deadline; True when one was."""
+            late = clocks.overdue([shard for _, shard in list(in_flight.values())], _clock())
+            if late is None:
+                return False
+            shard, video, idle, limit = late
+            i = next(i for i, s in in_flight.values() if s == shard)
+            skip[shard][video] = skip_text(
+                "timeout",
+                f"no progress for {limit:.0f} s (a hung read or decoder); the worker was replaced; "
+                "raise --video-timeout if the video is just slow to start",
+            )
+            reporter.video_timeout(shard, video, idle)
+            clocks.stop(shard)
+            requeue_lost(replace_actor(i), "video timeout", running=shard)
+            return True
 
         dispatch()
         while in_flight or waiting:
@@ -325,8 +355,12 @@ def execute(
             drain()
             if ready:
                 last_progress = _clock()
-            elif config.stall_timeout and _clock() - last_progress > config.stall_timeout and not videos_running():
-                running = ", ".join(f"{s}: {v}" for s, v in sorted(in_progress.items())) or "none started"
+            elif (
+                config.stall_timeout
+                and _clock() - last_progress > config.stall_timeout
+                and not clocks.running(_clock())
+            ):
+                running = ", ".join(f"{s}: {v}" for s, v in sorted(clocks.current.items())) or "none started"
                 outcome.stalled = (
                     f"no progress for {config.stall_timeout:.0f} s with {len(in_flight)} shard(s) handed "
                     f"out (videos in progress: {running}); stopped so that `resume` can continue "
@@ -350,13 +384,11 @@ def execute(
                     reporter.actor_restarted(i, _short(e))
                     requeue_lost([shard] + replace_actor(i), _short(e))
                 except Exception as e:
-                    in_progress.pop(shard, None)
-                    started_at.pop(shard, None)
+                    clocks.stop(shard)
                     reporter.shard_retry(shard, _short(e))
                     give_up_or_retry(shard, _short(e), backoff=True)
                 else:
-                    in_progress.pop(shard, None)
-                    started_at.pop(shard, None)
+                    clocks.stop(shard)
                     outcome.committed[shard] = done
                     reporter.shard_done(done)
             dispatch()

@@ -194,7 +194,8 @@ class SamplingOptions:
     )
     video_timeout: float | None = option(
         None,
-        "Seconds one video may take before it is recorded as failed (default: derived from its length).",
+        "Seconds a video may decode, and its actor go without progress, before it is recorded as a timeout "
+        "(default: derived from its length and size).",
         resume=True,
         predictor=True,
     )

@@ -62,6 +62,16 @@ class VideoStarted:
 
 
 @dataclass(frozen=True)
+class VideoProgress:
+    """An actor delivered maps of a shard's video (at most every few seconds): it is not hung."""
+
+    shard: str
+    video_id: str
+    maps: int
+    event: ClassVar[str] = "progress"
+
+
+@dataclass(frozen=True)
 class VideoFinished:
     """One video's outcome as the actor saw it (the commit record is the truth)."""
 
@@ -160,9 +170,10 @@ class Note:
     event: ClassVar[str] = "note"
 
 
-ActorEvent = VideoStarted | VideoFinished
+ActorEvent = VideoStarted | VideoProgress | VideoFinished
 ProgressEvent = (
     VideoStarted
+    | VideoProgress
     | VideoFinished
     | RunStarted
     | ShardCommitted

@@ -36,6 +36,7 @@ from tased_batch.runrecords import (
     ShardCommitted,
     StorageUnavailable,
     VideoFinished,
+    VideoProgress,
     VideoStarted,
     split_skip,
 )
@@ -87,6 +88,7 @@ def decode_workers(setting: int | str, device: str, cpus: int | None) -> int:
 
 
 SINK_QUEUE = 16  # sink operations (batches of maps) waiting for the writer thread
+PROGRESS_EVERY = 2.0  # seconds between VideoProgress events of an actor (the executor's deadlines restart on them)
 
 
 class _Calls:
@@ -303,6 +305,7 @@ class ShardProcessor:
         videos = [_Video(source, sinks[source.video_id]) for source in todo]
         by_key: dict[int, tuple[_Video, int]] = {}
         retry: list[VideoSource] = []
+        last_beat = time.monotonic()
 
         def begin(video: _Video) -> None:
             if not video.announced and not video.finished:
@@ -372,6 +375,9 @@ class ShardProcessor:
                     sampling = video.start.sampling
                     item = (sampling.sequence[out.positions], out.positions / sampling.fps, out.maps, out.extras)
                     video.maps += len(out.positions)
+                    if time.monotonic() - last_beat >= PROGRESS_EVERY:  # the executor's deadline restarts
+                        last_beat = time.monotonic()
+                        notify(VideoProgress(shard_id, video.source.video_id, video.maps))
                     if segment == video.current:
                         append(video, item)
                     else:  # a later segment finished first: hold its maps, small, until its turn

@@ -196,3 +196,18 @@ def test_decode_workers_feed_the_engine_with_the_same_maps(tmp_path, tiny_model,
     for video in ("long", "short"):
         assert np.array_equal(maps[0][video], maps[2][video])
     assert shards.decode_workers("auto", "cpu", 8) == 0 and shards.decode_workers("auto", "cuda:0", 8) == 7
+
+
+def test_an_actor_reports_progress_while_a_video_delivers_maps(processor, make_video, monkeypatch):
+    """The executor restarts a video's deadline on these: a long video on a slow device is not a hang."""
+    from tased_batch.runrecords import VideoProgress, VideoStarted
+
+    monkeypatch.setattr(shards, "PROGRESS_EVERY", 0.0)
+    video = make_video("long.mp4", n_frames=40)
+    events = []
+    done = processor.process("000003", [VideoSource("long", str(video))], progress=events.append)
+    assert isinstance(events[0], VideoStarted) and isinstance(events[-1], VideoFinished)
+    progress = [e for e in events if isinstance(e, VideoProgress)]
+    assert progress and all(e.shard == "000003" and e.video_id == "long" for e in progress)
+    counts = [e.maps for e in progress]
+    assert counts == sorted(counts) and counts[-1] == done.record.n_maps == 40
