@@ -305,6 +305,7 @@ class _ProcessDecoder(_Decoder):
 
     def __init__(self, ident: int, opts: FeedOptions) -> None:
         super().__init__(ident)
+        self.opts = opts
         slot_bytes = opts.chunk * opts.size[0] * opts.size[1] * 3
         self.ring_path = _ring_file(slot_bytes)
         self.ring: np.ndarray | None = None
@@ -400,6 +401,41 @@ class _ThreadDecoder(_Decoder):
         self._inbox.put(None)
 
 
+class DecoderPool:
+    """Idle decode worker processes kept between feeds, so that each shard does not pay their start-up.
+
+    A worker process takes ~0.3-0.6 s to start (Python, numpy, the decoders): per shard of short
+    clips that is model time lost on every shard. A :class:`ShardProcessor` owns one pool and
+    hands it to each shard's :class:`DecodeFeed`; a feed takes idle workers of its options from
+    the pool and, when it closes, gives back those that finished every task (busy ones are
+    killed as before). Workers still die with their consumer and are still recycled after
+    ``max_videos_per_worker`` videos, counted across feeds.
+    """
+
+    def __init__(self) -> None:
+        self._idle: list[_ProcessDecoder] = []
+
+    def __len__(self) -> int:
+        return len(self._idle)
+
+    def take(self, opts: FeedOptions) -> _ProcessDecoder | None:
+        """An idle, live worker started with ``opts``; None when there is none."""
+        while self._idle:
+            dec = self._idle.pop()
+            if dec.opts == opts and dec.proc.poll() is None:
+                return dec
+            dec.kill()
+        return None
+
+    def give(self, dec: _ProcessDecoder) -> None:
+        self._idle.append(dec)
+
+    def close(self) -> None:
+        """Stop every idle worker."""
+        while self._idle:
+            self._idle.pop().kill()
+
+
 # ---------------------------------------------------------------------------------------
 
 
@@ -417,7 +453,8 @@ class DecodeFeed:
     fetched ahead; ``max_videos_per_worker`` before a worker is replaced;
     ``video_timeout`` seconds per stream (None: 120 s plus 0.1 s per frame); ``device``
     where torchcodec decodes (None: the GPU for ``auto``/``torchcodec`` when there is one,
-    then decoders are threads of this process); ``first_key`` the first stream key.
+    then decoders are threads of this process); ``first_key`` the first stream key;
+    ``pool`` a :class:`DecoderPool` whose idle workers this feed uses and gets back.
     """
 
     def __init__(
@@ -441,6 +478,7 @@ class DecodeFeed:
         video_timeout: float | None = None,
         device: str | None = None,
         first_key: int = 0,
+        pool: DecoderPool | None = None,
     ) -> None:
         open_video("validate.mp4", size, decoder=decoder, resize=resize)  # option errors now, not per video
         sample_frames(VideoInfo(1, 30.0, 1, 1, 1 / 30), fps=fps, every=every, output_fps=output_fps)
@@ -476,6 +514,7 @@ class DecodeFeed:
         self.prefetch = max(0, int(prefetch))
         self.max_videos_per_worker = max(1, int(max_videos_per_worker))
         self.video_timeout = video_timeout
+        self._workers_pool = pool
         self.peak_buffered = 0  # most chunks ever decoded and not yet handed to the consumer (in this process)
         self._sources = iter(sources)
         self._keys = itertools.count(first_key)
@@ -516,7 +555,11 @@ class DecodeFeed:
             return
         self._closed = True
         for dec in self._decoders:
-            dec.kill()
+            idle = isinstance(dec, _ProcessDecoder) and not dec.tasks and not dec.retiring and dec.proc.poll() is None
+            if self._workers_pool is not None and idle:
+                self._workers_pool.give(dec)  # type: ignore[arg-type]
+            else:
+                dec.kill()
         self._decoders.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -557,7 +600,10 @@ class DecodeFeed:
         if self.in_process:
             dec = _ThreadDecoder(ident, self.options, self._out)
         else:
-            dec = _ProcessDecoder(ident, self.options)
+            pooled = self._workers_pool.take(self.options) if self._workers_pool is not None else None
+            if pooled is not None:
+                pooled.ident, pooled.since, pooled.limit = ident, self._busy, 0.0
+            dec = pooled or _ProcessDecoder(ident, self.options)
         self._decoders.append(dec)
         return dec
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,6 +47,9 @@ from tased_batch.stores.resample import resize_maps
 from tased_batch.streams import MapBatch, StreamDone, StreamEnd, StreamEvent, StreamFailed, StreamStart
 from tased_batch.summaries import frame_stats, frame_stats_numpy, has_frame_stats
 from tased_batch.weights import WeightsInfo, model_from_payload
+
+if TYPE_CHECKING:
+    from tased_batch.feed import DecoderPool
 
 TRANSIENT_REASONS = ("io-error",)
 _sleep = time.sleep  # replaced in tests, so that minutes of backoff take no time
@@ -180,14 +183,19 @@ class ShardProcessor:
         self.cpus = cpus
         self.decode_workers = decode_workers(config.decode_workers, self.device, cpus)
         self.producer: StreamProducer = producer or (self._feed if self.decode_workers else self._serial)
+        self._pool: DecoderPool | None = None  # decode workers kept between shards (started on first use)
 
     def _serial(self, sources: Sequence[VideoSource]) -> Any:
         return serial_streams(sources, self.config.model_size, self.options, self.config.storage_options)
 
     def _feed(self, sources: Sequence[VideoSource]) -> Any:
-        """Several decode worker processes (long videos in segments, a deadline per video) feed the engine."""
-        from tased_batch.feed import DecodeFeed
+        """Several decode worker processes (long videos in segments, a deadline per video) feed the engine.
 
+        The workers outlive the shard (a pool), so the next shard starts decoding at once."""
+        from tased_batch.feed import DecodeFeed, DecoderPool
+
+        if self._pool is None:
+            self._pool = DecoderPool()
         opts = self.options
         return iter(
             DecodeFeed(
@@ -203,8 +211,14 @@ class ShardProcessor:
                 cpus=self.cpus,
                 chunk=opts.chunk,
                 video_timeout=self.config.video_timeout,
+                pool=self._pool,
             )
         )
+
+    def close(self) -> None:
+        """Stop the idle decode workers (they also die with this process)."""
+        if self._pool is not None:
+            self._pool.close()
 
     def process(
         self,

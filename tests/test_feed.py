@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from tased_batch.decode import open_video, sample_frames
-from tased_batch.feed import DecodeFeed
+from tased_batch.feed import DecodeFeed, DecoderPool
 from tased_batch.streams import FrameChunk, StreamEnd, StreamFailed, StreamStart
 
 SIZE = (32, 64)
 
 
-def _collect(feed: DecodeFeed) -> dict:
+def _collect(feed) -> dict:
     """Per video: starts, delivered frames by position, and how each stream ended."""
     starts: dict[int, StreamStart] = {}
     frames: dict[int, dict[int, np.ndarray]] = {}
@@ -121,13 +121,62 @@ def test_workers_are_recycled(make_video):
     assert feed.decoders_started == 3
 
 
+def _watched(feed: DecodeFeed) -> tuple[dict, set[int]]:
+    """``_collect`` of a feed, and the worker processes it used."""
+    pids: set[int] = set()
+
+    def events():
+        for event in feed:
+            pids.update(feed.worker_pids())
+            yield event
+
+    return _collect(events()), pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie (exited, not yet reaped) is not alive
+        return fh.read().split(") ", 1)[1][0] != "Z"
+
+
+def test_a_pool_keeps_idle_workers_between_feeds_and_their_frames_are_the_same(make_video, tmp_path):
+    """A shard processor's next shard decodes at once: its feed reuses the previous feed's idle workers."""
+    clips = [str(make_video(f"p{i}.mp4", n_frames=40, seed=i)) for i in range(3)]
+    pool = DecoderPool()
+    try:
+        first = DecodeFeed(clips[:2], SIZE, workers=2, pool=pool)
+        pids = _watched(first)[1]
+        assert len(pids) == 2 and len(pool) == 2 and all(_alive(p) for p in pids)
+        second = DecodeFeed(clips, SIZE, workers=2, pool=pool, max_videos_per_worker=10)
+        pooled, again = _watched(second)
+        assert again == pids and second.decoders_started == 2
+        alone = _collect(DecodeFeed(clips, SIZE, workers=0))
+        for video_id, parts in alone.items():
+            np.testing.assert_array_equal(pooled[video_id][0][1], parts[0][1])
+        hung = tmp_path / "hung.mp4"
+        os.mkfifo(hung)  # a feed closed while a worker is busy: that worker is killed, not pooled
+        feed = DecodeFeed([str(hung)], SIZE, workers=1, pool=pool)
+        feed._start_decoder()  # the first steps of iterating, without blocking on the video
+        feed._feed_decoders()
+        [busy] = feed.worker_pids()
+        assert busy in pids and len(pool) == 1
+        feed.close()
+        assert len(pool) == 1 and not _alive(busy)
+    finally:
+        pool.close()
+    assert len(pool) == 0 and not any(_alive(p) for p in pids)
+
+
 def test_workers_die_with_their_consumer(tmp_path):
     """Ray SIGKILLs actors: their decode workers must not live on."""
     fifo = tmp_path / "hangs.mp4"
     os.mkfifo(fifo)
     code = textwrap.dedent(f"""
         import sys
-        from tased_batch.feed import DecodeFeed
+        from tased_batch.feed import DecodeFeed, DecoderPool
         feed = DecodeFeed([{str(fifo)!r}], (32, 64), workers=1)
         events = iter(feed)
         import threading

@@ -211,3 +211,26 @@ def test_an_actor_reports_progress_while_a_video_delivers_maps(processor, make_v
     assert progress and all(e.shard == "000003" and e.video_id == "long" for e in progress)
     counts = [e.maps for e in progress]
     assert counts == sorted(counts) and counts[-1] == done.record.n_maps == 40
+
+
+def test_decode_workers_outlive_a_shard_and_serve_the_next(tmp_path, tiny_model, make_video):
+    """The next shard decodes at once: the processor's feed reuses the workers the last shard left idle."""
+    buffer = io.BytesIO()
+    torch.save(tiny_model.state_dict(), buffer)
+    info = WeightsInfo(kind="custom", uri="tiny", sha256="0" * 64)
+    config = RunConfig(
+        input="x", output=str(tmp_path / "out"), size=f"{SMALL[0]}x{SMALL[1]}", weights="tiny", decode_workers=1
+    ).validate()
+    processor = shards.ShardProcessor(config, buffer.getvalue(), info, shards.run_info(config, info, "fp"), threads=1)
+    try:
+        clips = [make_video(f"c{i}.mp4", n_frames=12 + i) for i in range(2)]
+        first = processor.process("000000", [VideoSource("c0", str(clips[0]))]).record
+        [worker] = [d.proc.pid for d in processor._pool._idle]
+        second = processor.process("000001", [VideoSource("c1", str(clips[1]))]).record
+        assert [d.proc.pid for d in processor._pool._idle] == [worker]
+        assert (first.n_maps, second.n_maps) == (12, 13)
+        res = open_results(config.output)
+        np.testing.assert_array_equal(res.frame_indices("c1"), np.arange(13))
+    finally:
+        processor.close()
+    assert len(processor._pool) == 0
