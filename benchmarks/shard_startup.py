@@ -23,22 +23,6 @@ import tempfile
 import time
 
 
-def stand_in():
-    import torch
-
-    class Probe(torch.nn.Module):
-        """(B, 3, 32, H, W) -> (B, H, W): depends on every frame of the window, costs next to nothing."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.weight = torch.nn.Parameter(torch.linspace(0.1, 3.2, 32))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid((x[:, 0] * self.weight[None, :, None, None]).sum(1) / 8)
-
-    return Probe()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2, help="decode worker processes")
@@ -49,6 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from memory_flat import StandIn  # the same cheap stand-in (this folder is on sys.path when run)
 
     from tased_batch.config import RunConfig
     from tased_batch.engine import Engine
@@ -76,7 +61,7 @@ def main() -> None:
                 decode_workers=args.workers,
             ).validate()
             info = run_info(config, WeightsInfo(kind="custom", uri="stand-in", sha256="0" * 64), "startup")
-            engine = Engine(stand_in(), batch_size=8, channels_last=False)
+            engine = Engine(StandIn.model(), batch_size=8, channels_last=False)
             processors[mode] = ShardProcessor.with_engine(config, engine, info)
         seconds: dict[str, list[float]] = {mode: [] for mode in processors}
         maps: dict[str, int] = {mode: 0 for mode in processors}
