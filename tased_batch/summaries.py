@@ -575,6 +575,8 @@ def summarise_maps(
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with ``schema``'s columns in order: missing ones (older stores) filled with nulls."""
+    if table.schema.equals(schema, check_metadata=False):  # today's tables: nothing to do (the common case)
+        return table.replace_schema_metadata(schema.metadata)
     arrays = [
         table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in schema
     ]

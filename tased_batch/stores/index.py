@@ -30,7 +30,8 @@ from tased_batch.stores.commit import CommitRecord
 
 INDEX_DIR = "_index"
 SHARDS_FILE = f"{INDEX_DIR}/shards.parquet"
-INDEX_VERSION = 1
+RECORDS_PER_READ = 5000  # commit records fetched (concurrently) per batch
+INDEX_VERSION = 2  # 2: the attempt folder is a column (no record is parsed to find a shard's files)
 
 SHARDS_SCHEMA = pa.schema(
     [
@@ -38,6 +39,7 @@ SHARDS_SCHEMA = pa.schema(
         ("tag", pa.string()),
         ("config_fingerprint", pa.string()),
         ("ids_digest", pa.string()),
+        ("attempt_prefix", pa.string()),
         ("n_videos", pa.int64()),
         ("n_ok", pa.int64()),
         ("n_failed", pa.int64()),
@@ -60,6 +62,7 @@ class ShardEntry:
     tag: str
     config_fingerprint: str
     ids_digest: str
+    attempt_prefix: str
     n_videos: int
     n_ok: int
     n_failed: int
@@ -70,6 +73,7 @@ class ShardEntry:
 
     @property
     def record(self) -> CommitRecord:
+        """The whole record, parsed on first use (an entry holds only its compact JSON until then)."""
         if self._record is None:
             self._record = CommitRecord.from_json(self.compact_json(), f"{SHARDS_FILE} (shard {self.shard_id})")
         return self._record
@@ -80,23 +84,21 @@ class ShardEntry:
             self.record_json = self._load() if self._load is not None else self.record.to_json(compact=True)
         return self.record_json
 
-    @property
-    def attempt_prefix(self) -> str:
-        return self.record.attempt_prefix
-
     @classmethod
     def from_record(cls, record: CommitRecord, tag: str) -> ShardEntry:
+        """An entry that keeps the record as compact JSON, not as objects: a scan of tens of
+        thousands of fresh records stays small."""
         return cls(
             shard_id=record.shard_id,
             tag=tag,
             config_fingerprint=record.config_fingerprint,
             ids_digest=ids_digest(list(record.video_ids)),
+            attempt_prefix=record.attempt_prefix,
             n_videos=record.n_videos,
             n_ok=record.n_ok,
             n_failed=record.n_failed,
             n_maps=record.n_maps,
-            record_json="",
-            _record=record,
+            record_json=record.to_json(compact=True),
         )
 
 
@@ -182,30 +184,46 @@ def scan(fs: Any, root: str, *, with_videos: bool = False) -> Commits:
 
                     videos = videos.filter(pc.is_in(videos["shard_id"], pa.array(sorted(indexed), pa.string())))
     fresh = sorted(s for s in listing if s not in indexed)
-    paths = [layout.commit_path(root, s) for s in fresh]
-    for shard_id, path, data in zip(fresh, paths, layout.cat_many(fs, paths)):
-        if isinstance(data, FileNotFoundError):
-            continue
-        if isinstance(data, Exception):
-            raise StoreError(f"cannot read commit record {path}: {data}")
-        record = CommitRecord.from_json(data, path)
-        entries[record.shard_id] = ShardEntry.from_record(record, listing[shard_id])
+    for first in range(0, len(fresh), RECORDS_PER_READ):  # bounded: the bytes of one batch at a time
+        batch = fresh[first : first + RECORDS_PER_READ]
+        paths = [layout.commit_path(root, s) for s in batch]
+        for shard_id, path, data in zip(batch, paths, layout.cat_many(fs, paths)):
+            if isinstance(data, FileNotFoundError):
+                continue
+            if isinstance(data, Exception):
+                raise StoreError(f"cannot read commit record {path}: {data}")
+            record = CommitRecord.from_json(data, path)
+            entries[record.shard_id] = ShardEntry.from_record(record, listing[shard_id])
     return Commits(entries, videos, indexed, set(fresh) & set(entries))
 
 
-def read_videos_tables(fs: Any, root: str, entries: list[ShardEntry]) -> list[pa.Table]:
-    """The ``videos.parquet`` of each shard, read concurrently, with today's columns (null where a shard predates them)."""
+def read_videos_tables(fs: Any, root: str, entries: list[ShardEntry], batch: int = 2000) -> list[pa.Table]:
+    """The ``videos.parquet`` of each shard, with today's columns (null where a shard predates them).
+
+    Fetched concurrently and parsed in threads (Parquet decoding releases the GIL), ``batch``
+    shards at a time, each batch joined into one table: tens of thousands of small tables (and
+    all their bytes at once) would cost far more memory than their rows.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from tased_batch.stores.base import VIDEOS_SCHEMA
     from tased_batch.summaries import conform
 
-    paths = [layout.join(root, e.attempt_prefix, "videos.parquet") for e in entries]
-    tables = []
-    for entry, path, data in zip(entries, paths, layout.cat_many(fs, paths)):
+    def parse(item: tuple[ShardEntry, str, bytes | Exception]) -> pa.Table:
+        entry, path, data = item
         if isinstance(data, Exception):
             raise StoreError(
                 f"committed file {path} of shard {entry.shard_id} cannot be read: {data}", "redo that shard"
             )
-        tables.append(conform(pq.ParquetFile(io.BytesIO(data)).read(), VIDEOS_SCHEMA))  # older: null summaries
+        return conform(pq.ParquetFile(io.BytesIO(data)).read(use_threads=False), VIDEOS_SCHEMA)
+
+    tables = []
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1), "tased-index") as pool:
+        for first in range(0, len(entries), batch):
+            part = entries[first : first + batch]
+            paths = [layout.join(root, e.attempt_prefix, "videos.parquet") for e in part]
+            chunk = list(pool.map(parse, zip(part, paths, layout.cat_many(fs, paths))))
+            tables.append(pa.concat_tables(chunk).combine_chunks())  # one buffer per column, not one per shard
     return tables
 
 
@@ -222,6 +240,7 @@ def write_index(fs: Any, root: str, entries: dict[str, ShardEntry], videos: pa.T
             "tag": [e.tag for e in ordered],
             "config_fingerprint": [e.config_fingerprint for e in ordered],
             "ids_digest": [e.ids_digest for e in ordered],
+            "attempt_prefix": [e.attempt_prefix for e in ordered],
             "n_videos": [e.n_videos for e in ordered],
             "n_ok": [e.n_ok for e in ordered],
             "n_failed": [e.n_failed for e in ordered],
