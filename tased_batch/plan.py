@@ -158,7 +158,7 @@ class RunState:
     def summary(self) -> dict[str, Any]:
         done = self.done
         sizes = self.plan.shard_sizes()
-        failures = [f for s in done if self.records[s].n_failed for f in self.records[s].record.failures]
+        failures = [f for s in done for f in self.records[s].failures]
         n_failed = sum(self.records[s].n_failed for s in done)
         n_ok = sum(self.records[s].n_ok for s in done)
         by_reason: dict[str, int] = {}

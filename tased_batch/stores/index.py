@@ -13,8 +13,10 @@ index, never a mix. A missing or damaged index only makes reading slower.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import json
 import os
 import uuid
 from collections.abc import Callable
@@ -26,12 +28,12 @@ import pyarrow.parquet as pq
 
 from tased_batch.errors import StoreError
 from tased_batch.stores import layout
-from tased_batch.stores.commit import CommitRecord
+from tased_batch.stores.commit import CommitRecord, FailureEntry
 
 INDEX_DIR = "_index"
 SHARDS_FILE = f"{INDEX_DIR}/shards.parquet"
 RECORDS_PER_READ = 5000  # commit records fetched (concurrently) per batch
-INDEX_VERSION = 2  # 2: the attempt folder is a column (no record is parsed to find a shard's files)
+INDEX_VERSION = 2  # 2: attempt folder and failures are columns; readers that need neither skip the records
 
 SHARDS_SCHEMA = pa.schema(
     [
@@ -44,6 +46,7 @@ SHARDS_SCHEMA = pa.schema(
         ("n_ok", pa.int64()),
         ("n_failed", pa.int64()),
         ("n_maps", pa.int64()),
+        ("failures", pa.string()),
         ("record", pa.string()),
     ]
 )
@@ -67,6 +70,7 @@ class ShardEntry:
     n_ok: int
     n_failed: int
     n_maps: int
+    failures_json: str  # the record's failures as a JSON list ("[]" for most shards)
     record_json: str
     _record: CommitRecord | None = field(default=None, repr=False)
     _load: Callable[[], str] | None = field(default=None, repr=False)  # the JSON from the index, read on demand
@@ -77,6 +81,13 @@ class ShardEntry:
         if self._record is None:
             self._record = CommitRecord.from_json(self.compact_json(), f"{SHARDS_FILE} (shard {self.shard_id})")
         return self._record
+
+    @property
+    def failures(self) -> tuple[FailureEntry, ...]:
+        """The shard's failed videos, without parsing (or even reading) its whole record."""
+        if not self.n_failed:
+            return ()
+        return tuple(FailureEntry.from_dict(f) for f in json.loads(self.failures_json))
 
     def compact_json(self) -> str:
         """The record as one line of JSON, as the index stores it."""
@@ -98,6 +109,7 @@ class ShardEntry:
             n_ok=record.n_ok,
             n_failed=record.n_failed,
             n_maps=record.n_maps,
+            failures_json=json.dumps([f.to_dict() for f in record.failures], separators=(",", ":")),
             record_json=record.to_json(compact=True),
         )
 
@@ -139,18 +151,34 @@ def _list_records(fs: Any, root: str) -> dict[str, str]:
     return found
 
 
-def _read_index(fs: Any, root: str) -> tuple[pa.Table, str] | None:
+def _read_index(fs: Any, root: str) -> tuple[pa.Table, str, pq.ParquetFile] | None:
+    """The shards table without its ``record`` column (read on demand from the returned file)."""
     try:
         data = fs.cat_file(layout.join(root, SHARDS_FILE))
-        table = pq.ParquetFile(io.BytesIO(data)).read()
+        file = pq.ParquetFile(io.BytesIO(data))
+        meta = file.schema_arrow.metadata or {}
+        if meta.get(b"tased_batch.index_version") != str(INDEX_VERSION).encode():
+            return None
+        table = file.read(columns=[n for n in SHARDS_SCHEMA.names if n != "record"])
     except FileNotFoundError:
         return None
     except Exception:  # a damaged index only costs speed: fall back to the records
         return None
-    meta = table.schema.metadata or {}
-    if meta.get(b"tased_batch.index_version") != str(INDEX_VERSION).encode():
-        return None
-    return table, meta.get(b"tased_batch.videos", b"").decode()
+    return table, meta.get(b"tased_batch.videos", b"").decode(), file
+
+
+class _LazyRecords:
+    """The index's ``record`` column, read once, when the first entry's whole record is asked for."""
+
+    def __init__(self, file: pq.ParquetFile, rows: list[int]) -> None:
+        self._file, self._rows = file, rows
+        self._column: pa.ChunkedArray | None = None
+
+    def get(self, i: int) -> str:
+        if self._column is None:
+            column = self._file.read(columns=["record"]).column("record")
+            self._column = column.take(pa.array(self._rows, pa.int64()))
+        return str(self._column[i].as_py())
 
 
 def scan(fs: Any, root: str, *, with_videos: bool = False) -> Commits:
@@ -161,16 +189,17 @@ def scan(fs: Any, root: str, *, with_videos: bool = False) -> Commits:
     videos: pa.Table | None = None
     found = _read_index(fs, root)
     if found is not None:
-        table, videos_name = found
+        table, videos_name, file = found
         tags = table.column("tag").to_pylist()
         ids = table.column("shard_id").to_pylist()
         keep = [i for i, (s, t) in enumerate(zip(ids, tags)) if listing.get(s) == t]
         if keep:
-            kept = table.take(pa.array(keep, pa.int64()))
-            records = kept.column("record")  # stays in Arrow: a record is parsed only when asked for
-            rows = kept.drop_columns(["record"]).to_pylist()
+            rows = table.take(pa.array(keep, pa.int64())).to_pylist()
+            records = _LazyRecords(file, keep)  # a record is read, and parsed, only when asked for
             for i, row in enumerate(rows):
-                entries[row["shard_id"]] = ShardEntry(**row, record_json="", _load=lambda i=i: records[i].as_py())  # type: ignore[misc]
+                load: Callable[[], str] = functools.partial(records.get, i)
+                failures = row.pop("failures")
+                entries[row["shard_id"]] = ShardEntry(**row, failures_json=failures, record_json="", _load=load)
             indexed = set(entries)
         if with_videos and indexed:
             try:
@@ -245,19 +274,22 @@ def write_index(fs: Any, root: str, entries: dict[str, ShardEntry], videos: pa.T
             "n_ok": [e.n_ok for e in ordered],
             "n_failed": [e.n_failed for e in ordered],
             "n_maps": [e.n_maps for e in ordered],
+            "failures": [e.failures_json for e in ordered],
             "record": [e.compact_json() for e in ordered],
         },
         schema=SHARDS_SCHEMA,
     ).replace_schema_metadata(
         {b"tased_batch.index_version": str(INDEX_VERSION).encode(), b"tased_batch.videos": name.encode()}
     )
-    previous = _read_index(fs, root)
     layout.put_whole(fs, layout.join(root, SHARDS_FILE), table_bytes(table))
-    if previous is not None and previous[1] and previous[1] != name:
-        try:
-            fs.rm_file(layout.join(root, INDEX_DIR, previous[1]))
-        except (FileNotFoundError, OSError):
-            pass
+    try:  # the videos files of earlier folds (and of older index versions) are no longer named
+        fs.invalidate_cache(layout.join(root, INDEX_DIR))
+        for path in fs.ls(layout.join(root, INDEX_DIR), detail=False):
+            base = path.rstrip("/").rsplit("/", 1)[-1]
+            if base.startswith("videos-") and base.endswith(".parquet") and base != name:
+                fs.rm_file(path)
+    except (FileNotFoundError, OSError):
+        pass
 
 
 def fold(fs: Any, root: str) -> Commits:
