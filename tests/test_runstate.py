@@ -169,6 +169,39 @@ def test_the_index_is_read_with_only_newer_records(tmp_path, monkeypatch):
     assert len(open_results(str(out))) == 7
 
 
+def test_status_and_planning_from_the_index_read_no_record(tmp_path, monkeypatch):
+    """Counts, failures and attempt folders are index columns: whole records are read only when asked for."""
+    out = tmp_path / "out"
+    writer = open_shard_writer(
+        str(out),
+        "s0",
+        model_size=SMALL,
+        store_size=(8, 16),
+        run_info={"config_fingerprint": "fp", "weights": {"sha256": "0" * 64, "kind": "custom", "uri": "w"}},
+    )
+    writer.write(VideoResult.failed("bad", "/v/bad.mp4", "not-video", "not a video file"))
+    first = writer.commit()
+    _commit(out, "s1", ["ok-0", "ok-1"], "fp")
+    fs, root = layout.open_fs(str(out))
+    index.fold(fs, root)
+    (out / "_index" / "videos-stale.parquet").write_bytes(b"left by an older fold")
+    index.fold(fs, root)  # nothing new: the index stands
+    _commit(out, "s2", ["late"], "fp")
+    index.fold(fs, root)
+    left = [p.name for p in (out / "_index").glob("videos-*.parquet")]
+    assert len(left) == 1 and left != ["videos-stale.parquet"]  # one videos file: the one the index names
+
+    def no_records(self, i):
+        raise AssertionError("a whole record was read")
+
+    monkeypatch.setattr(index._LazyRecords, "get", no_records)
+    entries = index.scan(fs, root).entries
+    assert [f.video_id for f in entries["s0"].failures] == ["bad"] and entries["s1"].failures == ()
+    assert entries["s0"].attempt_prefix == first.attempt_prefix and entries["s2"].n_videos == 1
+    monkeypatch.undo()
+    assert index.scan(fs, root).entries["s0"].record == first  # and read when asked for
+
+
 def test_orphan_cleanup_spares_attempts_newer_than_the_lease(tmp_path):
     out = tmp_path / "out"
     _commit(out, "s0", ["a"], "fp")
