@@ -117,14 +117,18 @@ def test_stale_records_and_an_interrupted_overwrite_are_not_counted(
     assert set(results.videos()["store_height"].to_pylist()) == {16}
 
 
-def _commit(out: Path, shard_id: str, ids: list[str], fingerprint: str) -> dict:
-    writer = open_shard_writer(
+def _writer(out: Path, shard_id: str, fingerprint: str = "fp"):
+    return open_shard_writer(
         str(out),
         shard_id,
         model_size=SMALL,
         store_size=(8, 16),
         run_info={"config_fingerprint": fingerprint, "weights": {"sha256": "0" * 64, "kind": "custom", "uri": "w"}},
     )
+
+
+def _commit(out: Path, shard_id: str, ids: list[str], fingerprint: str) -> dict:
+    writer = _writer(out, shard_id, fingerprint)
     for n, video_id in enumerate(ids):
         maps = np.full((n + 1, *SMALL), n, np.uint8)
         writer.write(
@@ -172,13 +176,7 @@ def test_the_index_is_read_with_only_newer_records(tmp_path, monkeypatch):
 def test_status_and_planning_from_the_index_read_no_record(tmp_path, monkeypatch):
     """Counts, failures and attempt folders are index columns: whole records are read only when asked for."""
     out = tmp_path / "out"
-    writer = open_shard_writer(
-        str(out),
-        "s0",
-        model_size=SMALL,
-        store_size=(8, 16),
-        run_info={"config_fingerprint": "fp", "weights": {"sha256": "0" * 64, "kind": "custom", "uri": "w"}},
-    )
+    writer = _writer(out, "s0")
     writer.write(VideoResult.failed("bad", "/v/bad.mp4", "not-video", "not a video file"))
     first = writer.commit()
     _commit(out, "s1", ["ok-0", "ok-1"], "fp")
@@ -296,13 +294,7 @@ def test_ids_with_rich_markup_are_printed_as_plain_text(tmp_path, capsys):
 
     from tased_batch.cli.main import app
 
-    writer = open_shard_writer(
-        str(out),
-        "s1",
-        model_size=SMALL,
-        store_size=(8, 16),
-        run_info={"config_fingerprint": "fp", "weights": {"sha256": "0" * 64, "kind": "custom", "uri": "w"}},
-    )
+    writer = _writer(out, "s1")
     writer.write(VideoResult.failed("[/]weird[bold]", "src [/]", "not-video", "cannot [/] read"))
     writer.commit()
     Output(str(out)).fs.pipe(str(out / "config.json"), json.dumps({"fingerprint": "fp"}).encode())
