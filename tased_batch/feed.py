@@ -350,6 +350,10 @@ class _ProcessDecoder(_Decoder):
             return ("chunk", key, start, frames)
         return message
 
+    def idle(self) -> bool:
+        """Alive, with no task and not retiring: fit to serve another feed."""
+        return not self.tasks and not self.retiring and self.proc.poll() is None
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -555,9 +559,9 @@ class DecodeFeed:
             return
         self._closed = True
         for dec in self._decoders:
-            idle = isinstance(dec, _ProcessDecoder) and not dec.tasks and not dec.retiring and dec.proc.poll() is None
-            if self._workers_pool is not None and idle:
-                self._workers_pool.give(dec)  # type: ignore[arg-type]
+            pool = self._workers_pool
+            if pool is not None and isinstance(dec, _ProcessDecoder) and dec.idle():
+                pool.give(dec)
             else:
                 dec.kill()
         self._decoders.clear()

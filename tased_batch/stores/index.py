@@ -91,14 +91,14 @@ class ShardEntry:
 
     def compact_json(self) -> str:
         """The record as one line of JSON, as the index stores it."""
-        if not self.record_json:
-            self.record_json = self._load() if self._load is not None else self.record.to_json(compact=True)
+        if not self.record_json and self._load is not None:
+            self.record_json = self._load()
         return self.record_json
 
     @classmethod
-    def from_record(cls, record: CommitRecord, tag: str) -> ShardEntry:
-        """An entry that keeps the record as compact JSON, not as objects: a scan of tens of
-        thousands of fresh records stays small."""
+    def from_record(cls, record: CommitRecord, tag: str, data: bytes) -> ShardEntry:
+        """An entry of a record read as ``data``: it keeps those bytes, not the parsed objects, so a
+        scan of tens of thousands of fresh records stays small; only a fold makes them compact JSON."""
         return cls(
             shard_id=record.shard_id,
             tag=tag,
@@ -110,8 +110,13 @@ class ShardEntry:
             n_failed=record.n_failed,
             n_maps=record.n_maps,
             failures_json=json.dumps([f.to_dict() for f in record.failures], separators=(",", ":")),
-            record_json=record.to_json(compact=True),
+            record_json="",
+            _load=functools.partial(_compact, data),
         )
+
+
+def _compact(data: bytes) -> str:
+    return json.dumps(json.loads(data), separators=(",", ":"))
 
 
 @dataclass
@@ -222,7 +227,7 @@ def scan(fs: Any, root: str, *, with_videos: bool = False) -> Commits:
             if isinstance(data, Exception):
                 raise StoreError(f"cannot read commit record {path}: {data}")
             record = CommitRecord.from_json(data, path)
-            entries[record.shard_id] = ShardEntry.from_record(record, listing[shard_id])
+            entries[record.shard_id] = ShardEntry.from_record(record, listing[shard_id], data)
     return Commits(entries, videos, indexed, set(fresh) & set(entries))
 
 
