@@ -114,3 +114,13 @@ def clip70(tiny_model):
     ref = released_loop(tiny_model, frames)
     assert sorted(ref) == list(range(70))
     return frames, np.stack([ref[i] for i in range(70)])
+
+
+@pytest.fixture
+def ray_tmp(tmp_path_factory):
+    """A folder for a CLI subprocess's own Ray; whatever Ray left running there is killed afterwards."""
+    from runhelpers import kill_ray
+
+    path = tmp_path_factory.mktemp("ray")
+    yield path
+    kill_ray(path)

@@ -20,13 +20,6 @@ LENGTHS = {"a": 40, "b": 33, "c": 20, "d": 45, "e": 36}
 
 
 @pytest.fixture
-def ray_tmp(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ray")
-    yield path
-    kill_ray(path)
-
-
-@pytest.fixture
 def videos(tmp_path, make_video):
     folder = tmp_path / "videos"
     for i, (name, n) in enumerate(LENGTHS.items()):

@@ -12,17 +12,10 @@ import pytest
 from tased_batch import open_results
 
 from conftest import SMALL
-from runhelpers import assert_every_frame_once, cli_env, json_lines, kill_ray, killpg, run_cli, start_cli
+from runhelpers import assert_every_frame_once, cli_env, json_lines, killpg, run_cli, start_cli
 
 SIZE = f"{SMALL[0]}x{SMALL[1]}"
 LENGTHS = {f"v{i}": 30 + i for i in range(8)}
-
-
-@pytest.fixture
-def ray_tmp(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ray")
-    yield path
-    kill_ray(path)
 
 
 @pytest.fixture
