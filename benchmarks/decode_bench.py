@@ -29,7 +29,8 @@ METHODS = {
     "decord full-size + cv2.resize": ("decord", "exact"),
     "pyav full-size + cv2.resize": ("pyav", "exact"),
 }
-EXAMPLE = "/work/shared/fixtures/tased-example/ex1"
+# the release's example frames, in the shared/ folder beside this checkout
+EXAMPLE = str(Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "tased-example" / "ex1")
 
 
 def parse_hw(text: str) -> tuple[int, int]:
@@ -45,7 +46,7 @@ def make_clips(folder: str | None, n_frames: int, directory: Path) -> list[Path]
         paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
         base = np.stack([cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths])
     else:
-        from tased_batch.sample import synthetic_frames
+        from tased_batch.decode.sample import synthetic_frames
 
         base = synthetic_frames(100, 224, 384)
     clips = []

@@ -30,7 +30,7 @@ CODECS = {
 def make_corpus(directory: Path, n_frames: int) -> list[Path]:
     import av
 
-    from tased_batch.sample import synthetic_frames, write_video
+    from tased_batch.decode.sample import synthetic_frames, write_video
 
     paths = []
     for codec, (encoder, ext) in CODECS.items():

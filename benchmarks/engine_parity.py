@@ -3,7 +3,7 @@
     python benchmarks/engine_parity.py                         # TASED-Net example frames
     python benchmarks/engine_parity.py --frames DIR --step 2 --precision bf16 --json out.json
 
-The reference is ``tased_batch.bench.reference_maps`` (batch 1, fp32, contiguous, scipy
+The reference is ``tased_batch.bench.bench.reference_maps`` (batch 1, fp32, contiguous, scipy
 blur), tested bit-exact against the released loop. Reported: fraction of pixels within one
 grey level and the largest difference, for the fast fp32 engine and for each lower
 precision, plus the correlation coefficient (CC) of the lower-precision maps with fp32's.
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-EXAMPLE = "/work/shared/fixtures/tased-example/ex1"
+# the release's example frames, in the shared/ folder beside this checkout
+EXAMPLE = str(Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "tased-example" / "ex1")
 
 
 def load_frames(folder: str, size: tuple[int, int]) -> np.ndarray:
@@ -31,7 +32,7 @@ def load_frames(folder: str, size: tuple[int, int]) -> np.ndarray:
 
 
 def compare(a: np.ndarray, b: np.ndarray) -> dict:
-    from tased_batch.bench import map_cc
+    from tased_batch.bench.bench import map_cc
 
     diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
     cc = map_cc(a, b)
@@ -46,9 +47,9 @@ def compare(a: np.ndarray, b: np.ndarray) -> dict:
 def main() -> None:
     import torch
 
-    from tased_batch.bench import reference_maps
-    from tased_batch.engine import Engine, precision_supported
-    from tased_batch.weights import load_model
+    from tased_batch.bench.bench import reference_maps
+    from tased_batch.engine.engine import Engine, precision_supported
+    from tased_batch.model.weights import load_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", default=EXAMPLE, help="folder of frame images")
@@ -103,7 +104,7 @@ def sensitivity(model, frames: np.ndarray, device: str) -> dict:
     """
     import torch
 
-    from tased_batch.engine import normalise
+    from tased_batch.engine.engine import normalise
 
     generator = torch.Generator().manual_seed(0)
     x = normalise(torch.from_numpy(frames[:32]))[None].to(device)

@@ -21,8 +21,8 @@ import torch
 
 
 def main() -> None:
-    from tased_batch.engine import Engine, precision_supported
-    from tased_batch.weights import load_model
+    from tased_batch.engine.engine import Engine, precision_supported
+    from tased_batch.model.weights import load_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="224x384")

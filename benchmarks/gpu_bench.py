@@ -9,7 +9,7 @@ and weights:
     repeated (medians), with the batch size chosen from free GPU memory;
 the maps' parity with (a) on (a)'s own frames, and the CC of bf16/fp16 maps with fp32's; the model's
 TFLOP/s and its share of the GPU's dense peak at that precision;
-(d) the decode feed alone (``tased_batch.feed_bench``: frames/s delivered to a no-op model,
+(d) the decode feed alone (``tased_batch.bench.feed_bench``: frames/s delivered to a no-op model,
     a long 720p video and 360p clips) for 1, 2, 4 and 8 decode workers on the CPU and, where
     torchcodec and NVDEC work, 1, 2, 4 and 8 GPU decoding threads, so (b), (c) and (d) side by
     side say at once whether decoding or the model is the limit. ``--feed only`` runs (d)
@@ -49,14 +49,14 @@ def device_peaks(name: str) -> dict[str, float] | None:
 
 
 def compare(a: np.ndarray, b: np.ndarray) -> dict:
-    from tased_batch.bench import map_cc
+    from tased_batch.bench.bench import map_cc
 
     diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
     return {"within_1": float((diff <= 1).mean()), "max_diff": int(diff.max()), "cc": map_cc(a, b)}
 
 
 def main() -> None:
-    from tased_batch.bench import (
+    from tased_batch.bench.bench import (
         BenchSettings,
         gflop_per_window,
         machine,
@@ -66,8 +66,8 @@ def main() -> None:
         synthesise_video,
         warm_up,
     )
-    from tased_batch.engine import AUTO, Engine, precision_supported
-    from tased_batch.weights import load_model
+    from tased_batch.engine.engine import AUTO, Engine, precision_supported
+    from tased_batch.model.weights import load_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="JSON file to write")
@@ -194,8 +194,8 @@ def main() -> None:
 
 def measure_feed(args: argparse.Namespace, size: tuple[int, int], device: torch.device) -> dict:
     """(d): frames/s of the decode feed per workload, decode worker count and decoding device."""
+    from tased_batch.bench.feed_bench import make_workloads, measure
     from tased_batch.decode import BACKENDS
-    from tased_batch.feed_bench import make_workloads, measure
 
     workloads = make_workloads(Path(tempfile.gettempdir()) / "tased-feed-bench", args.feed_long_frames, args.feed_clips)
     gpu_reason = BACKENDS["torchcodec"].unavailable()

@@ -173,7 +173,7 @@ elif kind == "fold":
     n = len(index.fold(*layout.open_fs(uri)).entries)
 else:  # the CLI as a user runs it: `tased-batch status URI --json`
     from tased_batch.cli.main import main
-    import tased_batch.job
+    import tased_batch.run.job
     imported = time.perf_counter()
     sys.argv = ["tased-batch", "status", uri, "--json"]
     captured = io.StringIO()

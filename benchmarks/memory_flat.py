@@ -6,7 +6,7 @@ sinks, the Parquet writer), not the model's. Frames come from an in-memory produ
 bank of synthetic frames, no decoding), through ShardProcessor.process into a committed
 Parquet shard. The control runs the same engine but keeps every map of the video, then
 writes it whole (what the processor did before maps were streamed): it must grow. Both run
-with the processor's allocator setting (:func:`tased_batch.pipeline.bound_heap_growth`).
+with the processor's allocator setting (:func:`tased_batch.run.pipeline.bound_heap_growth`).
 
 Each case runs in its own process (peak RSS is per process):
 
@@ -52,8 +52,8 @@ class StandIn:
 def events(n: int, size: tuple[int, int], chunk: int = 64):
     """One video of ``n`` frames as stream events; frames cycle through a small bank."""
     from tased_batch.decode import Sampling, VideoInfo
-    from tased_batch.sample import synthetic_frames
-    from tased_batch.streams import FrameChunk, StreamEnd, StreamStart
+    from tased_batch.decode.sample import synthetic_frames
+    from tased_batch.decode.streams import FrameChunk, StreamEnd, StreamStart
 
     bank = synthetic_frames(16, *size, seed=0)
     positions = np.arange(n, dtype=np.int64)
@@ -79,14 +79,14 @@ def run_case(case: str, n: int, size: tuple[int, int]) -> dict:
     import torch
 
     from tased_batch.config import RunConfig
-    from tased_batch.engine import Engine
-    from tased_batch.pipeline import bound_heap_growth
-    from tased_batch.records import VideoResult
-    from tased_batch.shards import ShardProcessor, run_info
-    from tased_batch.sources import VideoSource
+    from tased_batch.core.records import VideoResult
+    from tased_batch.decode.sources import VideoSource
+    from tased_batch.engine.engine import Engine
+    from tased_batch.engine.streams import MapBatch
+    from tased_batch.model.weights import WeightsInfo
+    from tased_batch.run.pipeline import bound_heap_growth
+    from tased_batch.run.shards import ShardProcessor, run_info
     from tased_batch.stores import open_shard_writer
-    from tased_batch.streams import MapBatch
-    from tased_batch.weights import WeightsInfo
 
     torch.set_num_threads(1)
     bound_heap_growth()  # what a processor does; the control gets it too, so both run on the same allocator

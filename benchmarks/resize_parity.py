@@ -6,7 +6,7 @@ script encodes real-looking frames at a typical source resolution into an MP4, d
 both ways at model size, and compares the input pixels and the maps TASED-Net makes from
 them (Pearson CC per map, max and mean grey-level difference).
 
-    python benchmarks/resize_parity.py --frames /work/shared/fixtures/tased-example/ex1 \
+    python benchmarks/resize_parity.py --frames ../shared/fixtures/tased-example/ex1 \
         --source-size 720x1280 --every 20 --weights random
 
 Use ``--weights released`` (or a path) once the released checkpoint is cached: the random
@@ -36,7 +36,7 @@ def load_frames(folder: str | None, n: int) -> np.ndarray:
     if folder:
         paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})[:n]
         return np.stack([cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths])
-    from tased_batch.sample import synthetic_frames
+    from tased_batch.decode.sample import synthetic_frames
 
     return synthetic_frames(n, 224, 384)
 
@@ -103,8 +103,8 @@ def main() -> None:
     if not args.no_model:
         import torch
 
-        from tased_batch.engine import Engine
-        from tased_batch.weights import load_model
+        from tased_batch.engine.engine import Engine
+        from tased_batch.model.weights import load_model
 
         model, _ = load_model(args.weights)
         engine = Engine(model, batch_size=2)

@@ -36,12 +36,12 @@ def main() -> None:
     from memory_flat import StandIn  # the same cheap stand-in (this folder is on sys.path when run)
 
     from tased_batch.config import RunConfig
-    from tased_batch.engine import Engine
-    from tased_batch.feed import DecoderPool
-    from tased_batch.sample import synthetic_frames, write_video
-    from tased_batch.shards import ShardProcessor, run_info
-    from tased_batch.sources import VideoSource
-    from tased_batch.weights import WeightsInfo
+    from tased_batch.decode.feed import DecoderPool
+    from tased_batch.decode.sample import synthetic_frames, write_video
+    from tased_batch.decode.sources import VideoSource
+    from tased_batch.engine.engine import Engine
+    from tased_batch.model.weights import WeightsInfo
+    from tased_batch.run.shards import ShardProcessor, run_info
 
     torch.set_num_threads(1)
     size = (64, 96)

@@ -19,7 +19,7 @@ import tempfile
 
 import numpy as np
 
-from tased_batch.records import VideoResult
+from tased_batch.core.records import VideoResult
 from tased_batch.stores import open_shard_writer
 from tased_batch.stores.parquet import ParquetShardWriter
 from tased_batch.stores.reader import open_results

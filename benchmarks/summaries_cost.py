@@ -22,13 +22,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from tased_batch.records import VideoResult
+from tased_batch.core.records import VideoResult
 from tased_batch.stores import open_shard_writer
 from tased_batch.stores.parquet import encode_map
 from tased_batch.stores.reader import open_results
 from tased_batch.stores.resample import resize_maps
-from tased_batch.stores.synthetic import MODEL_SIZE, synthetic_saliency_maps
-from tased_batch.summaries import (
+from tased_batch.stores.summaries import (
     FRAME_COLUMNS,
     VIDEO_COLUMNS,
     crop_geometry,
@@ -37,6 +36,7 @@ from tased_batch.summaries import (
     frame_stats,
     summarise_maps,
 )
+from tased_batch.stores.synthetic import MODEL_SIZE, synthetic_saliency_maps
 
 RUN_INFO = {"config_fingerprint": "bench", "weights": {"sha256": "0" * 64, "kind": "random", "uri": "bench"}}
 STORE = (38, 64)

@@ -48,8 +48,8 @@ def bench(
     if feed:
         _feed_bench(model_size(size), feed_clips, feed_long_frames, feed_segment, repeat, as_json)
         return
-    from tased_batch.bench import BenchSettings, run_bench
-    from tased_batch.pipeline import default_device
+    from tased_batch.bench.bench import BenchSettings, run_bench
+    from tased_batch.run.pipeline import default_device
 
     size_hw = model_size(size)
     try:
@@ -105,7 +105,7 @@ def bench(
 
 
 def _feed_bench(size: tuple[int, int], clips: int, long_frames: int, segment: int, repeat: int, as_json: bool) -> None:
-    from tased_batch.feed_bench import run_feed_bench
+    from tased_batch.bench.feed_bench import run_feed_bench
 
     result = run_feed_bench(size, long_frames=long_frames, clips=clips, repeat=repeat, segment=segment, log=err.print)
     if as_json:

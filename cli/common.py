@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from tased_batch.errors import StorageError, TasedError
+from tased_batch.core.errors import StorageError, TasedError
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -28,7 +28,7 @@ def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
 def user_errors(code: int = EXIT_USER_ERROR) -> Iterator[None]:
     """Every command's user-error handling: a TasedError (bad option, missing file, unreadable store) or a
     storage problem (credentials, endpoint, bucket, access, region) becomes one red line and exit ``code``."""
-    from tased_batch.storage_errors import classify
+    from tased_batch.core.storage_errors import classify
 
     try:
         yield
@@ -44,7 +44,7 @@ def user_errors(code: int = EXIT_USER_ERROR) -> Iterator[None]:
 
 def check_storage(*uris: str | None, options: dict | None = None) -> None:
     """A command's first contact with object storage: problems reported in seconds, as one line."""
-    from tased_batch.storage_errors import check_storage as probe
+    from tased_batch.core.storage_errors import check_storage as probe
 
     with user_errors():
         probe(uris, options)
@@ -54,7 +54,7 @@ def storage_options(pairs: list[str] | None) -> dict | None:
     """``--storage-option key=value`` pairs as fsspec options."""
     if not pairs:
         return None
-    from tased_batch.sources import parse_storage_options
+    from tased_batch.decode.sources import parse_storage_options
 
     with user_errors():
         return parse_storage_options(pairs)
@@ -76,7 +76,7 @@ def batch_size(text: str) -> int | str:
 
 
 def _schema_value(name: str, text: str) -> Any:
-    from tased_batch.errors import ConfigError
+    from tased_batch.core.errors import ConfigError
     from tased_batch.options import OPTIONS
 
     option = OPTIONS[name]

@@ -25,7 +25,7 @@ def evaluate_command(
     splits: int = typer.Option(100, min=1, help="s-AUC draws per frame (100 in the MIT benchmark code)."),
 ) -> None:
     """Score predicted maps with NSS, CC, SIM, AUC-J, s-AUC and KLD (docs/metrics.md)."""
-    from tased_batch.evaluate import METRICS, evaluate
+    from tased_batch.analysis.evaluate import METRICS, evaluate
 
     console = Console()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

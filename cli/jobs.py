@@ -8,7 +8,7 @@ import os
 import typer
 
 from tased_batch.cli.common import err, user_errors
-from tased_batch.secrets import plain
+from tased_batch.core.secrets import plain
 
 jobs_app = typer.Typer(help="Follow jobs submitted to a Ray cluster.", no_args_is_help=True)
 
@@ -30,7 +30,7 @@ def submit(
     submission_id: str = typer.Option(None, "--submission-id", help="Job id to use (default: Ray's)."),
 ) -> None:
     """Submit `tased-batch run ...` (or `resume ...`) as a Ray job: tased-batch submit --address URL -- run IN OUT ..."""
-    from tased_batch.submit import submit as submit_job
+    from tased_batch.run.submit import submit as submit_job
 
     with user_errors():
         job_id = submit_job(
@@ -47,7 +47,7 @@ def submit(
 @jobs_app.command("status")
 def status(job_id: str, address: str = typer.Option(None, "--address", help=ADDRESS_HELP)) -> None:
     """Print the job's state (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED) as JSON."""
-    from tased_batch.submit import job_status
+    from tased_batch.run.submit import job_status
 
     with user_errors():
         typer.echo(json.dumps(job_status(_address(address), job_id), indent=2))
@@ -56,7 +56,7 @@ def status(job_id: str, address: str = typer.Option(None, "--address", help=ADDR
 @jobs_app.command("logs")
 def logs(job_id: str, address: str = typer.Option(None, "--address", help=ADDRESS_HELP)) -> None:
     """Print the job's driver log."""
-    from tased_batch.submit import job_logs
+    from tased_batch.run.submit import job_logs
 
     with user_errors():
         typer.echo(job_logs(_address(address), job_id), nl=False)
@@ -65,7 +65,7 @@ def logs(job_id: str, address: str = typer.Option(None, "--address", help=ADDRES
 @jobs_app.command("stop")
 def stop(job_id: str, address: str = typer.Option(None, "--address", help=ADDRESS_HELP)) -> None:
     """Ask Ray to stop the job; committed shards stay, `resume` continues it."""
-    from tased_batch.submit import job_stop
+    from tased_batch.run.submit import job_stop
 
     with user_errors():
         typer.echo("stopping" if job_stop(_address(address), job_id) else "already finished")

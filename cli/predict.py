@@ -49,10 +49,11 @@ def predict(
     output_fps: float = typer.Option(None, "--output-fps", help="Maps only at this rate (e.g. 2 maps per second)."),
 ) -> None:
     """Compute one video's saliency maps without Ray (the parity path)."""
-    from tased_batch.engine import Engine
-    from tased_batch.pipeline import DecodeOptions, default_device, predict_video
+    from tased_batch.decode.options import DecodeOptions
+    from tased_batch.engine.engine import Engine
+    from tased_batch.model.weights import load_model
+    from tased_batch.run.pipeline import default_device, predict_video
     from tased_batch.stores.png import weights_text, write_png_maps
-    from tased_batch.weights import load_model
 
     size_hw = model_size(size)
     batch = batch_size_option(batch_size)

@@ -29,7 +29,7 @@ def render_command(
     ),
 ) -> None:
     """Draw a video's saliency maps over it as a colour heat map (blue low, red high)."""
-    from tased_batch.render import render
+    from tased_batch.analysis.render import render
 
     console = Console()
     columns = (TextColumn("rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

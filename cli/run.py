@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tased_batch.cli.common import StorageOpt, check_storage, err, storage_options, user_errors
+from tased_batch.core.secrets import plain
 from tased_batch.options import OPTIONS, Option
-from tased_batch.secrets import plain
 
 KEYWORD = inspect.Parameter.KEYWORD_ONLY
 PANELS = {
@@ -81,7 +81,7 @@ def _finish(result, log: str) -> None:
 
 
 def _run(config) -> None:
-    from tased_batch.job import run_job
+    from tased_batch.run.job import run_job
 
     if config.weights == "random" and config.log != "jsonl":
         err.print(
@@ -166,7 +166,7 @@ def run_command(config_file: str | None, flags: dict[str, Any]) -> None:
 
 def resume_command(output: str, flags: dict[str, Any]) -> None:
     """Process only the shards of OUTPUT's run that have no commit record yet."""
-    from tased_batch.job import resume_config
+    from tased_batch.run.job import resume_config
 
     check_storage(output, options=flags.get("storage_options"))
     with user_errors():
@@ -201,7 +201,7 @@ def status(
     storage_option: StorageOpt = None,
 ) -> None:
     """Shards done and pending, videos done and failed, frames done, failures by reason."""
-    from tased_batch.job import run_status
+    from tased_batch.run.job import run_status
 
     check_storage(output, options=storage_options(storage_option))
     with user_errors():

@@ -22,7 +22,7 @@ def download(
     """Fetch the released TASED_updated.pt from Google Drive, check that it loads, record its sha256."""
     from pathlib import Path
 
-    from tased_batch.weights import download_released
+    from tased_batch.model.weights import download_released
 
     with user_errors():
         record = download_released(Path(dest) if dest else None)
@@ -35,7 +35,7 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Tensor count, size, sha256, and whether the file is a full TASED-Net or an S3D encoder."""
-    from tased_batch.weights import weights_info
+    from tased_batch.model.weights import weights_info
 
     check_storage(uri)
     with user_errors():

@@ -5,7 +5,7 @@ The engine (decode -> model -> maps) runs without Ray; Ray only schedules it.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from tased_batch.core.version import __version__
 
 __all__ = ["__version__", "load_model", "open_results"]
 
@@ -13,7 +13,7 @@ __all__ = ["__version__", "load_model", "open_results"]
 def __getattr__(name: str):
     # Lazy so that ``import tased_batch`` stays cheap in CLI start-up and Ray workers.
     if name == "load_model":
-        from tased_batch.weights import load_model
+        from tased_batch.model.weights import load_model
 
         return load_model
     if name == "open_results":

@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-from tased_batch.errors import ConfigError
+from tased_batch.core.errors import ConfigError
 from tased_batch.options import (
     FINGERPRINT_KEYS,
     GROUPS,

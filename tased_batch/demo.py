@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from tased_batch.config import RunConfig
-from tased_batch.errors import WeightsError
-from tased_batch.job import JobResult, run_job
-from tased_batch.sample import make_sample_videos
-from tased_batch.weights import RANDOM, download_released, released_path
+from tased_batch.core.errors import WeightsError
+from tased_batch.decode.sample import make_sample_videos
+from tased_batch.model.weights import RANDOM, download_released, released_path
+from tased_batch.run.job import JobResult, run_job
 
 
 def choose_weights(weights: str | None, say: Callable[[str], None]) -> str:
@@ -50,7 +50,7 @@ def run_demo(
     result = run_job(config)
     overlay = root / "overlay.mp4"
     if result.report["videos"]["done"]:
-        from tased_batch.render import render
+        from tased_batch.analysis.render import render
 
         render(str(root / "saliency"), videos[0].stem, str(videos[0]), str(overlay), side_by_side=True)
     return result, overlay

@@ -21,23 +21,21 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from tased_batch.errors import ConfigError, TasedError
-from tased_batch.sizes import format_size, parse_size, parse_store_size
+from tased_batch.core.errors import ConfigError, TasedError
+from tased_batch.core.sizes import format_size, parse_size, parse_store_size
+from tased_batch.decode.options import DecodeOptions
+from tased_batch.engine.windows import FIRST_WINDOWS
 
 FORMATS = ("parquet", "zarr", "png")
 DECODERS = ("auto", "decord", "pyav", "torchcodec")
 RESIZES = ("decoder", "exact")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
-FIRST_WINDOWS = ("reversed", "released")
 LOG_MODES = ("rich", "jsonl", "quiet")
 AUTO = "auto"
 
 Auto = Literal["auto"]
-
-if TYPE_CHECKING:
-    from tased_batch.pipeline import DecodeOptions
 
 
 @dataclass(frozen=True)
@@ -203,8 +201,6 @@ class SamplingOptions:
     def decode_options(self) -> DecodeOptions:
         """The decoder's options: every field of DecodeOptions that is a sampling option, from here."""
         from dataclasses import fields as dataclass_fields
-
-        from tased_batch.pipeline import DecodeOptions
 
         names = [f.name for f in dataclass_fields(DecodeOptions) if f.name in {g.name for g in fields(self)}]
         return DecodeOptions(**{n: getattr(self, n) for n in names})

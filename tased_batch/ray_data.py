@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from tased_batch.errors import ConfigError
+from tased_batch.core.errors import ConfigError
+from tased_batch.core.records import VideoResult
+from tased_batch.decode.sources import VideoSource
 from tased_batch.options import PREDICTOR_KEYS, predictor_options
-from tased_batch.records import VideoResult
-from tased_batch.sources import VideoSource
 
 __all__ = ["OUTPUT_SCHEMA", "PREDICTOR_KEYS", "SaliencyPredictor"]
 
@@ -80,11 +80,11 @@ class SaliencyPredictor:
         device: str | None = None,
         **options: Any,
     ) -> None:
-        from tased_batch.pipeline import default_device
-        from tased_batch.shards import engine_for
+        from tased_batch.model.weights import load_model
+        from tased_batch.run.pipeline import default_device
+        from tased_batch.run.shards import engine_for
         from tased_batch.stores.base import default_store_size
         from tased_batch.stores.parquet import ENCODINGS
-        from tased_batch.weights import load_model
 
         if encoding not in ENCODINGS:
             raise ConfigError(f"SaliencyPredictor: encoding {encoding!r} is not one of {', '.join(ENCODINGS)}")
@@ -118,7 +118,7 @@ class SaliencyPredictor:
 
     def predict(self, video_id: str | None, uri: str | None = None, data: bytes | None = None) -> VideoResult:
         """One video from a URI or from its bytes (spooled to a temporary file for the decoder)."""
-        from tased_batch.pipeline import predict_video
+        from tased_batch.run.pipeline import predict_video
 
         if data is None:
             if not uri:

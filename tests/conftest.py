@@ -8,7 +8,7 @@ import socket
 import pytest
 import torch
 
-from tased_batch.sample import synthetic_frames, write_video
+from tased_batch.decode.sample import synthetic_frames, write_video
 
 SMALL = (32, 64)  # model input size used by most tests (H, W): the smallest legal size, fast on CPU
 
@@ -88,7 +88,7 @@ def s3(s3_server, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_model():
     """A calibrated random TASED-Net (maps vary with the input), eval mode, on CPU."""
-    from tased_batch.weights import calibrated_random_model
+    from tased_batch.model.weights import calibrated_random_model
 
     return calibrated_random_model(seed=0, size=SMALL)
 

@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from typer.testing import CliRunner
 
-from tased_batch.bench import reference_frames, reference_maps
+from tased_batch.bench.bench import reference_frames, reference_maps
 from tased_batch.cli.main import app
 from tased_batch.decode import open_video
-from tased_batch.engine import Engine
-from tased_batch.sample import synthetic_frames, write_video
+from tased_batch.decode.sample import synthetic_frames, write_video
+from tased_batch.engine.engine import Engine
 
 from conftest import SMALL
 from reference import released_loop
@@ -61,7 +61,7 @@ def test_bench_figures_agree_with_independent_timing(monkeypatch):
     outside: the reported figures must match those clocks (so a swapped, miscounted or
     mis-divided figure fails), not just their own definitions.
     """
-    from tased_batch import bench
+    from tased_batch.bench import bench
 
     delay, frames = 1.0, 36
     walls: dict[str, list[float]] = {}  # every call of a stage (the precision table calls the model again)

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from tased_batch.cli.main import app
 from tased_batch.config import build_config, differences, read_config_file
-from tased_batch.errors import ConfigError
+from tased_batch.core.errors import ConfigError
 
 
 def test_file_then_flags(tmp_path):

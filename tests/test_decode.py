@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from tased_batch import decode
+from tased_batch.core.errors import ConfigError, VideoError
 from tased_batch.decode import VideoInfo, open_video, sample_frames
-from tased_batch.errors import ConfigError, VideoError
-from tased_batch.sample import synthetic_frames, write_video
-from tased_batch.sources import VideoSource
+from tased_batch.decode.sample import synthetic_frames, write_video
+from tased_batch.decode.sources import VideoSource
 
 SIZE = (32, 64)
 
@@ -99,7 +99,7 @@ def test_auto_falls_back_to_pyav(make_video, monkeypatch):
         raise RuntimeError("DECORDError: cannot open")
 
     with monkeypatch.context() as m:
-        m.setattr(decode._DecordBackend, "__init__", cannot_open)
+        m.setattr(decode.DecordBackend, "__init__", cannot_open)
         with open_video(str(path), SIZE) as reader:
             assert reader.backend == "pyav"
             assert np.array_equal(_all(reader), expected)
@@ -108,7 +108,7 @@ def test_auto_falls_back_to_pyav(make_video, monkeypatch):
         assert e.value.reason == "decode-error" and "--decoder" in e.value.hint
 
     # decord failing mid-stream: PyAV continues from the same frames
-    real_read = decode._DecordBackend.read
+    real_read = decode.DecordBackend.read
     calls = []
 
     def flaky(self, indices):
@@ -117,7 +117,7 @@ def test_auto_falls_back_to_pyav(make_video, monkeypatch):
             raise RuntimeError("Thread worker: Error sending packet.")
         return real_read(self, indices)
 
-    monkeypatch.setattr(decode._DecordBackend, "read", flaky)
+    monkeypatch.setattr(decode.DecordBackend, "read", flaky)
     with open_video(str(path), SIZE) as reader:
         chunks = list(reader.iter_frames(np.arange(20), chunk=8))
         assert reader.backend == "pyav"

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from tased_batch.sample import synthetic_frames, write_video
+from tased_batch.decode.sample import synthetic_frames, write_video
 
 MODEL_SIZE = (128, 256)  # 98 kB per RGB frame: 900 extra frames held would be ~88 MB
 SHORT, LONG = 300, 1200

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from tased_batch.engine import Engine, PostProcessor, blur_matrix, parse_size, window_frames
-from tased_batch.sample import synthetic_frames
+from tased_batch.decode.sample import synthetic_frames
+from tased_batch.engine.engine import Engine, PostProcessor, blur_matrix, parse_size, window_frames
 
 from conftest import SMALL, WindowProbe
 from reference import looped_reference, released_loop, released_postprocess

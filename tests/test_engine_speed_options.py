@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from tased_batch import engine as engine_module
-from tased_batch.engine import AUTO, CPU_AUTO_BATCH, Engine, precision_supported
-from tased_batch.pipeline import BackgroundWriter, prefetch
-from tased_batch.sample import synthetic_frames
+from tased_batch.decode.sample import synthetic_frames
+from tased_batch.engine import engine as engine_module
+from tased_batch.engine.engine import AUTO, CPU_AUTO_BATCH, Engine, precision_supported
+from tased_batch.run.pipeline import BackgroundWriter, prefetch
 
 from conftest import SMALL
 from conftest import WindowProbe as Probe
@@ -82,7 +82,7 @@ def test_tf32_is_refused_off_cuda_with_what_to_do():
 
 def test_cuda_fp32_is_strict_and_tf32_explicit_inside_the_forward_only():
     """PyTorch's default lets cuDNN use TF32 for fp32 convolutions: the engine decides per forward, then restores."""
-    from tased_batch.fastpath import precision_context
+    from tased_batch.engine.fastpath import precision_context
 
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     try:

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from tased_batch.decode import Sampling, VideoInfo
-from tased_batch.engine import Engine, window_end, window_start
-from tased_batch.sample import synthetic_frames
-from tased_batch.streams import FrameChunk, MapBatch, StreamDone, StreamEnd, StreamFailed, StreamStart
+from tased_batch.decode.sample import synthetic_frames
+from tased_batch.decode.streams import FrameChunk, StreamEnd, StreamFailed, StreamStart
+from tased_batch.engine.engine import Engine, window_end, window_start
+from tased_batch.engine.streams import MapBatch, StreamDone
 
 from conftest import SMALL, WindowProbe
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tased_batch import metrics as M
-from tased_batch.errors import SourceError, StoreError
-from tased_batch.evaluate import evaluate, open_predictions
+from tased_batch.analysis import metrics as M
+from tased_batch.analysis.evaluate import evaluate, open_predictions
+from tased_batch.core.errors import SourceError, StoreError
 
 H, W = 36, 64
 N = 6
@@ -94,7 +94,7 @@ def test_evaluate_png_tree(dhf1k, png_predictions):
 
 def test_evaluate_results_store(dhf1k, tmp_path):
     """Store frame indices are 0-based: index i is scored against GT file i + 1."""
-    from tased_batch.records import VideoResult
+    from tased_batch.core.records import VideoResult
     from tased_batch.stores import open_shard_writer
 
     store = str(tmp_path / "run")
@@ -194,7 +194,7 @@ def test_evaluate_on_object_storage(dhf1k, png_predictions, s3):
 
 
 def test_dhf1k_video_numbers_match_annotation_folders():
-    from tased_batch.evaluate import match_ids
+    from tased_batch.analysis.evaluate import match_ids
 
     # DHF1K: videos 001.AVI..., annotations 0001/...; exact ids win, ambiguous numbers don't match.
     assert match_ids(["0001", "0002", "abc", "0003"], ["001", "0002", "abc", "3", "03"]) == {
@@ -205,7 +205,7 @@ def test_dhf1k_video_numbers_match_annotation_folders():
 
 
 def test_shuffle_negatives_come_from_other_videos(tmp_path):
-    from tased_batch.evaluate import GroundTruth, ShufflePool
+    from tased_batch.analysis.evaluate import GroundTruth, ShufflePool
 
     def write(root: Path, video: str, spot: tuple[int, int]) -> None:
         for t in range(3):  # one fixation per frame, moving diagonally

@@ -15,8 +15,8 @@ import sys
 import numpy as np
 
 from tased_batch.config import RunConfig
-from tased_batch.plan import prepare
-from tased_batch.records import VideoResult
+from tased_batch.core.records import VideoResult
+from tased_batch.run.plan import prepare
 from tased_batch.stores import open_shard_writer
 from tased_batch.stores.synthetic import synthetic_saliency_maps
 

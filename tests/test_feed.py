@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from tased_batch.decode import open_video, sample_frames
-from tased_batch.feed import DecodeFeed, DecoderPool
-from tased_batch.streams import FrameChunk, StreamEnd, StreamFailed, StreamStart
+from tased_batch.decode.feed import DecodeFeed, DecoderPool
+from tased_batch.decode.streams import FrameChunk, StreamEnd, StreamFailed, StreamStart
 
 SIZE = (32, 64)
 
@@ -176,7 +176,7 @@ def test_workers_die_with_their_consumer(tmp_path):
     os.mkfifo(fifo)
     code = textwrap.dedent(f"""
         import sys
-        from tased_batch.feed import DecodeFeed, DecoderPool
+        from tased_batch.decode.feed import DecodeFeed, DecoderPool
         feed = DecodeFeed([{str(fifo)!r}], (32, 64), workers=1)
         events = iter(feed)
         import threading
@@ -257,7 +257,7 @@ def test_bench_feed_prints_one_json_object(tmp_path, monkeypatch):
 
 
 def test_frames_travel_through_the_pipe_where_shared_memory_is_missing(make_video, tmp_path, monkeypatch):
-    from tased_batch import feed as feed_module
+    from tased_batch.decode import feed as feed_module
 
     monkeypatch.setattr(feed_module, "SHM_DIR", str(tmp_path / "no-shm"))
     clip = make_video("c.mp4", n_frames=40)

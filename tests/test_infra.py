@@ -210,7 +210,7 @@ def test_dockerfile_cuda_base_non_root_no_secrets():
     env_names = {name for k, a in instructions if k in ("ENV", "ARG") for name in re.findall(r"(\w+)=", a + "=")}
     assert not {n for n in env_names if re.search(r"AWS_|SECRET|TOKEN|PASSWORD", n)}, env_names
     # Weights: the cache the package reads, populated at build time or mounted.
-    from tased_batch.weights import CACHE_ENV, RELEASED_FILE
+    from tased_batch.model.weights import CACHE_ENV, RELEASED_FILE
 
     env = " ".join(a for k, a in instructions if k == "ENV")
     assert f"{CACHE_ENV}=/opt/tased-batch/weights" in env

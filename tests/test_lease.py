@@ -104,8 +104,8 @@ def test_a_taken_over_runs_late_commit_is_refused_and_the_new_runs_stands(output
     import numpy as np
 
     from tased_batch import open_results
-    from tased_batch.errors import StoreError
-    from tased_batch.records import VideoResult
+    from tased_batch.core.errors import StoreError
+    from tased_batch.core.records import VideoResult
     from tased_batch.stores import open_shard_writer, read_commit
 
     fs, root = output

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 
-from tased_batch.local_ray import local_cluster_env
+from tased_batch.run.local_ray import local_cluster_env
 
 
 def test_sets_token_mode_only_for_a_cluster_of_our_own():
@@ -22,7 +22,7 @@ def test_sets_token_mode_only_for_a_cluster_of_our_own():
 
 SCRIPT = """
 import ray  # imported before the mode is chosen, as the executor does
-from tased_batch.local_ray import local_cluster_env
+from tased_batch.run.local_ray import local_cluster_env
 assert local_cluster_env() == "token"
 ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, num_cpus=1)
 print("answer", ray.get(ray.remote(lambda: 41 + 1).remote()))

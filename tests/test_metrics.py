@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tased_batch import metrics as M
+from tased_batch.analysis import metrics as M
 
 
 @pytest.fixture

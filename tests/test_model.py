@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from tased_batch.model import TASEDNet
+from tased_batch.model.network import TASEDNet
 
 TSV = Path(__file__).parent / "data" / "tased_state_dict.tsv"
 

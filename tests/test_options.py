@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from tased_batch import options
 from tased_batch.cli.main import app
 from tased_batch.config import RunConfig, build_config, fingerprint
-from tased_batch.errors import ConfigError
+from tased_batch.core.errors import ConfigError
 from tased_batch.options import OPTIONS, Option, differences, predictor_options
 
 SHA = "0" * 64
@@ -148,7 +148,7 @@ def test_resume_changes_only_what_the_schema_allows(option, tmp_path, captured):
     else:
         assert result.exit_code == 2 and "No such option" in result.output
 
-        from tased_batch.job import resume_config
+        from tased_batch.run.job import resume_config
 
         with pytest.raises(ConfigError, match=f"resume cannot change {option.name}"):
             resume_config(str(out), {option.name: value})
@@ -179,8 +179,8 @@ def test_the_plugin_applies_the_same_cross_option_rules():
 
 
 def test_every_shard_records_the_run_info_options():
-    from tased_batch.shards import run_info
-    from tased_batch.weights import WeightsInfo
+    from tased_batch.model.weights import WeightsInfo
+    from tased_batch.run.shards import run_info
 
     config = RunConfig(input="in", output="out", size="64x96", every=4, crop="9:16")
     info = run_info(config, WeightsInfo(sha256=SHA, kind="random", uri="random"), "fp")
@@ -200,7 +200,8 @@ def test_the_schema_and_cli_load_neither_torch_nor_ray():
 def test_the_schema_choices_are_those_of_the_layers_that_implement_them():
     """The schema keeps light copies (no torch at import); a decoder, precision or format added to its
     registry but not here (or the reverse) would be refused by the CLI or fail per video."""
-    from tased_batch import decode, fastpath, stores, windows
+    from tased_batch import decode, stores
+    from tased_batch.engine import fastpath, windows
 
     assert set(options.DECODERS) == set(decode.DECODERS)
     assert set(options.PRECISIONS) == set(fastpath.PRECISIONS)

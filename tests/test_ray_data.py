@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tased_batch.errors import ConfigError
+from tased_batch.core.errors import ConfigError
 
 from conftest import SMALL
 
@@ -43,11 +43,12 @@ def _expected(path, weights) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
     """What the store would hold for ``path``: predict_video, then the store's resize and encoding."""
     import torch
 
-    from tased_batch.engine import Engine
-    from tased_batch.pipeline import DecodeOptions, predict_video
+    from tased_batch.decode.options import DecodeOptions
+    from tased_batch.engine.engine import Engine
+    from tased_batch.model.weights import load_model
+    from tased_batch.run.pipeline import predict_video
     from tased_batch.stores.parquet import encode_map
     from tased_batch.stores.resample import resize_maps
-    from tased_batch.weights import load_model
 
     # Ray runs a 1-CPU actor with one torch thread; the same thread count gives the same
     # float summation order, so the maps match bit for bit instead of within a grey level.

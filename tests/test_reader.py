@@ -6,14 +6,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tased_batch.errors import StoreError
-from tased_batch.records import VideoResult
+from tased_batch.core.errors import StoreError
+from tased_batch.core.records import VideoResult
 from tased_batch.stores import default_store_size, open_shard_writer
 from tased_batch.stores.png import decode_png
 from tased_batch.stores.reader import open_results
 from tased_batch.stores.resample import parse_size, resize_maps
+from tased_batch.stores.summaries import FRAME_COLUMNS
 from tased_batch.stores.synthetic import synthetic_saliency_maps
-from tased_batch.summaries import FRAME_COLUMNS
 
 RUN_INFO = {"config_fingerprint": "f", "weights": {"sha256": "0" * 64, "kind": "released", "uri": "gdrive://TASED"}}
 MODEL = (224, 384)

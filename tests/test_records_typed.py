@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from tased_batch import open_results
-from tased_batch.errors import StoreError
-from tased_batch.progress import JsonLinesReporter
-from tased_batch.records import VideoResult
-from tased_batch.runrecords import ShardCommitted, VideoFinished
+from tased_batch.core.errors import StoreError
+from tased_batch.core.records import VideoResult
+from tased_batch.run.progress import JsonLinesReporter
+from tased_batch.run.runrecords import ShardCommitted, VideoFinished
 from tased_batch.stores import committed_shards, open_shard_writer, read_commit
 from tased_batch.stores.commit import CommitRecord
 

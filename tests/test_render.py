@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tased_batch.errors import ConfigError, StoreError, VideoError
-from tased_batch.render import blend, colorize, jet_lut, map_for_frames, render
+from tased_batch.analysis.render import blend, colorize, jet_lut, map_for_frames, render
+from tased_batch.core.errors import ConfigError, StoreError, VideoError
 
 N_FRAMES, SIZE = 20, (72, 128)  # source video: 20 frames of 72 x 128
 EVERY = 5
@@ -80,7 +80,7 @@ def test_render_gif_side_by_side(make_video, png_tree, tmp_path):
 
 
 def test_render_from_results_store(make_video, tmp_path):
-    from tased_batch.records import VideoResult
+    from tased_batch.core.records import VideoResult
     from tased_batch.stores import open_shard_writer
 
     source = make_video("clip.mp4", n_frames=N_FRAMES, size=SIZE)
@@ -154,7 +154,7 @@ def test_render_crop_window_follows_the_saliency(make_video, tmp_path):
     from typer.testing import CliRunner
 
     from tased_batch.cli import render as render_cli
-    from tased_batch.records import VideoResult
+    from tased_batch.core.records import VideoResult
     from tased_batch.stores import open_shard_writer
 
     source = make_video("clip.mp4", n_frames=N_FRAMES, size=SIZE)
@@ -205,7 +205,7 @@ def test_render_crop_window_follows_the_saliency(make_video, tmp_path):
 
 
 def test_crop_windows_of_a_png_tree_are_computed_from_its_maps(png_tree):
-    from tased_batch.render import crop_windows
+    from tased_batch.analysis.render import crop_windows
 
     maps = np.stack([_half_map()] * 4)
     frames = np.arange(0, N_FRAMES, EVERY)

@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tased_batch.executor as executor
-import tased_batch.shards as shards
+import tased_batch.run.executor as executor
+import tased_batch.run.shards as shards
 from tased_batch import open_results
 from tased_batch.config import RunConfig
-from tased_batch.job import run_job, run_status
-from tased_batch.plan import Output, prepare
-from tased_batch.records import VideoResult
-from tased_batch.runrecords import InternalError, VideoFinished
+from tased_batch.core.records import VideoResult
+from tased_batch.decode.streams import StreamFailed
+from tased_batch.run.job import run_job, run_status
+from tased_batch.run.plan import Output, prepare
+from tased_batch.run.runrecords import InternalError, VideoFinished
 from tased_batch.stores import index, layout, open_shard_writer
 from tased_batch.stores.png import folder_name
-from tased_batch.streams import StreamFailed
 
 from conftest import SMALL
 from runhelpers import assert_every_frame_once
@@ -235,7 +235,7 @@ def test_a_300_byte_unicode_id_in_the_png_store(tmp_path):
 def test_any_exception_in_a_video_is_recorded_and_the_shard_commits(
     tmp_path, videos, tiny_weights, local_exec, monkeypatch
 ):
-    from tased_batch import pipeline
+    from tased_batch.run import pipeline
 
     real = pipeline.sample_frames
 
@@ -278,8 +278,8 @@ def test_storage_that_stays_down_leaves_the_shard_pending(tmp_path, videos, tiny
 def test_ids_with_rich_markup_are_printed_as_plain_text(tmp_path, capsys):
     from rich.console import Console
 
-    from tased_batch.progress import RichReporter
-    from tased_batch.runrecords import VideoFinished
+    from tased_batch.run.progress import RichReporter
+    from tased_batch.run.runrecords import VideoFinished
 
     reporter = RichReporter(1, 1)
     reporter.console = Console(file=io.StringIO(), width=200)
@@ -324,7 +324,7 @@ def test_no_secret_is_written_logged_or_submitted(tmp_path, videos, tiny_weights
     import boto3
     from botocore.config import Config
 
-    from tased_batch import submit as submit_mod
+    from tased_batch.run import submit as submit_mod
 
     s3["fs"].put(str(tiny_weights), f"{s3['bucket']}/w/tiny.pt")
     client = boto3.client(

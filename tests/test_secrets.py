@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tased_batch.backoff import SHARD_BASE, SHARD_CAP, backoff_delay
 from tased_batch.config import RunConfig
-from tased_batch.errors import ConfigError
-from tased_batch.executor import check_shared_paths
-from tased_batch.secrets import scrub, scrub_text
+from tased_batch.core.backoff import SHARD_BASE, SHARD_CAP, backoff_delay
+from tased_batch.core.errors import ConfigError
+from tased_batch.core.secrets import scrub, scrub_text
+from tased_batch.run.executor import check_shared_paths
 
 SIGNED = (
     "https://bucket.s3.amazonaws.com/w.pt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAXXXX%2F2026"
@@ -68,7 +68,7 @@ def test_local_paths_refused_on_a_cluster_of_several_nodes():
 
 def test_a_signed_source_url_is_stored_scrubbed(tmp_path):
     from tased_batch import open_results
-    from tased_batch.records import VideoResult
+    from tased_batch.core.records import VideoResult
     from tased_batch.stores import open_shard_writer
 
     source = "https://cdn.example/v.mp4?X-Amz-Signature=deadbeef42&X-Amz-Security-Token=TOKEN123"

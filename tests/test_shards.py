@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-import tased_batch.shards as shards
+import tased_batch.run.shards as shards
 from tased_batch import open_results
 from tased_batch.config import RunConfig
-from tased_batch.runrecords import VideoFinished
-from tased_batch.sources import VideoSource
+from tased_batch.decode.sources import VideoSource
+from tased_batch.decode.streams import StreamFailed
+from tased_batch.model.weights import WeightsInfo
+from tased_batch.run.runrecords import VideoFinished
 from tased_batch.stores import committed_shards
-from tased_batch.streams import StreamFailed
-from tased_batch.weights import WeightsInfo
 
 from conftest import SMALL
 
@@ -84,10 +84,10 @@ def test_a_failing_write_leaves_the_shard_uncommitted(processor, make_video, mon
 
 def test_segments_of_a_long_video_are_put_back_in_order_and_failures_stay_per_video(tmp_path, make_video):
     """A producer that splits a video into segments finishing out of order, plus one that fails midway."""
-    from tased_batch.engine import Engine, window_end, window_start
-    from tased_batch.pipeline import serial_streams
-    from tased_batch.streams import FrameChunk, StreamEnd, StreamStart
-    from tased_batch.summaries import FRAME_COLUMNS, frame_stats, frame_stats_numpy
+    from tased_batch.decode.streams import FrameChunk, StreamEnd, StreamStart
+    from tased_batch.engine.engine import Engine, window_end, window_start
+    from tased_batch.run.pipeline import serial_streams
+    from tased_batch.stores.summaries import FRAME_COLUMNS, frame_stats, frame_stats_numpy
 
     from conftest import WindowProbe
 
@@ -132,7 +132,7 @@ def test_segments_of_a_long_video_are_put_back_in_order_and_failures_stay_per_vi
     assert record.n_ok == 1 and record.failures[0].video_id == "broken", record.failures
     res = open_results(config.output)
     np.testing.assert_array_equal(res.frame_indices("long"), np.arange(100))
-    from tased_batch.pipeline import predict_video
+    from tased_batch.run.pipeline import predict_video
     from tased_batch.stores import default_store_size
     from tased_batch.stores.resample import resize_maps
 
@@ -174,7 +174,7 @@ def test_decode_workers_feed_the_engine_with_the_same_maps(tmp_path, tiny_model,
             real_feed = processor._feed
 
             def small_segments(videos, real_feed=real_feed):
-                from tased_batch import feed
+                from tased_batch.decode import feed
 
                 original = feed.DecodeFeed.__init__
 
@@ -200,7 +200,7 @@ def test_decode_workers_feed_the_engine_with_the_same_maps(tmp_path, tiny_model,
 
 def test_an_actor_reports_progress_while_a_video_delivers_maps(processor, make_video, monkeypatch):
     """The executor restarts a video's deadline on these: a long video on a slow device is not a hang."""
-    from tased_batch.runrecords import VideoProgress, VideoStarted
+    from tased_batch.run.runrecords import VideoProgress, VideoStarted
 
     monkeypatch.setattr(shards, "PROGRESS_EVERY", 0.0)
     video = make_video("long.mp4", n_frames=40)

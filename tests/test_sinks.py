@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tased_batch.records import VideoMeta
+from tased_batch.core.records import VideoMeta
 from tased_batch.stores import open_shard_writer, parquet, zarr_store
 from tased_batch.stores.reader import open_results
 from tased_batch.stores.resample import resize_maps
@@ -103,7 +103,7 @@ def test_zarr_long_video_writes_each_shard_object_once(tmp_path, small_limits, m
 
 
 def test_sink_refuses_frames_out_of_order_and_use_after_close(tmp_path):
-    from tased_batch.errors import StoreError
+    from tased_batch.core.errors import StoreError
 
     writer = open_shard_writer(
         str(tmp_path), "o", format="parquet", store_size=STORE, model_size=MODEL, run_info=RUN_INFO

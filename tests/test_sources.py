@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tased_batch.core.errors import ConfigError, SourceError
 from tased_batch.decode import open_video
-from tased_batch.errors import ConfigError, SourceError
-from tased_batch.sources import VideoSource, expand_braces, iter_sources, parse_storage_options, sample_key
+from tased_batch.decode.sources import VideoSource, expand_braces, iter_sources, parse_storage_options, sample_key
 
 
 def _ids(sources):
@@ -23,7 +23,7 @@ def _ids(sources):
 def _write_frames(folder: Path, n: int = 3) -> Path:
     import cv2
 
-    from tased_batch.sample import synthetic_frames
+    from tased_batch.decode.sample import synthetic_frames
 
     folder.mkdir(parents=True, exist_ok=True)
     for i, frame in enumerate(synthetic_frames(n, 36, 64)):
@@ -177,7 +177,7 @@ def test_tar_shards_local(make_video, tmp_path):
 
 
 def test_broken_shard_in_folder_becomes_a_failing_source(tmp_path, make_video):
-    from tased_batch.errors import VideoError
+    from tased_batch.core.errors import VideoError
 
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "bad.tar").write_bytes(b"\x01" * 700)

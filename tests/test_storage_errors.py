@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 from typer.testing import CliRunner
 
 from tased_batch.cli.main import app
-from tased_batch.storage_errors import classify
+from tased_batch.core.storage_errors import classify
 
 
 def _no_credentials(monkeypatch, tmp_path) -> None:

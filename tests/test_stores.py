@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from tased_batch.errors import StoreError
-from tased_batch.records import VideoResult
+from tased_batch.core.errors import StoreError
+from tased_batch.core.records import VideoResult
 from tased_batch.stores import committed_shards, open_shard_writer, read_commit, remove_orphans
 from tased_batch.stores.png import decode_png, png_name, write_png_maps
 from tased_batch.stores.reader import open_results

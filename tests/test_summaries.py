@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from tased_batch.errors import ConfigError
-from tased_batch.summaries import (
+from tased_batch.core.errors import ConfigError
+from tased_batch.stores.summaries import (
     CROP_COLUMNS,
     FRAME_COLUMNS,
     VIDEO_COLUMNS,
@@ -268,7 +268,7 @@ def test_the_ffmpeg_recipe_crops_where_the_track_says(tmp_path):
 
     import av
 
-    from tased_batch.summaries import ffmpeg_filter, sendcmd_script
+    from tased_batch.stores.summaries import ffmpeg_filter, sendcmd_script
 
     fps, n, width, height = 25, 50, 128, 72
     maps = np.stack([np.round(gaussian((0.2 if t < 25 else 0.8) * W, H / 2, 6)).astype(np.uint8) for t in range(n)])

@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tased_batch.records import VideoResult
+from tased_batch.core.records import VideoResult
 from tased_batch.stores import open_shard_writer
 from tased_batch.stores.reader import open_results
+from tased_batch.stores.summaries import FRAME_COLUMNS, VIDEO_COLUMNS, frame_stats
 from tased_batch.stores.synthetic import synthetic_saliency_maps
-from tased_batch.summaries import FRAME_COLUMNS, VIDEO_COLUMNS, frame_stats
 
 RUN_INFO = {"config_fingerprint": "f", "weights": {"sha256": "0" * 64, "kind": "released", "uri": "gdrive://TASED"}}
 MODEL = (224, 384)
@@ -218,7 +218,7 @@ def test_polars_joins_summaries_to_a_captions_manifest(tmp_path):
 
 def test_streaming_summaries_keep_only_closed_videos(tmp_path):
     """The streaming writer's use: batches per video, then close, or drop when the video fails part-way."""
-    from tased_batch.stores.summary_tables import ShardSummaries
+    from tased_batch.stores.base import ShardSummaries
 
     maps = blob_maps(6, (32, 64), 0.3)
     summaries = ShardSummaries("1:1", in_maps=False)
@@ -272,7 +272,7 @@ def test_sinks_write_the_statistics_of_complete_videos_only(fmt, tmp_path, monke
     """Sinks fed batch by batch (with the engine's statistics, or none): a long video spilled to its
     own Parquet part file keeps its statistics, a restarted video has its rows once, a failed one none."""
     import tased_batch.stores.parquet as parquet
-    from tased_batch.records import VideoMeta
+    from tased_batch.core.records import VideoMeta
 
     monkeypatch.setattr(parquet, "SPILL_BYTES", 1)  # every Parquet video goes to its own part file
     uri = str(tmp_path / "run")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tased_batch.executor import VideoClocks
+from tased_batch.run.executor import VideoClocks
 
 
 def test_a_long_video_that_keeps_delivering_maps_is_never_overdue():

@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from tased_batch import load_model
 from tased_batch.cli.main import app
-from tased_batch.errors import WeightsError
-from tased_batch.model import TASEDNet
-from tased_batch.weights import check_state_dict, download_released, map_s3d_encoder, weights_info
+from tased_batch.core.errors import WeightsError
+from tased_batch.model.network import TASEDNet
+from tased_batch.model.weights import check_state_dict, download_released, map_s3d_encoder, weights_info
 
 from conftest import SMALL
 
@@ -105,7 +105,7 @@ def test_random_model_maps_vary_with_input(tmp_path, monkeypatch):
     assert info.kind == "random"
     _, again = load_model("random")  # second load comes from the cache and is identical
     assert again.sha256 == info.sha256
-    from tased_batch.sample import synthetic_frames
+    from tased_batch.decode.sample import synthetic_frames
 
     outs = []
     for seed in (5, 6):

@@ -94,7 +94,7 @@ def test_archive_workflow_dry_run(s3, make_video, tiny_weights):
 
 
 def test_captions_workflow_dry_run_keys_videos_by_sample_key(s3, make_video, tiny_weights):
-    from tased_batch.sources import iter_sources
+    from tased_batch.decode.sources import iter_sources
 
     values = read_config_file(str(CAPTIONS))
     folder = _local(values["input"], s3["bucket"]).rsplit("/", 1)[0]
@@ -110,11 +110,11 @@ def test_captions_workflow_dry_run_keys_videos_by_sample_key(s3, make_video, tin
 
 def test_retry_workflow_continues_the_archive_run_and_redoes_failed_shards(s3, make_video, tiny_weights):
     from tased_batch.config import fingerprint
-    from tased_batch.plan import prepare
-    from tased_batch.records import VideoResult
-    from tased_batch.shards import run_info
+    from tased_batch.core.records import VideoResult
+    from tased_batch.model.weights import weights_payload
+    from tased_batch.run.plan import prepare
+    from tased_batch.run.shards import run_info
     from tased_batch.stores import open_shard_writer
-    from tased_batch.weights import weights_payload
 
     archive, retry = read_config_file(str(ARCHIVE)), read_config_file(str(RETRY))
     assert {k: archive.get(k) for k in FINGERPRINT_KEYS} == {k: retry.get(k) for k in FINGERPRINT_KEYS}
@@ -143,10 +143,10 @@ def test_retry_workflow_continues_the_archive_run_and_redoes_failed_shards(s3, m
 def test_join_captions_example_joins_maps_to_captions(make_video, tiny_weights, tmp_path):
     """workflows/join_captions.py on a committed shard of the captions workflow (no Ray: one ShardProcessor)."""
     from tased_batch.config import fingerprint
-    from tased_batch.plan import prepare
-    from tased_batch.shards import ShardProcessor, run_info
+    from tased_batch.model.weights import weights_payload
+    from tased_batch.run.plan import prepare
+    from tased_batch.run.shards import ShardProcessor, run_info
     from tased_batch.stores.parquet import decode_map
-    from tased_batch.weights import weights_payload
 
     clip = make_video("clip.mp4", n_frames=12)
     shards = tmp_path / "wds"
@@ -189,7 +189,7 @@ def test_join_captions_example_joins_maps_to_captions(make_video, tiny_weights, 
 def test_a_broken_workflow_file_is_refused_with_the_key_named(tmp_path, key, value, message):
     import yaml
 
-    from tased_batch.errors import ConfigError
+    from tased_batch.core.errors import ConfigError
 
     broken = tmp_path / "broken.yaml"
     broken.write_text(yaml.safe_dump({**yaml.safe_load(ARCHIVE.read_text()), key: value}))

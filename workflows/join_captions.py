@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tased_batch import open_results
-from tased_batch.sources import expand_braces, sample_key
+from tased_batch.decode.sources import expand_braces, sample_key
 from tased_batch.stores.parquet import encode_map
 
 SCHEMA = pa.schema(

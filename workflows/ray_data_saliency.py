@@ -39,7 +39,7 @@ def shard_paths(pattern: str) -> list[str]:
     """URIs of the shards a glob or brace range names (Ray's readers take plain paths)."""
     import fsspec
 
-    from tased_batch.sources import expand_braces
+    from tased_batch.decode.sources import expand_braces
 
     paths = [f.full_name for p in expand_braces(pattern) for f in fsspec.open_files(p)]
     if not paths:
@@ -68,7 +68,7 @@ def main() -> None:
     args = vars(parser.parse_args())
     options = {name: args[name] for name in PREDICTOR_KEYS if args[name] is not None}
     if "storage_options" in options:
-        from tased_batch.sources import parse_storage_options
+        from tased_batch.decode.sources import parse_storage_options
 
         options["storage_options"] = parse_storage_options(options["storage_options"])
     ray.init()  # joins $RAY_ADDRESS (a cluster, or `ray job submit`), else starts a local Ray

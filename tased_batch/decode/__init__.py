@@ -12,81 +12,63 @@ A small package, one concern a module:
   :mod:`.frames_backend` (folders of images, as the released script reads them);
 * :mod:`.reader`: :class:`VideoReader` / :func:`open_video`, which tie them together.
 
-A new decoder is one module defining a registered backend class, imported below.
+It also holds what feeds the engine: :mod:`.sources` (listing inputs), :mod:`.feed` and
+:mod:`.feed_worker` (decode workers, bounded queues), :mod:`.streams` (the stream events),
+:mod:`.options` (:class:`DecodeOptions`) and :mod:`.sample` (synthetic videos).
+
+A new decoder is one module defining a registered backend class, imported by :mod:`.reader`.
+The names below load on first use, so that the option schema can import :mod:`.options`
+without numpy.
 """
 
-from tased_batch.decode import decord_backend, pyav_backend, torchcodec_backend  # noqa: F401  (registration)
-from tased_batch.decode.backend import (
-    BACKENDS,
-    Backend,
-    DecodeFailure,
-    EndOfStream,
-    Frames,
-    VideoBackend,
-    register,
-)
-from tased_batch.decode.decord_backend import DecordBackend
-from tased_batch.decode.fetch import Fetched, fetch
-from tased_batch.decode.frames_backend import FramesBackend
-from tased_batch.decode.probe import Probe, probe
-from tased_batch.decode.pyav_backend import PyAVBackend
-from tased_batch.decode.reader import (
-    _INHERITED,
-    RESIZES,
-    VideoReader,
-    backend_order,
-    cuda_decoding_available,
-    decoders,
-    open_video,
-    resolve_device,
-    source_of,
-)
-from tased_batch.decode.sampling import FOLDER_FPS, Sampling, VideoInfo, sample_frames
-from tased_batch.decode.spool import (
-    DEFAULT_SPOOL_MAX,
-    SPOOL_DIR_ENV,
-    SPOOL_MAX_ENV,
-    _Spool,
-)
+from __future__ import annotations
 
-DECODERS = decoders()
+import importlib
+from typing import Any
 
-# The names the single-module version had; tests patch the backend classes through them.
-_DecordBackend = DecordBackend
-_PyAVBackend = PyAVBackend
-_FramesBackend = FramesBackend
+# name -> the submodule that defines it (`fetch` and `probe` are the submodules themselves)
+_NAMES = {
+    "BACKENDS": "backend",
+    "Backend": "backend",
+    "DecodeFailure": "backend",
+    "EndOfStream": "backend",
+    "Frames": "backend",
+    "VideoBackend": "backend",
+    "register": "backend",
+    "DecordBackend": "decord_backend",
+    "Fetched": "fetch",
+    "FramesBackend": "frames_backend",
+    "Probe": "probe",
+    "PyAVBackend": "pyav_backend",
+    "_INHERITED": "reader",
+    "RESIZES": "reader",
+    "VideoReader": "reader",
+    "backend_order": "reader",
+    "cuda_decoding_available": "reader",
+    "decoders": "reader",
+    "open_video": "reader",
+    "resolve_device": "reader",
+    "source_of": "reader",
+    "FOLDER_FPS": "sampling",
+    "Sampling": "sampling",
+    "VideoInfo": "sampling",
+    "sample_frames": "sampling",
+    "DEFAULT_SPOOL_MAX": "spool",
+    "SPOOL_DIR_ENV": "spool",
+    "SPOOL_MAX_ENV": "spool",
+    "_Spool": "spool",
+    "DecodeOptions": "options",
+}
 
-__all__ = [
-    "BACKENDS",
-    "DECODERS",
-    "DEFAULT_SPOOL_MAX",
-    "FOLDER_FPS",
-    "RESIZES",
-    "SPOOL_DIR_ENV",
-    "SPOOL_MAX_ENV",
-    "_INHERITED",
-    "Backend",
-    "DecodeFailure",
-    "DecordBackend",
-    "EndOfStream",
-    "Fetched",
-    "Frames",
-    "FramesBackend",
-    "Probe",
-    "PyAVBackend",
-    "Sampling",
-    "VideoBackend",
-    "VideoInfo",
-    "VideoReader",
-    "_Spool",
-    "backend_order",
-    "cuda_decoding_available",
-    "decoders",
-    "fetch",
-    "open_video",
-    "probe",
-    "register",
-    "resolve_device",
-    "sample_frames",
-    "source_of",
-]
+__all__ = sorted([*_NAMES, "DECODERS"])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DECODERS":  # the decoders this install can use
+        return importlib.import_module("tased_batch.decode.reader").decoders()
+    if name in _NAMES:
+        importlib.import_module("tased_batch.decode.reader")  # registers the backends
+        value = getattr(importlib.import_module(f"tased_batch.decode.{_NAMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tased_batch.decode' has no attribute {name!r}")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Union
 
 import numpy as np
 
-from tased_batch.errors import VideoError
+from tased_batch.core.errors import VideoError
 
 if TYPE_CHECKING:
     import torch

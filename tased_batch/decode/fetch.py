@@ -19,9 +19,9 @@ from typing import IO, Any, TypeVar
 
 import fsspec
 
+from tased_batch.core.errors import VideoError
+from tased_batch.decode.sources import VideoSource, is_remote, is_tar, suffix_of
 from tased_batch.decode.spool import SPOOL_MAX_ENV, _Spool
-from tased_batch.errors import VideoError
-from tased_batch.sources import VideoSource, is_remote, is_tar, suffix_of
 
 _COPY_BLOCK = 8 << 20
 T = TypeVar("T")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from tased_batch.core.errors import VideoError
 from tased_batch.decode.backend import basename, cv2_module
 from tased_batch.decode.sampling import FOLDER_FPS
-from tased_batch.errors import VideoError
 
 
 class FramesBackend:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import IO
 
-from tased_batch.errors import VideoError
+from tased_batch.core.errors import VideoError
 
 # Shortfall (frames) between what a file declares and what it holds before it is "truncated".
 _TRUNCATION_SLACK = 2

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from tased_batch.core.errors import ConfigError, VideoError
+from tased_batch.decode import decord_backend, pyav_backend, torchcodec_backend  # noqa: F401  (registration)
 from tased_batch.decode.backend import (
     BACKENDS,
     Backend,
@@ -26,8 +28,7 @@ from tased_batch.decode.fetch import Fetched, fetch, storage_call
 from tased_batch.decode.frames_backend import FramesBackend
 from tased_batch.decode.probe import _REENCODE, Probe, check_length, probe
 from tased_batch.decode.sampling import FOLDER_FPS, VideoInfo
-from tased_batch.errors import ConfigError, VideoError
-from tased_batch.sources import IMAGE_EXTENSIONS, VideoSource, suffix_of
+from tased_batch.decode.sources import IMAGE_EXTENSIONS, VideoSource, suffix_of
 
 RESIZES = ("decoder", "exact")
 _FALLBACK = "pyav"  # decodes whatever FFmpeg can, from files and streams

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tased_batch.errors import ConfigError
+from tased_batch.core.errors import ConfigError
 
 FOLDER_FPS = 30.0  # frame folders carry no rate; TASED-Net was trained on 30 fps video
 

@@ -10,7 +10,7 @@ import threading
 import uuid
 from pathlib import Path
 
-from tased_batch.errors import ConfigError
+from tased_batch.core.errors import ConfigError
 
 SPOOL_DIR_ENV = "TASED_SPOOL_DIR"
 SPOOL_MAX_ENV = "TASED_SPOOL_MAX_BYTES"

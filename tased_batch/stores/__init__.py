@@ -1,7 +1,7 @@
 """Result stores: Parquet, Zarr and PNG shard writers, commit records, and the reader.
 
 Writers: :func:`open_shard_writer` returns a :class:`ShardWriter` for one attempt of one
-shard; ``write`` each :class:`~tased_batch.records.VideoResult`, then ``commit``. Nothing
+shard; ``write`` each :class:`~tased_batch.core.records.VideoResult`, then ``commit``. Nothing
 is visible until the commit record is written (see :mod:`tased_batch.stores.layout`).
 Readers: :func:`tased_batch.open_results`. Formats and layout: ``docs/stores.md``.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tased_batch.errors import StoreError
+from tased_batch.core.errors import StoreError
 from tased_batch.stores.base import DEFAULT_STORE_FACTOR, ShardWriter, default_store_size
 from tased_batch.stores.formats import STORE_FORMATS
 from tased_batch.stores.layout import committed_shards, read_commit, remove_orphans

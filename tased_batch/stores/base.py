@@ -7,7 +7,7 @@ does not grow with video length. A format subclass gives each video a :class:`Vi
 (:meth:`ShardWriter._finish`). A video that fails after some maps were written discards
 them (:meth:`VideoMaps.discard`): no committed data object holds maps of a failed video.
 The saliency summaries follow the same per-video protocol through :attr:`ShardWriter.summaries`
-(:mod:`tased_batch.stores.summary_tables`): dropped with a failed video, written at commit.
+(:class:`ShardSummaries`; read back by :mod:`tased_batch.stores.summary_tables`): dropped with a failed video, written at commit.
 """
 
 from __future__ import annotations
@@ -23,21 +23,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tased_batch import __version__
-from tased_batch.errors import StoreError
-from tased_batch.records import VideoMeta, VideoResult
-from tased_batch.secrets import scrub_text
+from tased_batch.core.errors import StoreError
+from tased_batch.core.records import VideoMeta, VideoResult
+from tased_batch.core.secrets import scrub_text
+from tased_batch.core.version import __version__
 from tased_batch.stores import layout
 from tased_batch.stores.commit import CommitRecord, FailureEntry, FileEntry
 from tased_batch.stores.resample import resize_maps
-from tased_batch.stores.summary_tables import ShardSummaries
-from tased_batch.summaries import (
+from tased_batch.stores.summaries import (
+    CROP_SCHEMA,
+    FRAME_STATS_SCHEMA,
     VIDEO_COLUMNS,
     VideoSummary,
     frame_stats_numpy,
     has_frame_stats,
+    parse_aspect,
 )
-from tased_batch.summaries import fields as summary_fields
+from tased_batch.stores.summaries import fields as summary_fields
 
 # Default stored size = model size divided by this factor (rounded up), chosen with
 # benchmarks/store_size_table.py: see docs/stores.md for the measurements.
@@ -101,6 +103,69 @@ def table_bytes(table: pa.Table) -> bytes:
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue()
+
+
+FRAME_STATS_FILE = "frame_stats.parquet"  # per-map statistics of formats that keep them outside their map rows
+CROP_FILE = "crop.parquet"  # the crop track, with --crop
+
+
+class ShardSummaries:
+    """A shard writer's summaries: per-video columns, and the tables written at commit.
+
+    ``in_maps``: the format keeps the per-map statistics in its own map rows (Parquet);
+    otherwise they are collected here and written as ``frame_stats.parquet``.
+
+    Streaming use, per video: ``summary = open_video(...)``; per batch ``rows = summary.add(...)``
+    and ``add_rows(rows)`` (or the rows go into the format's map rows); at the end
+    ``close_video(summary)``, or ``drop_video(video_id)`` if the video failed part-way.
+    """
+
+    def __init__(self, crop: str | None, in_maps: bool) -> None:
+        if crop is not None:
+            parse_aspect(crop)
+        self.crop = crop
+        self.in_maps = in_maps
+        self.videos: dict[str, dict[str, Any]] = {}
+        self._frames: list[pa.Table] = []
+        self._pending: dict[str, list[pa.Table]] = {}
+        self._crops: list[pa.Table] = []
+
+    def open_video(self, video_id: str, width: int, height: int) -> VideoSummary:
+        """The accumulator for one video (the streaming writer's sink feeds it batch by batch)."""
+        crop = self.crop if width >= 2 and height >= 2 else None  # unknown source size: no crop track
+        return VideoSummary(video_id, width=width, height=height, crop=crop)
+
+    def add_rows(self, rows: pa.Table) -> None:
+        """Per-map rows of a batch (of one video) that the format does not store in its map rows."""
+        if not self.in_maps and rows.num_rows:
+            self._pending.setdefault(rows["video_id"][0].as_py(), []).append(rows)
+
+    def close_video(self, summary: VideoSummary) -> None:
+        """A video's last batch is in: keep its per-map rows, per-video columns and crop track."""
+        self._frames.extend(self._pending.pop(summary.video_id, []))
+        row, track = summary.finish()
+        self.videos[summary.video_id] = row
+        if track is not None and track.num_rows:
+            self._crops.append(track)
+
+    def drop_video(self, video_id: str) -> None:
+        """Forget a video that failed after some of its batches: no rows of it are written."""
+        self._pending.pop(video_id, None)
+        self.videos.pop(video_id, None)
+
+    def write(self, writer: ShardWriter) -> list[FileEntry]:
+        """Put the shard's summary tables into its attempt; return their commit-record entries."""
+        tables: list[tuple[str, pa.Table]] = []
+        if not self.in_maps:
+            tables.append((FRAME_STATS_FILE, pa.concat_tables([FRAME_STATS_SCHEMA.empty_table(), *self._frames])))
+        if self.crop is not None:
+            tables.append((CROP_FILE, pa.concat_tables([CROP_SCHEMA.empty_table(), *self._crops])))
+        entries = []
+        for name, table in tables:
+            data = table_bytes(table)
+            layout.put_whole(writer.fs, writer._path(name), data)
+            entries.append(writer._entry(name, data, rows=table.num_rows))
+        return entries
 
 
 class ShardWriter:
@@ -449,7 +514,7 @@ class VideoSink:
         """Store one batch of maps (model size, or already at store size) of this video, in frame order.
 
         ``extras``: the engine's per-map values for this batch; used when they hold every
-        :func:`~tased_batch.summaries.frame_stats` output, otherwise the statistics are computed from ``maps``.
+        :func:`~tased_batch.stores.summaries.frame_stats` output, otherwise the statistics are computed from ``maps``.
         """
         self._check_open()
         maps = np.asarray(maps)

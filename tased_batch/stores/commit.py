@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from tased_batch.errors import StoreError
+from tased_batch.core.errors import StoreError
 
 COMMIT_VERSION = 1
 

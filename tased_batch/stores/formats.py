@@ -17,7 +17,7 @@ import numpy as np
 if TYPE_CHECKING:
     from tased_batch.stores.base import ShardWriter
     from tased_batch.stores.commit import CommitRecord
-    from tased_batch.stores.reader import Results
+    from tased_batch.stores.files import StoreFiles
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,12 @@ class StoreFormat:
         return getattr(self._module(), self.writer_name)
 
     def read_maps(
-        self, results: Results, record: CommitRecord, info: dict[str, Any], shape: tuple[int, int]
+        self, results: StoreFiles, record: CommitRecord, info: dict[str, Any], shape: tuple[int, int]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(frame indices, timestamps, maps at stored size) of one committed video."""
         return self._module().read_maps(results, record, info, shape)
 
-    def verify_files(self, results: Results, record: CommitRecord) -> None:
+    def verify_files(self, results: StoreFiles, record: CommitRecord) -> None:
         """Checks beyond the commit record's own file list (e.g. PNGs listed in frames.parquet)."""
         verify = getattr(self._module(), "verify_files", None)
         if verify is not None:

@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tased_batch.errors import StoreError
+from tased_batch.core.errors import StoreError
 from tased_batch.stores import layout
 from tased_batch.stores.commit import CommitRecord, FailureEntry
 
@@ -241,7 +241,7 @@ def read_videos_tables(fs: Any, root: str, entries: list[ShardEntry], batch: int
     from concurrent.futures import ThreadPoolExecutor
 
     from tased_batch.stores.base import VIDEOS_SCHEMA
-    from tased_batch.summaries import conform
+    from tased_batch.stores.summaries import conform
 
     def parse(item: tuple[ShardEntry, str, bytes | Exception]) -> pa.Table:
         entry, path, data = item
@@ -307,7 +307,7 @@ def fold(fs: Any, root: str) -> Commits:
         return commits
     fresh = [commits.entries[s] for s in sorted(commits.fresh)]
     from tased_batch.stores.base import VIDEOS_SCHEMA
-    from tased_batch.summaries import conform
+    from tased_batch.stores.summaries import conform
 
     indexed = [conform(commits.indexed_videos, VIDEOS_SCHEMA)] if commits.indexed_videos is not None else []
     tables = indexed + read_videos_tables(fs, root, fresh)  # an index written by an older version gains the columns

@@ -26,7 +26,7 @@ import uuid
 import fsspec
 from fsspec.core import url_to_fs
 
-from tased_batch.errors import StoreError
+from tased_batch.core.errors import StoreError
 from tased_batch.stores.commit import CommitRecord
 
 COMMIT_DIR = "_commits"

@@ -34,7 +34,7 @@ from typing import Any
 
 import fsspec
 
-from tased_batch.errors import TasedError
+from tased_batch.core.errors import TasedError
 from tased_batch.stores import layout
 
 LEASE_FILE = "_lease.json"

@@ -10,7 +10,7 @@ dropped and its part file is deleted, so a plain Parquet or DuckDB read of an at
 ``maps.parquet`` columns: ``video_id``, ``frame_index`` (0-based source frame),
 ``timestamp`` (s), ``encoding`` (``png``: an 8-bit grey PNG; ``raw``: H*W uint8 bytes,
 row-major), ``height``, ``width`` (stored size), ``data`` (the map bytes), then the per-map
-saliency statistics (:data:`tased_batch.summaries.FRAME_COLUMNS`, docs/summaries.md). zstd
+saliency statistics (:data:`tased_batch.stores.summaries.FRAME_COLUMNS`, docs/summaries.md). zstd
 compression; row groups are cut by blob bytes, not row counts; the blob column has no
 dictionary encoding (blobs never repeat) and no statistics (min/max of blobs are useless).
 """
@@ -28,13 +28,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tased_batch.errors import StoreError
-from tased_batch.records import VideoMeta
+from tased_batch.core.errors import StoreError
+from tased_batch.core.records import VideoMeta
 from tased_batch.stores import layout
 from tased_batch.stores.base import ShardWriter, VideoMaps
 from tased_batch.stores.commit import CommitRecord, FileEntry
-from tased_batch.summaries import FRAME_COLUMNS
-from tased_batch.summaries import fields as summary_fields
+from tased_batch.stores.summaries import FRAME_COLUMNS
+from tased_batch.stores.summaries import fields as summary_fields
 
 MAPS_SCHEMA = pa.schema(
     [

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from tased_batch.errors import StoreError
-from tased_batch.records import VideoMeta
+from tased_batch.core.errors import StoreError
+from tased_batch.core.records import VideoMeta
 from tased_batch.stores import layout
 from tased_batch.stores.base import ShardWriter, VideoMaps, table_bytes
 from tased_batch.stores.commit import CommitRecord, FileEntry

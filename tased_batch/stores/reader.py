@@ -8,32 +8,28 @@ bilinear (``align_corners=False``) when enlarging, area when shrinking.
 
 from __future__ import annotations
 
-import io
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from tased_batch.errors import StoreError
+from tased_batch.core.errors import StoreError
 from tased_batch.stores import layout
 from tased_batch.stores.base import VIDEOS_SCHEMA
 from tased_batch.stores.commit import CommitRecord
+from tased_batch.stores.files import StoreFiles
 from tased_batch.stores.formats import STORE_FORMATS, StoreFormat
 from tased_batch.stores.resample import resize_maps
-from tased_batch.summaries import conform
+from tased_batch.stores.summaries import conform, crop_track_from_maps, parse_aspect
+from tased_batch.stores.summary_tables import committed_files, read_frame_stats, read_stored_crop
 
 if TYPE_CHECKING:
     from tased_batch.stores.index import ShardEntry
 
 Size = str | tuple[int, int]
-
-# Open per-shard readers kept at once (each caches up to 4 Parquet row groups, ~32 MiB).
-_CACHED_SHARDS = 4
 
 
 @dataclass
@@ -48,13 +44,11 @@ class VideoMaps:
     maps: np.ndarray
 
 
-class Results:
+class Results(StoreFiles):
     """The committed content of one output. Build it with :func:`open_results`."""
 
     def __init__(self, uri: str, storage_options: dict | None = None) -> None:
-        self.uri = uri
-        self.storage_options = storage_options
-        self.fs, self.root = layout.open_fs(uri, storage_options)
+        super().__init__(uri, storage_options)
         self._entries, self._table = self._load()
         self._records: dict[str, CommitRecord] = {}
         ids = self._table["video_id"].to_pylist()
@@ -68,25 +62,8 @@ class Results:
                     "the plan assigned it twice; delete one shard's record under _commits/",
                 )
             self._row[video_id] = i
-        self._cache: OrderedDict[str, Any] = OrderedDict()
 
     # -- loading ---------------------------------------------------------------------
-    def _file(self, record: CommitRecord, name: str) -> str:
-        entry = record.file(name)
-        if entry is None:
-            raise StoreError(
-                f"commit record of shard {record.shard_id} names no {name}", "delete the record to redo the shard"
-            )
-        return layout.join(self.root, entry.path)
-
-    def _read_parquet(self, path: str) -> pa.Table:
-        try:
-            return pq.ParquetFile(io.BytesIO(self.fs.cat_file(path))).read()  # read_table would import pandas
-        except FileNotFoundError as exc:
-            raise StoreError(
-                f"committed file {path} is missing", "the output was modified after commit; redo that shard"
-            ) from exc
-
     def _load(self) -> tuple[dict[str, ShardEntry], pa.Table]:
         """The run's committed shards and their video rows: the index, then only newer records."""
         from tased_batch.stores import index
@@ -137,22 +114,42 @@ class Results:
 
     def frame_stats(self, video_id: str | None = None) -> pa.Table:
         """Per-map saliency statistics of one video or all (docs/summaries.md), by video and frame."""
-        from tased_batch.stores.summary_tables import read_frame_stats
-
-        return read_frame_stats(self, video_id)
+        return read_frame_stats(self, self._records_of(video_id), video_id)
 
     def table_files(self, name: str) -> list[str]:
         """Paths (URIs off local disk) of the committed tables called ``name`` (``videos.parquet``,
         ``maps.parquet``, ``frame_stats.parquet``, ``crop.parquet``): what DuckDB or Polars should read."""
-        from tased_batch.stores.summary_tables import committed_files
-
-        return committed_files(self, name)
+        return committed_files(self, self._records_of(None), name)
 
     def crop_track(self, video_id: str | None = None, aspect: str | None = None) -> pa.Table:
-        """The crop track stored by ``run --crop``, or for another ``aspect`` computed from a video's maps."""
-        from tased_batch.stores.summary_tables import read_crop
+        """The crop track (:data:`~tased_batch.stores.summaries.CROP_SCHEMA`): stored by the run, or
+        computed now for another ``aspect``.
 
-        return read_crop(self, video_id, aspect)
+        A stored track is used when the run had the same ``--crop`` (or ``aspect`` is None);
+        otherwise the track is computed from the stored maps of ``video_id`` (needed then), placed at
+        stored size: a little coarser than the run's, which places it on the model-size maps.
+        """
+        table = read_stored_crop(self, self._records_of(video_id), video_id)
+        if aspect is None:
+            return table
+        parse_aspect(aspect)
+        table = table.filter(pc.equal(table["crop_aspect"], aspect))
+        if table.num_rows or video_id is None:
+            if video_id is None and not table.num_rows:
+                raise StoreError(
+                    f"{self.uri} holds no crop track for {aspect}", "name a video_id to compute one from its maps"
+                )
+            return table
+        info = self._info(video_id)
+        return crop_track_from_maps(
+            video_id,
+            self.maps(video_id),
+            self.frame_indices(video_id),
+            self.timestamps(video_id),
+            aspect,
+            info["width"],
+            info["height"],
+        )
 
     def __len__(self) -> int:
         return self._table.num_rows
@@ -207,23 +204,17 @@ class Results:
             self._format(record).verify_files(self, record)
 
     # -- helpers ---------------------------------------------------------------------
+    def _records_of(self, video_id: str | None) -> list[CommitRecord]:
+        """The commit records holding ``video_id`` (all, in shard order, for None)."""
+        if video_id is None:
+            return [self._record(s) for s in sorted(self._entries)]
+        return [self._record(self._info(video_id)["shard_id"])]
+
     def _info(self, video_id: str) -> dict[str, Any]:
         row = self._row.get(video_id)
         if row is None:
             raise StoreError(f"no video {video_id!r} in {self.uri}", f"it holds {len(self._row)} videos; see .videos()")
         return self._table.slice(row, 1).to_pylist()[0]
-
-    def _cached(self, key: str, load: Callable[[], Any]) -> Any:
-        """Per-shard readers of the last few shards used (videos are read shard by shard)."""
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        value = self._cache[key] = load()
-        while len(self._cache) > _CACHED_SHARDS:
-            _, old = self._cache.popitem(last=False)
-            if hasattr(old, "close"):
-                old.close()
-        return value
 
     def _format(self, record: CommitRecord) -> StoreFormat:
         fmt = STORE_FORMATS.get(record.format)

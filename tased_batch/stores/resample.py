@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tased_batch.errors import StoreError
-from tased_batch.sizes import parse_store_size
+from tased_batch.core.errors import StoreError
+from tased_batch.core.sizes import parse_store_size
 
 parse_size = parse_store_size  # the stores' name for it
 

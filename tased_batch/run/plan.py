@@ -1,0 +1,311 @@
+"""Planning and resume state: sources -> shards, the stored config, and what is left to do.
+
+Under OUTPUT the planner keeps ``config.json`` (the run's config and its fingerprint) and
+``plan/videos.parquet`` (every video with its shard). A shard is done when its commit
+record exists (see :mod:`tased_batch.stores.layout`); everything else is pending. A
+re-run or ``resume`` reuses the stored plan, so the same video always lands in the same
+shard and nothing is processed twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tased_batch.config import RunConfig, differences, fingerprint
+from tased_batch.core.errors import ConfigError, StoreError
+from tased_batch.core.secrets import scrub
+from tased_batch.decode.sources import VideoSource, iter_sources
+from tased_batch.stores.index import ShardEntry, ids_digest, remove_index, scan
+from tased_batch.stores.layout import COMMIT_DIR, SHARD_DIR, open_fs
+
+CONFIG_FILE = "config.json"
+PLAN_FILE = "plan/videos.parquet"
+
+PLAN_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("uri", pa.string()),
+        ("member", pa.string()),
+        ("offset", pa.int64()),
+        ("size", pa.int64()),
+        ("shard", pa.string()),
+    ]
+)
+
+
+def shard_name(index: int) -> str:
+    return f"{index:06d}"
+
+
+@dataclass
+class Plan:
+    """Every video of the run and the shard it belongs to (videos of a shard are contiguous)."""
+
+    table: pa.Table
+    shard_ids: list[str]
+    offsets: list[int]  # row where each shard starts; offsets[-1] == number of videos
+    _index: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index = {s: i for i, s in enumerate(self.shard_ids)}
+
+    @property
+    def n_videos(self) -> int:
+        return self.table.num_rows
+
+    def videos(self, shard_id: str) -> list[VideoSource]:
+        i = self._index[shard_id]
+        rows = self.table.slice(self.offsets[i], self.offsets[i + 1] - self.offsets[i]).to_pylist()
+        return [VideoSource(r["video_id"], r["uri"], r["member"], r["offset"], r["size"]) for r in rows]
+
+    def shard_sizes(self) -> dict[str, int]:
+        return {s: self.offsets[i + 1] - self.offsets[i] for i, s in enumerate(self.shard_ids)}
+
+    def ids_digests(self) -> dict[str, str]:
+        """Each shard's video ids as one digest, to check commit records against the plan."""
+        ids = self.table.column("video_id").to_pylist()
+        return {s: ids_digest(ids[self.offsets[i] : self.offsets[i + 1]]) for i, s in enumerate(self.shard_ids)}
+
+
+def _plan_from_table(table: pa.Table) -> Plan:
+    """Shard ids and where each starts (a shard's rows are contiguous), without a Python loop per video."""
+    import pyarrow.compute as pc
+
+    runs = pc.run_end_encode(table.column("shard").combine_chunks())
+    ids = runs.values.to_pylist()
+    ends = runs.run_ends.to_pylist()
+    return Plan(table, ids, [0, *ends] if ids else [0])
+
+
+def build_plan(config: RunConfig) -> Plan:
+    """List the sources (streaming) and cut them into shards of ``shard_size`` videos."""
+    batch = 100_000
+    columns: dict[str, list] = {name: [] for name in PLAN_SCHEMA.names}
+    tables: list[pa.Table] = []
+    count = 0
+    for src in iter_sources(
+        config.input, url_col=config.url_col, id_col=config.id_col, storage_options=config.storage_options
+    ):
+        columns["video_id"].append(src.video_id)
+        columns["uri"].append(src.uri)
+        columns["member"].append(src.member)
+        columns["offset"].append(src.offset)
+        columns["size"].append(src.size)
+        columns["shard"].append(shard_name(count // config.shard_size))
+        count += 1
+        if len(columns["video_id"]) >= batch:
+            tables.append(pa.table(columns, schema=PLAN_SCHEMA))
+            columns = {name: [] for name in PLAN_SCHEMA.names}
+    tables.append(pa.table(columns, schema=PLAN_SCHEMA))
+    table = pa.concat_tables(tables)
+    if table.num_rows == 0:
+        raise ConfigError(f"no videos found in {config.input}", "check the path, the glob or the manifest's URL column")
+    return _plan_from_table(table)
+
+
+def public_config(config: RunConfig) -> dict[str, Any]:
+    """The config as stored under OUTPUT: credentials (at any depth, in URLs too) are never written."""
+    return scrub(config.to_dict())
+
+
+@dataclass
+class RunState:
+    """Which shards are done and which are pending, from the commit records checked against the run.
+
+    A record counts only when its config fingerprint is the run's and its video ids are the
+    plan's for that shard; any other record is ``stale`` (its shard is pending).
+    """
+
+    plan: Plan
+    entries: dict[str, ShardEntry] = field(default_factory=dict)
+    fingerprint: str | None = None
+    records: dict[str, ShardEntry] = field(init=False)
+    stale: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        digests = self.plan.ids_digests()
+        self.records, self.stale = {}, {}
+        for shard_id, entry in self.entries.items():
+            if shard_id not in digests:
+                self.stale[shard_id] = "the plan has no such shard"
+            elif self.fingerprint is not None and entry.config_fingerprint != self.fingerprint:
+                self.stale[shard_id] = (
+                    f"written with config {entry.config_fingerprint}, this run's is {self.fingerprint}"
+                )
+            elif entry.ids_digest != digests[shard_id]:
+                self.stale[shard_id] = "its video ids are not the plan's videos of this shard"
+            else:
+                self.records[shard_id] = entry
+
+    @property
+    def done(self) -> list[str]:
+        return [s for s in self.plan.shard_ids if s in self.records]
+
+    @property
+    def pending(self) -> list[str]:
+        return [s for s in self.plan.shard_ids if s not in self.records]
+
+    def with_failures(self) -> list[str]:
+        return [s for s in self.done if self.records[s].n_failed > 0]
+
+    def summary(self) -> dict[str, Any]:
+        done = self.done
+        sizes = self.plan.shard_sizes()
+        failures = [f for s in done for f in self.records[s].failures]
+        n_failed = sum(self.records[s].n_failed for s in done)
+        n_ok = sum(self.records[s].n_ok for s in done)
+        by_reason: dict[str, int] = {}
+        for f in failures:
+            by_reason[f.reason or "unknown"] = by_reason.get(f.reason or "unknown", 0) + 1
+        return {
+            "shards": {
+                "total": len(self.plan.shard_ids),
+                "done": len(done),
+                "pending": len(self.plan.shard_ids) - len(done),
+            },
+            "videos": {
+                "total": self.plan.n_videos,
+                "done": n_ok,
+                "failed": n_failed,
+                "pending": sum(sizes[s] for s in self.pending),
+            },
+            "frames_done": int(sum(self.records[s].n_maps for s in done)),
+            "failures": [f.to_dict() for f in failures],
+            "failures_by_reason": by_reason,
+            "stale_records": [{"shard": s, "reason": why} for s, why in sorted(self.stale.items())],
+        }
+
+
+class Output:
+    """The planner's view of an output URI: its stored config, plan and commit records."""
+
+    def __init__(self, uri: str, storage_options: dict | None = None) -> None:
+        self.uri = uri
+        self.storage_options = dict(storage_options or {})
+        self.fs, self.root = open_fs(uri, self.storage_options)
+
+    def _path(self, relative: str) -> str:
+        return f"{self.root}/{relative}"
+
+    def stored_config(self) -> dict[str, Any] | None:
+        path = self._path(CONFIG_FILE)
+        try:
+            with self.fs.open(path, "rb") as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            return None
+
+    def load_plan(self) -> Plan | None:
+        path = self._path(PLAN_FILE)
+        try:
+            with self.fs.open(path, "rb") as f:
+                return _plan_from_table(pq.ParquetFile(f).read())  # read_table would import pyarrow.dataset and pandas
+        except FileNotFoundError:
+            return None
+
+    def save(self, config: RunConfig, fields: dict[str, Any], plan: Plan) -> None:
+        """Write the plan, then the config that points at it (the config marks a usable plan).
+
+        Signed URLs in the plan are stored scrubbed; a later run re-lists the input for them.
+        """
+        import io
+
+        table = plan.table
+        uris = table.column("uri").to_pylist()
+        clean = [scrub(u) if isinstance(u, str) else u for u in uris]
+        redacted = clean != uris
+        if redacted:
+            table = table.set_column(table.schema.get_field_index("uri"), "uri", pa.array(clean, pa.string()))
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        self.fs.makedirs(self._path("plan"), exist_ok=True)
+        self.fs.pipe(self._path(PLAN_FILE), buffer.getvalue())
+        record = {
+            "config": public_config(config),
+            "fingerprint": fingerprint(fields),
+            "fingerprint_fields": fields,
+            "n_videos": plan.n_videos,
+            "n_shards": len(plan.shard_ids),
+            "plan_redacted": redacted,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        self.fs.pipe(self._path(CONFIG_FILE), json.dumps(record, indent=2).encode())
+
+    def state(self, plan: Plan, config_fingerprint: str | None = None) -> RunState:
+        """Done and pending shards; records of another config or another plan do not count."""
+        if config_fingerprint is None:
+            stored = self.stored_config() or {}
+            config_fingerprint = stored.get("fingerprint")
+        return RunState(plan, scan(self.fs, self.root).entries, config_fingerprint)
+
+    def check_writable(self) -> None:
+        probe = self._path(f"_probe-{uuid.uuid4().hex[:8]}")
+        try:
+            self.fs.makedirs(self.root, exist_ok=True)
+            self.fs.pipe(probe, b"ok")
+            self.fs.rm(probe)
+        except Exception as e:
+            raise StoreError(
+                f"output {self.uri} is not writable: {e}", "check the path, permissions or credentials"
+            ) from e
+
+    def clear(self) -> None:
+        """Remove a previous run (``--overwrite``): its commit records and index first, config last.
+
+        In that order an interrupted clear leaves no record that a new config could count, and
+        the old config.json still asks for ``--overwrite``, so running it again finishes the job.
+        """
+        remove_index(self.fs, self.root)
+        for relative in (COMMIT_DIR, SHARD_DIR, "reports", "plan", CONFIG_FILE):
+            path = self._path(relative)
+            if self.fs.exists(path):
+                self.fs.rm(path, recursive=True)
+
+
+def prepare(config: RunConfig, weights_sha256: str, *, persist: bool = True) -> tuple[Output, Plan, dict[str, Any]]:
+    """Plan a run or pick up the stored plan; refuse a changed config unless ``overwrite``.
+
+    Returns the output, the plan and the fingerprinted fields.
+    """
+    output = Output(config.output, config.storage_options)
+    fields = scrub(config.fingerprint_fields(weights_sha256))
+    stored = output.stored_config()
+    if stored is not None and not config.overwrite:
+        diff = differences(stored.get("fingerprint_fields", {}), fields)
+        if diff:
+            raise ConfigError(
+                f"{config.output} holds a run with a different config: " + "; ".join(diff),
+                "rerun with the original options, write to a new OUTPUT, or pass --overwrite to start over",
+            )
+        plan = output.load_plan()
+        if plan is not None and stored.get("plan_redacted"):
+            plan = _relist(config, plan)
+        if plan is not None:
+            return output, plan, fields
+    plan = build_plan(config)
+    if persist:
+        if config.overwrite and stored is not None:
+            output.clear()
+        output.save(config, fields, plan)
+    return output, plan, fields
+
+
+def _relist(config: RunConfig, stored: Plan) -> Plan:
+    """The stored plan had signed URLs (stored scrubbed): list the input again for them."""
+    fresh = build_plan(config)
+    same = fresh.table.column("video_id").equals(stored.table.column("video_id")) and fresh.table.column(
+        "shard"
+    ).equals(stored.table.column("shard"))
+    if not same:
+        raise ConfigError(
+            f"{config.input} lists other videos than the stored plan of {config.output}",
+            "rerun with the original input, or pass --overwrite to start over",
+        )
+    return fresh

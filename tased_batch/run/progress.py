@@ -1,0 +1,172 @@
+"""What the driver shows while a run goes: a rich progress display, JSON lines, or nothing.
+
+Every reporter receives the same typed events from the executor; the final summary and the
+JSON run report are built from the commit records, not from these events. Ids, paths and
+errors are user-derived text: they are printed as plain text, never as rich markup, and
+scrubbed of secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from tased_batch.core.secrets import plain, scrub
+from tased_batch.run.runrecords import (
+    ActorRestarted,
+    Note,
+    ProgressEvent,
+    RunStarted,
+    ShardCommitted,
+    ShardFailed,
+    ShardRetry,
+    Stalled,
+    VideoFinished,
+    VideoTimeout,
+    event_to_dict,
+)
+
+
+class Reporter:
+    """Counts events; subclasses decide how to show them."""
+
+    def __init__(self, total_shards: int, total_videos: int) -> None:
+        self.total_shards = total_shards
+        self.total_videos = total_videos
+        self.shards_done = 0
+        self.videos_done = 0
+        self.videos_failed = 0
+        self.frames = 0
+        self.start = time.monotonic()
+
+    @property
+    def fps(self) -> float:
+        return self.frames / max(time.monotonic() - self.start, 1e-9)
+
+    def started(self, actors: int, resources: dict) -> None:
+        self.emit(RunStarted(actors, resources))
+
+    def video(self, event: VideoFinished) -> None:
+        self.videos_done += 1
+        self.frames += int(event.frames)
+        if event.status != "ok":
+            self.videos_failed += 1
+        self.emit(event)
+
+    def shard_done(self, done: ShardCommitted) -> None:
+        self.shards_done += 1
+        self.emit(done)
+
+    def shard_retry(self, shard: str, error: str) -> None:
+        self.emit(ShardRetry(shard, error))
+
+    def shard_failed(self, shard: str, error: str) -> None:
+        self.emit(ShardFailed(shard, error))
+
+    def actor_restarted(self, index: int, error: str) -> None:
+        self.emit(ActorRestarted(index, error))
+
+    def video_timeout(self, shard: str, video_id: str, seconds: float) -> None:
+        self.emit(VideoTimeout(shard, video_id, seconds))
+
+    def stalled(self, message: str) -> None:
+        self.emit(Stalled(message))
+
+    def note(self, message: str) -> None:
+        """A line for the operator (lease waits and takeovers)."""
+        self.emit(Note(message))
+
+    def emit(self, event: ProgressEvent) -> None:
+        """Show one event (no-op here)."""
+
+    def close(self) -> None:
+        """Stop any live display."""
+
+
+class QuietReporter(Reporter):
+    pass
+
+
+class JsonLinesReporter(Reporter):
+    """One JSON object per line on stdout, with running totals, for batch systems' logs."""
+
+    def emit(self, event: ProgressEvent) -> None:
+        line = {
+            "time": round(time.time(), 3),
+            **event_to_dict(event),
+            "totals": {
+                "shards_done": self.shards_done,
+                "shards_total": self.total_shards,
+                "videos_done": self.videos_done,
+                "videos_failed": self.videos_failed,
+                "videos_total": self.total_videos,
+                "frames": self.frames,
+                "fps": round(self.fps, 2),
+            },
+        }
+        sys.stdout.write(json.dumps(scrub(line), default=str) + "\n")
+        sys.stdout.flush()
+
+
+class RichReporter(Reporter):
+    """A live progress bar: shards, videos, frames, frames/s, ETA, failures so far."""
+
+    def __init__(self, total_shards: int, total_videos: int) -> None:
+        super().__init__(total_shards, total_videos)
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TextColumn("videos"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=self.console,
+            transient=False,
+        )
+        self.task = self.progress.add_task("", total=total_videos, info="")
+        self.progress.start()
+
+    def emit(self, event: ProgressEvent) -> None:
+        from rich.text import Text
+
+        line: str | None = None
+        if isinstance(event, VideoFinished) and event.status != "ok":
+            line = f"{event.video_id}: {event.reason}: {event.error}"
+        elif isinstance(event, (ShardRetry, ShardFailed)):
+            line = f"{event.shard}: {event.error}"
+        elif isinstance(event, ActorRestarted):
+            line = f"{event.actor}: {event.error}"
+        elif isinstance(event, VideoTimeout):
+            line = f"{event.video_id}: no result after {event.seconds:.1f} s"
+        elif isinstance(event, Stalled):
+            line = f"run: {event.error}"
+        elif isinstance(event, Note):
+            self.console.print(plain(event.message))
+        if line is not None:
+            label = "failed" if isinstance(event, VideoFinished) else event.event.replace("_", " ")
+            self.console.print(Text.assemble((label, "yellow"), " ", plain(line)))
+        info = (
+            f"shards {self.shards_done}/{self.total_shards} · {self.frames:,} frames · "
+            f"{self.fps:.1f}/s · {self.videos_failed} failed"
+        )
+        self.progress.update(self.task, completed=self.videos_done, info=info)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def make_reporter(mode: str, total_shards: int, total_videos: int) -> Reporter:
+    return {"rich": RichReporter, "jsonl": JsonLinesReporter, "quiet": QuietReporter}[mode](total_shards, total_videos)
