@@ -28,7 +28,7 @@ from tased_batch.core.sizes import format_size, parse_size, parse_store_size
 from tased_batch.decode.options import DecodeOptions
 from tased_batch.engine.windows import FIRST_WINDOWS
 
-FORMATS = ("parquet", "zarr", "png")
+FORMATS = ("parquet", "zarr", "png", "webdataset", "webdataset-copy")
 DECODERS = ("auto", "decord", "pyav", "torchcodec")
 RESIZES = ("decoder", "exact")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
@@ -210,7 +210,12 @@ class SamplingOptions:
 class StoreOptions:
     """How and where maps are stored (the stores')."""
 
-    format: str = option("parquet", "Store format.", choices=FORMATS, fingerprint=True)
+    format: str = option(
+        "parquet",
+        "Store format (webdataset: tars aligned with the input tars; webdataset-copy: copies of them with the maps added).",
+        choices=FORMATS,
+        fingerprint=True,
+    )
     store_size: tuple[int, int] | None = option(
         None,
         "Stored map HxW, at most the model size (default: model size / 6, 38x64).",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 from tased_batch.config import RunConfig, differences, fingerprint
 from tased_batch.core.errors import ConfigError, StoreError
 from tased_batch.core.secrets import scrub
-from tased_batch.decode.sources import VideoSource, iter_sources
+from tased_batch.decode.sources import VideoSource, is_tar, iter_sources
 from tased_batch.stores.index import ShardEntry, ids_digest, remove_index, scan
 from tased_batch.stores.layout import COMMIT_DIR, SHARD_DIR, open_fs
 
@@ -84,8 +85,28 @@ def _plan_from_table(table: pa.Table) -> Plan:
     return Plan(table, ids, [0, *ends] if ids else [0])
 
 
+def _tar_shard(config: RunConfig) -> Callable[[VideoSource], str] | None:
+    """With ``--format webdataset`` (or ``webdataset-copy``) a shard is one input tar (its output tar is aligned with it)."""
+    if not config.format.startswith("webdataset"):
+        return None
+    from tased_batch.stores.webdataset_store import TarShardIds
+
+    ids = TarShardIds()
+
+    def shard(src: VideoSource) -> str:
+        if src.member is None and not is_tar(src.uri):
+            raise ConfigError(
+                f"--format webdataset writes one tar per input tar, but {src.display} is not in a tar",
+                "give tar shards as the input, or use another --format",
+            )
+        return ids(src.uri)
+
+    return shard
+
+
 def build_plan(config: RunConfig) -> Plan:
-    """List the sources (streaming) and cut them into shards of ``shard_size`` videos."""
+    """List the sources (streaming) and cut them into shards of ``shard_size`` videos (or one per input tar)."""
+    by_tar = _tar_shard(config)
     batch = 100_000
     columns: dict[str, list] = {name: [] for name in PLAN_SCHEMA.names}
     tables: list[pa.Table] = []
@@ -98,7 +119,7 @@ def build_plan(config: RunConfig) -> Plan:
         columns["member"].append(src.member)
         columns["offset"].append(src.offset)
         columns["size"].append(src.size)
-        columns["shard"].append(shard_name(count // config.shard_size))
+        columns["shard"].append(shard_name(count // config.shard_size) if by_tar is None else by_tar(src))
         count += 1
         if len(columns["video_id"]) >= batch:
             tables.append(pa.table(columns, schema=PLAN_SCHEMA))

@@ -51,5 +51,7 @@ STORE_FORMATS = {
         StoreFormat("parquet", "tased_batch.stores.parquet", "ParquetShardWriter"),
         StoreFormat("zarr", "tased_batch.stores.zarr_store", "ZarrShardWriter"),
         StoreFormat("png", "tased_batch.stores.png", "PngShardWriter"),
+        StoreFormat("webdataset", "tased_batch.stores.webdataset_store", "WebDatasetShardWriter"),
+        StoreFormat("webdataset-copy", "tased_batch.stores.webdataset_store", "WebDatasetCopyShardWriter"),
     )
 }
