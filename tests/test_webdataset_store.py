@@ -144,3 +144,13 @@ def test_shard_ids_follow_the_input_tar_names():
     other = ids("s3://b/other/00017.tar")  # a name taken by another tar stays unique, from its URI alone
     assert other.startswith("00017-") and other != "00017"
     assert ids("/x/we ird#.tar").startswith("we_ird_-")
+
+
+def test_the_webdataset_workflow_is_a_webdataset_run():
+    from pathlib import Path
+
+    from tased_batch.config import RunConfig, read_config_file
+
+    path = Path(__file__).resolve().parents[1] / "workflows" / "webdataset-saliency.yaml"
+    config = RunConfig(**read_config_file(str(path))).validate()
+    assert config.format == "webdataset" and config.input.endswith("{00000..00127}.tar")
