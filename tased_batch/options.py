@@ -28,7 +28,7 @@ from tased_batch.core.sizes import format_size, parse_size, parse_store_size
 from tased_batch.decode.options import DecodeOptions
 from tased_batch.engine.windows import FIRST_WINDOWS
 
-FORMATS = ("parquet", "zarr", "png", "webdataset", "webdataset-copy")
+FORMATS = ("parquet", "zarr", "png", "webdataset", "webdataset-copy", "lance")
 DECODERS = ("auto", "decord", "pyav", "torchcodec")
 RESIZES = ("decoder", "exact")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
@@ -212,7 +212,8 @@ class StoreOptions:
 
     format: str = option(
         "parquet",
-        "Store format (webdataset: tars aligned with the input tars; webdataset-copy: copies of them with the maps added).",
+        "Store format (webdataset: tars aligned with the input tars; webdataset-copy: copies of them with the maps "
+        "added; lance: OUTPUT/maps.lance and videos.lance).",
         choices=FORMATS,
         fingerprint=True,
     )

@@ -108,6 +108,14 @@ def run_job(config: RunConfig) -> JobResult:
         lease.check()
         folder.fold()
         final = output.state(plan, config_fp)
+        if config.format == "lance":  # the one committer: committed shards' fragments join the tables once
+            from tased_batch.stores.lance_store import append_committed
+
+            appended = append_committed(
+                config.output, {s: e.record for s, e in final.records.items()}, config.storage_options
+            )
+            if appended:
+                note(f"appended {appended} committed shard(s) to maps.lance and videos.lance")
         summary = final.summary()
         removed: list[str] = []
         if not summary["shards"]["pending"]:

@@ -52,6 +52,7 @@ STORE_FORMATS = {
         StoreFormat("zarr", "tased_batch.stores.zarr_store", "ZarrShardWriter"),
         StoreFormat("png", "tased_batch.stores.png", "PngShardWriter"),
         StoreFormat("webdataset", "tased_batch.stores.webdataset_store", "WebDatasetShardWriter"),
+        StoreFormat("lance", "tased_batch.stores.lance_store", "LanceShardWriter"),
         StoreFormat("webdataset-copy", "tased_batch.stores.webdataset_store", "WebDatasetCopyShardWriter"),
     )
 }
