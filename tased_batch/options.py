@@ -100,7 +100,10 @@ class IoOptions:
         example="s3://bucket/videos/",
     )
     output: str = option("", "Results URI (local path or s3://...).", argument=True, example="s3://bucket/maps")
-    url_col: str = option("url", "Manifest column with video URIs.", fingerprint=True)
+    url_col: str = option("url", "Manifest (or Lance table) column with video URIs.", fingerprint=True)
+    bytes_col: str | None = option(
+        None, "Lance table input: column holding each clip's video bytes (instead of --url-col).", fingerprint="if set"
+    )
     id_col: str | None = option(
         None, "Manifest column with video ids (default: the file name's stem).", fingerprint=True
     )

@@ -20,7 +20,7 @@ from typing import IO, Any, TypeVar
 import fsspec
 
 from tased_batch.core.errors import VideoError
-from tased_batch.decode.sources import VideoSource, is_remote, is_tar, suffix_of
+from tased_batch.decode.sources import LANCE_MEMBER, VideoSource, is_remote, is_tar, parse_lance_member, suffix_of
 from tased_batch.decode.spool import SPOOL_MAX_ENV, _Spool
 
 _COPY_BLOCK = 8 << 20
@@ -64,7 +64,9 @@ def fetch(source: VideoSource, storage_options: dict | None = None, name: str | 
             raise VideoError(
                 name, "bad-shard", "this tar shard could not be listed", "check that it is a complete tar file"
             )
-        if source.member is not None:
+        if source.member is not None and source.member.startswith(LANCE_MEMBER):
+            _spool_lance_cell(name, source, fetched)
+        elif source.member is not None:
             _spool_member(name, source, options, fetched)
         elif is_remote(source.uri):
             _remote(name, source.uri, options, fetched)
@@ -137,6 +139,32 @@ def _remote(name: str, uri: str, options: dict, fetched: Fetched) -> None:
         return
     # Too large for the spool, or of unknown size: stream it through PyAV (decord needs a path).
     fetched.stream = storage_call(name, lambda: fs.open(path, "rb", block_size=_COPY_BLOCK))
+
+
+def _spool_lance_cell(name: str, src: VideoSource, fetched: Fetched) -> None:
+    """Copy one video's bytes out of a Lance table (the planned version and row) into the spool."""
+    import lance
+
+    version, row, column = parse_lance_member(str(src.member))
+
+    def read() -> bytes:
+        cell = lance.dataset(src.uri, version=version).take([row], columns=[column])[column][0].as_py()
+        return bytes(cell or b"")
+
+    try:
+        data = storage_call(name, read)
+    except (ValueError, IndexError, OSError) as e:
+        raise VideoError(name, "missing", f"cannot read row {row} of the Lance table: {e}", "check the table") from e
+    if not data:
+        raise VideoError(name, "empty-file", f"the {column!r} cell is empty", "fill or remove that row")
+    if not _Spool.reserve(len(data)):
+        raise VideoError(
+            name, "too-large", f"a video of {len(data)} bytes exceeds the spool budget", f"raise {SPOOL_MAX_ENV}"
+        )
+    fetched.spooled_bytes = len(data)
+    dest = _spool_path(fetched, ".mp4")
+    dest.write_bytes(data)
+    fetched.path = str(dest)
 
 
 def _spool_member(name: str, src: VideoSource, options: dict, fetched: Fetched) -> None:

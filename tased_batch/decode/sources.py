@@ -169,6 +169,7 @@ def iter_sources(
     url_col: str = "url",
     id_col: str | None = None,
     storage_options: dict | None = None,
+    bytes_col: str | None = None,
 ) -> Iterator[VideoSource]:
     """Every video of ``input``, in a deterministic order, with unique stable ids.
 
@@ -178,7 +179,12 @@ def iter_sources(
     """
     options = dict(storage_options or {})
     ids = _IdAllocator()
-    for wanted, uri, member, offset, size in _list_input(input, url_col, id_col, options):
+    rows = (
+        _list_lance(input.strip().rstrip("/"), url_col, id_col, bytes_col)
+        if is_lance(input)
+        else _list_input(input, url_col, id_col, options)
+    )
+    for wanted, uri, member, offset, size in rows:
         yield VideoSource(ids.claim(wanted, uri, member), uri, member, offset, size)
 
 
@@ -347,6 +353,73 @@ def _list_tar(fs, path: str, uri: str, *, strict: bool, prefix: str | None = Non
         yield (_strip_ext(prefix or posixpath.basename(path)), uri, None, None, None)
         return
     yield from rows
+
+
+LANCE_MEMBER = "lance:"  # member of a video stored inline in a Lance table: lance:v<version>:<row>:<column>
+
+
+def is_lance(path: str) -> bool:
+    return path.strip().rstrip("/").lower().endswith(".lance")
+
+
+def lance_member(version: int, row: int, column: str) -> str:
+    return f"{LANCE_MEMBER}v{version}:{row}:{column}"
+
+
+def parse_lance_member(member: str) -> tuple[int, int, str]:
+    """(table version, row position, bytes column) of a ``lance:`` member."""
+    version, row, column = member[len(LANCE_MEMBER) :].split(":", 2)
+    return int(version.removeprefix("v")), int(row), column
+
+
+def _list_lance(uri: str, url_col: str, id_col: str | None, bytes_col: str | None) -> Iterator[_Row]:
+    """Clips of a Lance table, streamed batch by batch (only the id and URL columns are read).
+
+    With ``bytes_col`` each row's mp4 bytes stay in the table: the video's member names the
+    table version and row, so workers read that one cell (``take``) and the plan never holds
+    the bytes. Otherwise ``url_col`` holds each clip's URI (relative ones resolve against the
+    table's folder), as in a manifest.
+    """
+    try:
+        import lance
+
+        dataset = lance.dataset(uri)
+    except ImportError as e:
+        raise SourceError("a Lance table as input needs pylance", "pip install 'tased-batch[lance]'") from e
+    except (ValueError, FileNotFoundError, OSError) as e:
+        raise SourceError(f"Lance table {uri!r} cannot be opened: {e}", "check the path or URL") from e
+    wanted = bytes_col or url_col
+    for col in [wanted] + ([id_col] if id_col else []):
+        if col not in dataset.schema.names:
+            option = "--bytes-col" if col == bytes_col else "--id-col" if col == id_col else "--url-col"
+            raise SourceError(
+                f"Lance table {uri!r} has no column {col!r}",
+                f"pass {option} with one of: {', '.join(dataset.schema.names[:12])}",
+            )
+    columns = list(dict.fromkeys(([id_col] if id_col else []) + ([] if bytes_col else [url_col])))
+    if not columns:  # bytes without ids: count rows without reading a data column
+        columns = [bytes_col] if bytes_col else []
+    local = "://" not in uri
+    base = os.path.dirname(os.path.abspath(uri)) if local else uri.rsplit("/", 1)[0]
+    stem = posixpath.basename(uri)[: -len(".lance")] or "clip"
+    row = 0
+    for batch in dataset.to_batches(columns=[id_col] if bytes_col and id_col else columns, batch_size=8192):
+        keys = batch.column(id_col).to_pylist() if id_col else [None] * batch.num_rows
+        urls = batch.column(url_col).to_pylist() if not bytes_col else [None] * batch.num_rows
+        for key, url in zip(keys, urls):
+            if bytes_col:
+                yield (
+                    str(key) if key is not None else f"{stem}/{row}",
+                    uri,
+                    lance_member(dataset.version, row, bytes_col),
+                    None,
+                    None,
+                )
+            elif url is not None and str(url).strip():
+                target = _resolve(str(url).strip(), base, local)
+                name = posixpath.basename(target.split("?", 1)[0].rstrip("/"))
+                yield (str(key) if key is not None else _strip_ext(name), target, None, None, None)
+            row += 1
 
 
 def _resolve(entry: str, base: str, local: bool) -> str:

@@ -112,7 +112,11 @@ def build_plan(config: RunConfig) -> Plan:
     tables: list[pa.Table] = []
     count = 0
     for src in iter_sources(
-        config.input, url_col=config.url_col, id_col=config.id_col, storage_options=config.storage_options
+        config.input,
+        url_col=config.url_col,
+        id_col=config.id_col,
+        storage_options=config.storage_options,
+        bytes_col=config.bytes_col,
     ):
         columns["video_id"].append(src.video_id)
         columns["uri"].append(src.uri)
