@@ -106,3 +106,13 @@ def test_a_missing_id_column_is_a_usage_error(tmp_path, store):
     pq.write_table(pa.table(CLIPS), path)
     result = CliRunner().invoke(app, ["annotate", str(path), "--from", store[0], "--id-col", "video"])
     assert result.exit_code == 2 and "no column 'video'" in result.output
+
+
+def test_the_clip_table_workflow_reads_a_lance_table_by_bytes():
+    from pathlib import Path
+
+    from tased_batch.config import RunConfig, read_config_file
+
+    path = Path(__file__).resolve().parents[1] / "workflows" / "lance-clip-table.yaml"
+    config = RunConfig(**read_config_file(str(path))).validate()
+    assert config.format == "lance" and config.bytes_col == "mp4" and config.input.endswith(".lance")
