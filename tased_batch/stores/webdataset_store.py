@@ -248,12 +248,18 @@ class WebDatasetShardWriter(ShardWriter):
             ]
         )
 
-    def _samples(self) -> list[list[tuple[str, bytes]]]:
-        """Members per sample key, keys in input order (a key's videos stay together)."""
-        by_key: dict[str, list[tuple[str, bytes]]] = {}
+    def _samples(self) -> dict[str, list[dict[str, Any]]]:
+        """Finished rows per sample key, keys in input order (a key's videos stay together)."""
+        by_key: dict[str, list[dict[str, Any]]] = {}
         for row in self._rows:
-            by_key.setdefault(self._keys[row["video_id"]][0], []).extend(self._members(row))
-        return list(by_key.values())
+            by_key.setdefault(self._keys[row["video_id"]][0], []).append(row)
+        return by_key
+
+    def _add_sample(self, tar: tarfile.TarFile, rows: list[dict[str, Any]]) -> None:
+        """One sample's members, read back from the spool one video at a time (memory: one video's maps)."""
+        for row in rows:
+            for name, data in self._members(row):
+                tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
 
     def _write_tar(self, out: IO[bytes]) -> None:
         samples = self._samples()
@@ -261,18 +267,16 @@ class WebDatasetShardWriter(ShardWriter):
             if self.copy and self._tar_uri is not None:
                 self._copy_input(tar, samples)
                 return
-            for members in samples:
-                for name, data in members:
-                    tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
+            for rows in samples.values():
+                self._add_sample(tar, rows)
 
-    def _copy_input(self, tar: tarfile.TarFile, samples: list[list[tuple[str, bytes]]]) -> None:
+    def _copy_input(self, tar: tarfile.TarFile, samples: dict[str, list[dict[str, Any]]]) -> None:
         """The input tar's members as they are, each sample followed by our members for its key."""
-        ours = {sample_key(members[0][0]): members for members in samples}
         fs, path = layout.open_fs(str(self._tar_uri), self.storage_options)
 
         def flush(key: str | None) -> None:
-            for name, data in ours.pop(key, []) if key is not None else []:
-                tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
+            if key is not None and key in samples:
+                self._add_sample(tar, samples.pop(key))
 
         try:
             with fs.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as source:
@@ -292,9 +296,8 @@ class WebDatasetShardWriter(ShardWriter):
                 f"shard {self.shard_id}: cannot copy input tar {self._tar_uri}: {exc}",
                 "check that the input tar is complete and readable, or use --format webdataset",
             ) from exc
-        for members in list(ours.values()):  # keys the input no longer holds (it changed since planning)
-            for name, data in members:
-                tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
+        for rows in list(samples.values()):  # keys the input no longer holds (it changed since planning)
+            self._add_sample(tar, rows)
 
     def _finish(self) -> list[FileEntry]:
         """Build the tar in a local temporary file, then put it under its final name in one piece."""
