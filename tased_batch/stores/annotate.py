@@ -85,8 +85,10 @@ def annotate(
 def _annotate_lance(
     table: str, id_col: str, summaries: pa.Table, new: tuple[str, ...], known: pa.Array
 ) -> AnnotateResult:
-    import lance
-
+    try:
+        import lance
+    except ImportError as exc:
+        raise ConfigError("annotating a Lance table needs pylance", "pip install 'tased-batch[lance]'") from exc
     try:
         dataset = lance.dataset(table)
     except (ValueError, FileNotFoundError, OSError) as exc:
