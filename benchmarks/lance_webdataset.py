@@ -1,7 +1,7 @@
 """The WebDataset and Lance formats against Parquet, and one video's maps out of 100,000 in maps.lance.
 
-Part 1 writes the same synthetic videos (``--videos`` x ``--maps`` maps at the default store
-size 38x64, ``--shard-size`` per shard) through each format's shard writer, Lance including the
+Part 1 writes the same synthetic videos (``--videos`` x ``--maps`` maps, handed over at the
+default store size 38x64, no two alike, ``--shard-size`` per shard) through each format's shard writer, Lance including the
 driver's append, and prints seconds and bytes per map, with the ratio to Parquet.
 
 Part 2 builds a ``maps.lance`` of ``--random-videos`` videos (``--random-maps`` maps each,
@@ -27,13 +27,23 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from tased_batch.core.records import VideoResult
+from tased_batch.core.records import VideoMeta
 from tased_batch.stores import committed_shards, open_shard_writer
 from tased_batch.stores.base import default_store_size
 from tased_batch.stores.synthetic import synthetic_saliency_maps
 
 MODEL = (224, 384)
 RUN_INFO = {"config_fingerprint": "bench", "weights": {"sha256": "0" * 64, "kind": "random", "uri": "random://0"}}
+
+
+def unique_maps(pool: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Maps at store size, no two alike: pool maps shifted by how often the index wrapped
+    (identical rows would let Lance's page compression, unlike per-map PNG, shrink them unrealistically)."""
+    out = np.empty((len(indices), *pool.shape[1:]), np.uint8)
+    for j, i in enumerate(indices):
+        k = int(i) // len(pool)
+        out[j] = np.roll(pool[int(i) % len(pool)], (k % pool.shape[1], (k // pool.shape[1]) % pool.shape[2]), (0, 1))
+    return out
 
 
 def folder_bytes(path: str) -> int:
@@ -57,19 +67,10 @@ def write_store(fmt: str, out: str, videos: int, maps: int, shard_size: int, poo
         with open_shard_writer(out, name, format=fmt, model_size=MODEL, run_info=RUN_INFO) as writer:
             for v in ids:
                 frames = np.arange(maps, dtype=np.int64)
-                writer.write(
-                    VideoResult(
-                        f"{v:09d}",
-                        f"{tar_dir}/{name}.tar::{v:09d}.mp4",
-                        n_frames=maps,
-                        fps=30.0,
-                        width=640,
-                        height=360,
-                        frame_indices=frames,
-                        timestamps=frames / 30.0,
-                        maps=pool[(v + frames) % len(pool)],
-                    )
-                )
+                meta = VideoMeta(n_frames=maps, fps=30.0, width=640, height=360, duration=maps / 30.0)
+                sink = writer.open_video(f"{v:09d}", f"{tar_dir}/{name}.tar::{v:09d}.mp4", meta)
+                sink.append(frames, frames / 30.0, unique_maps(pool, v * maps + frames))  # store size: taken as is
+                sink.close()
             writer.commit()
     if fmt == "lance":
         from tased_batch.stores.lance_store import append_committed
@@ -79,7 +80,7 @@ def write_store(fmt: str, out: str, videos: int, maps: int, shard_size: int, poo
 
 
 def cost(args: argparse.Namespace, root: str) -> None:
-    pool = synthetic_saliency_maps(64, size=MODEL, seed=0)
+    pool = synthetic_saliency_maps(256, size=default_store_size(MODEL), seed=0)
     n_maps = args.videos * args.maps
     print(
         f"## cost: {args.videos} videos x {args.maps} maps, store size {default_store_size(MODEL)}, shard size {args.shard_size}"
@@ -104,7 +105,7 @@ def random_access(args: argparse.Namespace, root: str) -> None:
 
     h, w = default_store_size(MODEL)
     uri = os.path.join(root, "random", "maps.lance")
-    pool = [m.tobytes() for m in synthetic_saliency_maps(64, size=(h, w), seed=1)]
+    pool = synthetic_saliency_maps(256, size=(h, w), seed=1)
     stats = {
         f.name: pa.nulls(0, f.type)
         for f in MAPS_SCHEMA
@@ -122,7 +123,13 @@ def random_access(args: argparse.Namespace, root: str) -> None:
             "timestamp": pa.array(np.tile(np.arange(args.random_maps) / 30.0, len(ids))),
             "height": pa.array(np.full(n, h, np.int32)),
             "width": pa.array(np.full(n, w, np.int32)),
-            "map": pa.array([pool[i % 64] for i in range(n)], pa.binary()),
+            "map": pa.array(
+                [
+                    m.tobytes()
+                    for m in unique_maps(pool, np.arange(first * args.random_maps, first * args.random_maps + n))
+                ],
+                pa.binary(),
+            ),
             **{k: pa.nulls(n, v.type) for k, v in stats.items()},
             "shard_id": pa.array([f"{first // per_shard:06d}"] * n),
             "attempt": pa.array([f"attempt-{first // per_shard:06d}"] * n),
