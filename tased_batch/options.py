@@ -94,7 +94,7 @@ class IoOptions:
 
     input: str = option(
         "",
-        "Videos: file, folder, glob, s3:// prefix, manifest (.txt/.csv/.tsv/.jsonl/.parquet) or tar shards.",
+        "Videos: file, folder, glob, s3:// prefix, manifest (.txt/.csv/.tsv/.jsonl/.parquet), tar shards or a Lance table.",
         argument=True,
         fingerprint=True,
         example="s3://bucket/videos/",

@@ -35,6 +35,8 @@ def test_url_and_bytes_columns_list_every_clip_with_its_id(tmp_path, make_video)
     assert len({s.member for s in by_bytes}) == 2
     with pytest.raises(SourceError, match="no column 'video'"):
         list(iter_sources(uri, bytes_col="video"))
+    with pytest.raises(SourceError, match="not one"):
+        list(iter_sources(str(a), bytes_col="mp4"))
 
 
 def test_a_clip_stored_in_the_table_gives_the_same_maps_as_its_file(tmp_path, make_video, tiny_model):

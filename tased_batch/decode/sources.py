@@ -179,6 +179,11 @@ def iter_sources(
     """
     options = dict(storage_options or {})
     ids = _IdAllocator()
+    if bytes_col and not is_lance(input):
+        raise SourceError(
+            f"--bytes-col reads video bytes from a Lance table, but {input!r} is not one (.lance)",
+            "give the Lance table as the input, or drop --bytes-col",
+        )
     rows = (
         _list_lance(input.strip().rstrip("/"), url_col, id_col, bytes_col)
         if is_lance(input)
