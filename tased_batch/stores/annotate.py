@@ -112,6 +112,8 @@ def _annotate_lance(
 def _annotate_parquet(
     table: str, id_col: str, summaries: pa.Table, new: tuple[str, ...], known: pa.Array, out: str | None
 ) -> AnnotateResult:
+    if "://" in table:
+        raise ConfigError(f"{table}: Parquet tables are annotated from local disk", "download it, or use a Lance table")
     try:
         data = pq.read_table(table)
     except (OSError, pa.ArrowInvalid) as exc:
@@ -121,6 +123,8 @@ def _annotate_parquet(
     if all(name in data.schema.names for name in new):
         return AnnotateResult(table, None, new, data.num_rows, matched, unmatched)
     target = out or f"{table[: -len('.parquet')]}.saliency.parquet"
+    if "://" in target:
+        raise ConfigError(f"cannot write the joined copy to {target}", "give --out a local path (then copy it up)")
     if os.path.abspath(target) == os.path.abspath(table):
         raise ConfigError(
             f"--out {target} is the input table", "the Parquet table is never rewritten; pick another path"
