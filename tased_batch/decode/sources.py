@@ -14,7 +14,8 @@ Video ids (stable across runs, documented in docs/decoding.md):
 * a folder of frame images: its path relative to the root (its own name if it is the root);
 * a tar-shard member: its WebDataset sample key (``00001/000000042`` for
   ``00001/000000042.mp4``), so maps join back to the captions of the same sample;
-* a manifest row: the ``--id-col`` value, else the URL's file name without the extension.
+* a manifest row: the ``--id-col`` value, else the URL's file name without the extension;
+* a Lance table row (``clips.lance``): the same, or ``<table name>/<row>`` with ``--bytes-col``.
 
 When an id is already taken, the later video gets ``<id>~<8 hex of sha1(uri, member)>``
 (plus ``~2``, ``~3``... for exact duplicates), so resolution depends only on the input.
