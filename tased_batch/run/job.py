@@ -248,8 +248,8 @@ def run_status(output_uri: str, storage_options: dict | None = None) -> dict[str
         }
     )
     reports = run_reports(output)
-    last = reports[-1] if reports else {}
-    summary["time"] = last.get("time") or None  # the last run's verdict: where its time went
+    timed = [r["time"] for r in reports if r.get("time")]
+    summary["time"] = timed[-1] if timed else None  # where the last run that processed shards spent its time
     summary["config_fingerprint"] = stored.get("fingerprint")
     summary["weights_sha256"] = stored.get("fingerprint_fields", {}).get("weights_sha256")
     return summary
