@@ -95,11 +95,18 @@ def _run(config) -> None:
             "[yellow]warning:[/yellow] random stand-in weights (--weights random): the maps show the pipeline, not saliency"
         )
     check_storage(config.input, config.output, config.weights, options=config.storage_options)
-    with user_errors():
-        result = run_job(config)
-    if not result.report.get("dry_run"):
-        from tased_batch.cli.report import write_after_run
+    from tased_batch.cli.report import write_after_run
 
+    try:
+        with user_errors():
+            result = run_job(config)
+    except KeyboardInterrupt:  # the run report was written; the page shows how far it got
+        write_after_run(config.output, config.storage_options)
+        err.print(plain(f"interrupted: continue with `tased-batch resume {config.output}`"))
+        from tased_batch.run.job import EXIT_INCOMPLETE
+
+        raise typer.Exit(EXIT_INCOMPLETE) from None
+    if not result.report.get("dry_run"):
         write_after_run(config.output, config.storage_options)
     _finish(result, config.log)
 

@@ -8,8 +8,10 @@ Chromium (Debian's package) where it is missing.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import pytest
 from tased_batch.run.timing import LIMITS
 
 from conftest import SMALL
-from runhelpers import json_lines, run_cli
+from runhelpers import json_lines, killpg, run_cli, start_cli
 
 SIZE = f"{SMALL[0]}x{SMALL[1]}"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -98,3 +100,29 @@ def test_a_run_and_its_resume_make_a_page_that_draws_offline(tmp_path, videos, t
     broken = tmp_path / "broken.html"  # the check itself: a page whose script fails is caught
     broken.write_text(source.replace("<body>", "<body><script>undefinedFunction();</script>", 1))
     assert "undefinedFunction" in browse(broken, tmp_path)["data-errors"]
+
+
+def test_an_interrupted_run_still_reports_where_its_time_went(tmp_path, make_video, tiny_weights, ray_tmp):
+    for i in range(4):
+        make_video(f"videos/v{i}.mp4", n_frames=30, seed=i)
+    out = tmp_path / "out"
+    args = ["run", str(tmp_path / "videos"), str(out), "--weights", str(tiny_weights), "--size", SIZE]
+    proc = start_cli([*args, "--shard-size", "1", "--actors", "1", "--log-json"], ray_tmp)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the first stage times: the model is at work
+            if '"event": "stages"' in line:
+                break
+        os.kill(proc.pid, signal.SIGINT)  # Ctrl-C, to the driver only
+        _, stderr = proc.communicate(timeout=180)
+    finally:
+        killpg(proc)
+    assert proc.returncode == 4, stderr[-3000:]  # could not finish: resume it
+    assert "tased-batch resume" in stderr
+    [report] = [json.loads(p.read_text()) for p in (out / "reports").glob("run-*.json")]
+    assert report["attempt"]["interrupted"] is True and report["shards"]["pending"] >= 1
+    assert report["time"]["stages"]["model"] > 0
+    page = out / "reports" / "report.html"
+    assert "interrupted" in page.read_text()
+    state = browse(page, tmp_path)
+    assert json.loads(state["data-errors"]) == [] and state["data-plots"] == state["data-drawn"], state

@@ -99,7 +99,7 @@ def _when(report: dict[str, Any], minute: int) -> datetime:
 
 def _label(report: dict[str, Any], index: int) -> str:
     attempt = report.get("attempt") or {}
-    kind = attempt.get("kind", "run")
+    kind = attempt.get("kind", "run") + (", interrupted" if attempt.get("interrupted") else "")
     return f"run {attempt.get('number', index + 1)} ({kind}, {report.get('started', '?')})"
 
 

@@ -97,6 +97,7 @@ def run_job(config: RunConfig) -> JobResult:
         }
         reporter = make_reporter(config.log, len(todo), sum(plan.shard_sizes()[s] for s in todo))
         outcome = None
+        interrupted = False
         folder = _IndexFolder(output)
         try:
             if todo:
@@ -110,6 +111,8 @@ def run_job(config: RunConfig) -> JobResult:
                 outcome = execute(
                     config, plan, todo, payload, weights, info, reporter, tick=tick, fence=lease.info.token
                 )
+        except KeyboardInterrupt:  # Ctrl-C: the report still says how far it got and where the time went
+            interrupted = True
         finally:
             reporter.close()
         lease.check()
@@ -144,12 +147,14 @@ def run_job(config: RunConfig) -> JobResult:
             time=verdict.to_dict() if verdict is not None else {},
             actors={i: v.to_dict() for i, v in reporter.book.verdicts().items()},
             timeline=reporter.book.timeline(),
-            attempt=attempt,
+            attempt={**attempt, "interrupted": interrupted},
         )
         report = run_report.to_dict()
         _write_report(output, report)
     finally:
         lease.release()
+    if interrupted:
+        raise KeyboardInterrupt
     return JobResult(run_report.exit_code, report)
 
 
