@@ -116,3 +116,21 @@ def test_verdicts_name_writing_and_storage():
     assert storage.limit == "storage"
     decode = judge({"feed": 6.0, "fetch": 1.0, "decode": 30.0, "model": 3.0}, 10.0, 2, 8)
     assert decode.limit == "decode" and "`--decode-workers 4`" in decode.advice and "5 idle CPU" in decode.advice
+
+
+def test_a_clock_hands_over_each_second_once():
+    from tased_batch.core.clocks import StageClock
+
+    def slow_items():
+        for item in range(2):
+            time.sleep(0.05)
+            yield item
+
+    clock = StageClock()
+    with clock.time("model"):
+        time.sleep(0.05)
+    assert list(clock.timed(slow_items(), "feed")) == [0, 1]  # the time waited for each item, not the caller's
+    time.sleep(0.1)
+    first = clock.take()
+    assert 0.05 <= first["model"] < 0.09 and 0.1 <= first["feed"] < 0.15
+    assert clock.take() == {}

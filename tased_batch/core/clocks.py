@@ -20,6 +20,7 @@ from typing import Any
 # queue; ``write``: the writer thread encoding and uploading maps; ``commit``: the shard's
 # commit; ``decode``: decode workers' time (summed over workers); ``fetch``: fetching objects.
 STAGES = ("feed", "model", "post", "write_wait", "write", "commit", "decode", "fetch")
+PENDING = 256  # CUDA event pairs kept before the passed ones are collected (a clock nobody takes stays small)
 
 
 class StageClock:
@@ -46,6 +47,9 @@ class StageClock:
             end.record()
             with self._lock:
                 self._events.append((stage, start, end))
+                full = len(self._events) > PENDING
+            if full:
+                self._collect(wait=False)
             return
         began = time.perf_counter()
         try:
@@ -68,6 +72,13 @@ class StageClock:
 
     def take(self, wait: bool = False) -> dict[str, float]:
         """The seconds per stage since the last take; ``wait``: also wait for pending device timings."""
+        self._collect(wait)
+        with self._lock:
+            seconds, self._seconds = self._seconds, {}
+        return seconds
+
+    def _collect(self, wait: bool) -> None:
+        """Add the elapsed time of the CUDA event pairs the device has passed (``wait``: of all of them)."""
         with self._lock:
             events, self._events = self._events, []
         later = []
@@ -80,5 +91,3 @@ class StageClock:
                 later.append((stage, start, end))
         with self._lock:
             self._events = later + self._events
-            seconds, self._seconds = self._seconds, {}
-        return seconds
