@@ -89,7 +89,7 @@ th { text-align: left; } .verdict { background: #f4f7fb; padding: 0.6em 1em; bor
 
 def _figure_html(fig: Any, name: str) -> str:
     body = fig.to_html(full_html=False, include_plotlyjs=False, div_id=name, config={"displaylogo": False})
-    return f'<div class="report-plot-wrap">{body}</div>'.replace(f'id="{name}"', f'id="{name}" class="report-plot"', 1)
+    return f'<div class="report-plot" data-plot="{name}">{body}</div>'
 
 
 def _when(report: dict[str, Any], minute: int) -> datetime:
