@@ -57,7 +57,14 @@ def _print_summary(report: dict[str, Any]) -> None:
         table.add_row(plain(f"failed: {reason}"), str(count))
     if report.get("stalled"):
         table.add_row("stalled", plain(report["stalled"]))
+    if report.get("time"):
+        table.add_row("time", plain(time_line(report["time"])))
     err.print(table)
+
+
+def time_line(verdict: dict[str, Any]) -> str:
+    """The verdict in one line: what limits, how busy the model was, what to change."""
+    return f"{verdict['limit']}-bound, model busy {verdict['model_busy']:.0%}: {verdict['advice']}"
 
 
 def _finish(result, log: str) -> None:
@@ -88,8 +95,19 @@ def _run(config) -> None:
             "[yellow]warning:[/yellow] random stand-in weights (--weights random): the maps show the pipeline, not saliency"
         )
     check_storage(config.input, config.output, config.weights, options=config.storage_options)
-    with user_errors():
-        result = run_job(config)
+    from tased_batch.cli.report import write_after_run
+
+    try:
+        with user_errors():
+            result = run_job(config)
+    except KeyboardInterrupt:  # the run report was written; the page shows how far it got
+        write_after_run(config.output, config.storage_options)
+        err.print(plain(f"interrupted: continue with `tased-batch resume {config.output}`"))
+        from tased_batch.run.job import EXIT_INCOMPLETE
+
+        raise typer.Exit(EXIT_INCOMPLETE) from None
+    if not result.report.get("dry_run"):
+        write_after_run(config.output, config.storage_options)
     _finish(result, config.log)
 
 
@@ -222,6 +240,8 @@ def status(
         out.print(table)
     if summary.get("stale_records"):
         out.print(f"stale   {len(summary['stale_records'])} commit record(s) of another config or plan (not counted)")
+    if summary.get("time"):
+        out.print(plain(f"time    {time_line(summary['time'])}"))
     if summary.get("lease"):
         lease = summary["lease"]
         out.print(

@@ -34,6 +34,7 @@ def _cases(tmp):
             "unknown output type",
             ["render", str(tmp / "no-store"), "clip", "--source", str(tmp / "clip.mp4"), "--out", str(tmp / "o.avi")],
         ),
+        "report": ("no run found", ["report", str(tmp / "no-run")]),
         "weights info": ("weights file not found", ["weights", "info", str(tmp / "absent.pt")]),
         "bench": ("even height", ["bench", "--source-size", "33x64"]),
         "storage option": ("not key=value", ["status", str(tmp / "no-run"), "--storage-option", "no-equals-sign"]),

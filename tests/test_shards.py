@@ -200,12 +200,14 @@ def test_decode_workers_feed_the_engine_with_the_same_maps(tmp_path, tiny_model,
 
 def test_an_actor_reports_progress_while_a_video_delivers_maps(processor, make_video, monkeypatch):
     """The executor restarts a video's deadline on these: a long video on a slow device is not a hang."""
-    from tased_batch.run.runrecords import VideoProgress, VideoStarted
+    from tased_batch.run.runrecords import StageTimes, VideoProgress, VideoStarted
 
     monkeypatch.setattr(shards, "PROGRESS_EVERY", 0.0)
     video = make_video("long.mp4", n_frames=40)
     events = []
     done = processor.process("000003", [VideoSource("long", str(video))], progress=events.append)
+    assert isinstance(events[-1], StageTimes)  # the shard's last stage times (its commit included) close it
+    events = [e for e in events if not isinstance(e, StageTimes)]
     assert isinstance(events[0], VideoStarted) and isinstance(events[-1], VideoFinished)
     progress = [e for e in events if isinstance(e, VideoProgress)]
     assert progress and all(e.shard == "000003" and e.video_id == "long" for e in progress)

@@ -53,6 +53,7 @@ from multiprocessing.connection import Connection, wait
 
 import numpy as np
 
+from tased_batch.core.clocks import StageClock
 from tased_batch.core.errors import ConfigError, VideoError
 from tased_batch.decode.backend import BACKENDS
 from tased_batch.decode.fetch import Fetched, fetch
@@ -155,16 +156,26 @@ class Task:
 Emit = Callable[[tuple], None]
 
 
-def run_task(task: Task, opts: FeedOptions, emit: Emit) -> None:
-    """Decode one task, emitting ("plan"|"start"|"chunk"|"end"|"failed", ...) messages; never raises."""
+def run_task(task: Task, opts: FeedOptions, emit: Emit) -> float:
+    """Decode one task, emitting ("plan"|"start"|"chunk"|"end"|"failed", ...) messages; never raises.
+
+    Returns the seconds spent decoding (not waiting for the consumer): the run's stage clocks."""
     started = False
+    began = time.perf_counter()
+    waited = 0.0
+
+    def send(message: tuple) -> None:
+        nonlocal waited
+        at = time.perf_counter()
+        emit(message)
+        waited += time.perf_counter() - at
 
     def start(
         info: VideoInfo, sampling: Sampling, targets: np.ndarray, first: int, last: int, seg: int, segs: int
     ) -> None:
         nonlocal started
         started = True
-        emit(
+        send(
             (
                 "start",
                 StreamStart(task.key, task.video_id, task.display, info, sampling, targets, first, last, seg, segs),
@@ -193,7 +204,7 @@ def run_task(task: Task, opts: FeedOptions, emit: Emit) -> None:
                     )
                 parts = plan_segments(sampling, opts.segment) if reader.backend != "pyav" else []
                 if len(parts) > 1:
-                    emit(
+                    send(
                         (
                             "plan",
                             task.key,
@@ -212,17 +223,18 @@ def run_task(task: Task, opts: FeedOptions, emit: Emit) -> None:
                 first, last = seg.first, seg.last
             position = first
             for frames in reader.iter_frames(sampling.sequence[first:last], opts.chunk):
-                emit(("chunk", task.key, position, frames))
+                send(("chunk", task.key, position, frames))
                 position += len(frames)
-        emit(("end", task.key))
+        send(("end", task.key))
     except VideoError as e:
         if not started:
             start(_NO_INFO, _NO_SAMPLING, _EMPTY, 0, 0, 0, 1)
-        emit(("failed", task.key, e.reason, str(e)))
+        send(("failed", task.key, e.reason, str(e)))
     except Exception as e:  # noqa: BLE001 - any failure of one video is that video's failure record
         if not started:
             start(_NO_INFO, _NO_SAMPLING, _EMPTY, 0, 0, 0, 1)
-        emit(("failed", task.key, "decode-error", f"{task.display}: {type(e).__name__}: {e}"))
+        send(("failed", task.key, "decode-error", f"{task.display}: {type(e).__name__}: {e}"))
+    return time.perf_counter() - began - waited
 
 
 _EMPTY = np.zeros(0, np.int64)
@@ -377,8 +389,7 @@ class _ThreadDecoder(_Decoder):
                 task = self._inbox.get()
                 if task is None or self._dead.is_set():
                     return
-                run_task(task, self._opts, self._emit)
-                self._emit(("done", task.key))
+                self._emit(("done", task.key, run_task(task, self._opts, self._emit)))
         except SystemExit:
             return
 
@@ -444,7 +455,8 @@ class DecodeFeed:
     ``video_timeout`` seconds per stream (None: 120 s plus 0.1 s per frame); ``device``
     where torchcodec decodes (None: the GPU for ``auto``/``torchcodec`` when there is one,
     then decoders are threads of this process); ``first_key`` the first stream key;
-    ``pool`` a :class:`DecoderPool` whose idle workers this feed uses and gets back.
+    ``pool`` a :class:`DecoderPool` whose idle workers this feed uses and gets back;
+    ``clock`` receives the decoders' decode seconds and the fetch seconds.
     """
 
     def __init__(
@@ -469,6 +481,7 @@ class DecodeFeed:
         device: str | None = None,
         first_key: int = 0,
         pool: DecoderPool | None = None,
+        clock: StageClock | None = None,
     ) -> None:
         open_video("validate.mp4", size, decoder=decoder, resize=resize)  # option errors now, not per video
         sample_frames(VideoInfo(1, 30.0, 1, 1, 1 / 30), fps=fps, every=every, output_fps=output_fps)
@@ -519,6 +532,7 @@ class DecodeFeed:
         self._started: set[int] = set()  # streams started and not yet ended or failed
         self._out: queue.Queue = queue.Queue(maxsize=2 * max(1, count))
         self._busy = 0.0  # seconds spent waiting for decoders: the clock deadlines are measured on
+        self.clock = clock or StageClock()  # decode and fetch seconds (the run's stage clocks)
         self._closed = False
         self._iterating = False
 
@@ -621,8 +635,12 @@ class DecodeFeed:
             if is_remote(source.uri) or source.member is not None:
                 if self._pool is None:
                     self._pool = concurrent.futures.ThreadPoolExecutor(max(1, self.prefetch), "tased-fetch")
-                future = self._pool.submit(fetch, source, self.options.storage_options)
+                future = self._pool.submit(self._fetch, source)
             self._fetching.append((source, future))
+
+    def _fetch(self, source: VideoSource) -> Fetched:
+        with self.clock.time("fetch"):
+            return fetch(source, self.options.storage_options)
 
     def _fetched_task(self, source: VideoSource, future: concurrent.futures.Future | None) -> Task | None:
         key = next(self._keys)
@@ -727,6 +745,7 @@ class DecodeFeed:
                 fetched, users = self._fetched[task.video_id]
                 self._fetched[task.video_id] = (fetched, users + len(planned))
         elif kind == "done":
+            self.clock.add("decode", message[2])
             self._finish(dec, message[1])
         elif kind == "died":
             self._lose(dec, "decode-error", "the decoder process died ({why}); the video may crash the decoder")

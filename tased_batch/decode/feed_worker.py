@@ -96,8 +96,7 @@ def main(argv: list[str]) -> None:
             continue
         if task is None:
             return
-        run_task(task, options, emit)
-        emit(("done", task.key))
+        emit(("done", task.key, run_task(task, options, emit)))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from tased_batch.core.clocks import StageClock
 from tased_batch.decode.streams import FrameChunk, StreamEnd, StreamEvent, StreamFailed, StreamStart
 from tased_batch.engine.fastpath import (
     AUTO,
@@ -233,6 +234,7 @@ class Engine:
         self.batch_size: int | None = None if batch_size == AUTO else int(batch_size)
         self.precision = precision
         self.map_stats = map_stats
+        self.clock = StageClock()  # forward and post-processing seconds, for the run's stage clocks
         self._post: dict[tuple[int, int], PostProcessor] = {}
         self._uploader = Uploader(self.device) if self.device.type == "cuda" else None
 
@@ -300,9 +302,11 @@ class Engine:
         """Queue one batch (windows of one or more streams): run the model, post-process, start the copy home."""
         parts = [self._windows(stream, items) for stream, items in groups]
         windows = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).permute(1, 0, 2, 3, 4)
-        raw = self.forward(windows)
-        maps = self._postprocessor(raw.shape[1], raw.shape[2])(raw)
-        extras = self.map_stats(maps) if self.map_stats is not None else {}
+        with self.clock.time("model", self.device):
+            raw = self.forward(windows)
+        with self.clock.time("post", self.device):
+            maps = self._postprocessor(raw.shape[1], raw.shape[2])(raw)
+            extras = self.map_stats(maps) if self.map_stats is not None else {}
         for name, value in extras.items():
             if value.shape[:1] != maps.shape[:1]:
                 raise ValueError(f"map_stats gave {name!r} with shape {tuple(value.shape)}, expected {len(maps)} rows")

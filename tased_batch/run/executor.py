@@ -29,7 +29,15 @@ from tased_batch.core.errors import ConfigError
 from tased_batch.decode.sources import VideoSource
 from tased_batch.model.weights import WeightsInfo
 from tased_batch.run.plan import Plan
-from tased_batch.run.runrecords import ActorEvent, InternalError, ShardCommitted, VideoProgress, VideoStarted, skip_text
+from tased_batch.run.runrecords import (
+    ActorEvent,
+    InternalError,
+    ShardCommitted,
+    StageTimes,
+    VideoProgress,
+    VideoStarted,
+    skip_text,
+)
 
 CRASHES_BEFORE_SKIP = 2
 TASKS_PER_ACTOR = 2  # one running, one queued, so an actor never idles between shards
@@ -181,11 +189,13 @@ class _Worker:
         threads: int,
         queue,
         fence: str | None,
+        index: int = 0,
     ) -> None:
         from tased_batch.run.shards import ShardProcessor
 
         self.queue = queue
         self.processor = ShardProcessor(config, weights_bytes, weights, info, threads=threads, fence=fence)
+        self.processor.actor = index  # its stage times are this actor's
 
     def pid(self) -> int:
         return os.getpid()
@@ -233,10 +243,12 @@ def execute(
         queue = Queue(maxsize=100_000)
         reporter.started(actors=count, resources=resources)
 
-        def new_actor():
-            return worker_cls.options(**resources).remote(config, weights_ref, weights, info, threads, queue, fence)
+        def new_actor(index: int):
+            return worker_cls.options(**resources).remote(
+                config, weights_ref, weights, info, threads, queue, fence, index
+            )
 
-        actors = [new_actor() for _ in range(count)]
+        actors = [new_actor(i) for i in range(count)]
         todo = deque(shards)
         attempts: dict[str, int] = {s: 0 for s in shards}  # failed tries that count against max_attempts
         dispatched: dict[str, int] = {s: 0 for s in shards}  # every hand-out, a backstop against endless requeues
@@ -283,6 +295,9 @@ def execute(
                     if isinstance(event, VideoProgress):
                         clocks.progressed(event.shard, last_progress)
                         continue
+                    if isinstance(event, StageTimes):
+                        reporter.stage_times(event)
+                        continue
                     if event.traceback:
                         outcome.internal_errors.append(
                             InternalError(event.shard, event.video_id, event.error, event.traceback)
@@ -302,7 +317,7 @@ def execute(
             """Kill actor ``i``, start a new one; the shards it held (running one first)."""
             outcome.actor_restarts += 1
             ray.kill(actors[i], no_restart=True)
-            actors[i] = new_actor()
+            actors[i] = new_actor(i)
             per_actor[i] = 0
             return [s for ref, (j, s) in list(in_flight.items()) if j == i and in_flight.pop(ref)]
 

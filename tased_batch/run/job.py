@@ -88,8 +88,16 @@ def run_job(config: RunConfig) -> JobResult:
         for shard, why in sorted(state.stale.items()):
             note(f"commit record of shard {shard} does not count ({why}); the shard will be redone")
         todo = _todo(state, config)
+        earlier = len(output.fs.glob(f"{output.root}/reports/run-*.json"))
+        attempt = {
+            "number": earlier + 1,
+            "kind": "resume" if earlier or state.done else "first",
+            "shards_done_before": len(state.done),
+            "shards_to_run": len(todo),
+        }
         reporter = make_reporter(config.log, len(todo), sum(plan.shard_sizes()[s] for s in todo))
         outcome = None
+        interrupted = False
         folder = _IndexFolder(output)
         try:
             if todo:
@@ -103,6 +111,8 @@ def run_job(config: RunConfig) -> JobResult:
                 outcome = execute(
                     config, plan, todo, payload, weights, info, reporter, tick=tick, fence=lease.info.token
                 )
+        except KeyboardInterrupt:  # Ctrl-C: the report still says how far it got and where the time went
+            interrupted = True
         finally:
             reporter.close()
         lease.check()
@@ -124,6 +134,7 @@ def run_job(config: RunConfig) -> JobResult:
             live = {e.attempt_prefix for e in final.records.values()}
             # Only attempts older than this lease: none of them can belong to a live writer.
             removed = remove_orphans(config.output, config.storage_options, live=live, before=lease.info.started_stamp)
+        verdict = reporter.book.verdict()
         run_report = RunReport(
             output=config.output,
             started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -141,11 +152,17 @@ def run_job(config: RunConfig) -> JobResult:
             stalled=outcome.stalled if outcome else None,
             lease={"owner": lease.info.owner, "host": lease.info.host, "job_id": lease.info.job_id, "notes": notes},
             internal_errors=outcome.internal_errors if outcome else [],
+            time=verdict.to_dict() if verdict is not None else {},
+            actors={i: v.to_dict() for i, v in reporter.book.verdicts().items()},
+            timeline=reporter.book.timeline(),
+            attempt={**attempt, "interrupted": interrupted},
         )
         report = run_report.to_dict()
         _write_report(output, report)
     finally:
         lease.release()
+    if interrupted:
+        raise KeyboardInterrupt
     return JobResult(run_report.exit_code, report)
 
 
@@ -183,6 +200,17 @@ def _write_report(output: Output, report: dict[str, Any]) -> None:
     name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     output.fs.makedirs(f"{output.root}/reports", exist_ok=True)
     output.fs.pipe(f"{output.root}/reports/run-{name}.json", json.dumps(scrub(report), indent=2, default=str).encode())
+
+
+def run_reports(output: Output) -> list[dict[str, Any]]:
+    """The run reports in ``OUTPUT/reports/``, oldest first (one per run or resume); unreadable ones skipped."""
+    reports = []
+    for path in sorted(output.fs.glob(f"{output.root}/reports/run-*.json")):
+        try:
+            reports.append(json.loads(output.fs.cat_file(path)))
+        except (OSError, ValueError):
+            continue  # a report being written or damaged: the commit records are the truth
+    return reports
 
 
 def resume_config(output_uri: str, overrides: dict[str, Any]) -> RunConfig:
@@ -232,6 +260,9 @@ def run_status(output_uri: str, storage_options: dict | None = None) -> dict[str
             "ttl": holder.ttl,
         }
     )
+    reports = run_reports(output)
+    timed = [r["time"] for r in reports if r.get("time")]
+    summary["time"] = timed[-1] if timed else None  # where the last run that processed shards spent its time
     summary["config_fingerprint"] = stored.get("fingerprint")
     summary["weights_sha256"] = stored.get("fingerprint_fields", {}).get("weights_sha256")
     return summary

@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import torch
 
+from tased_batch.core.clocks import StageClock
 from tased_batch.core.errors import ConfigError, VideoError
 from tased_batch.core.records import VideoMeta, VideoResult
 from tased_batch.decode import open_video, sample_frames
@@ -201,16 +202,19 @@ def serial_streams(
     size: tuple[int, int],
     options: DecodeOptions | None = None,
     storage_options: dict | None = None,
+    clock: StageClock | None = None,
 ) -> Generator[StreamEvent, None, None]:
     """Stream events of ``sources``, decoded one after another in a background thread.
 
     Stream ``key`` is the video's index in ``sources``; one stream per video, never split.
+    ``clock``: receives the decoding thread's seconds (``decode``, fetching included).
     """
     opts = options or DecodeOptions()
 
     def produce() -> Iterator[StreamEvent]:
         for key, source in enumerate(sources):
-            yield from _video_events(key, as_source(source), size, opts, storage_options)
+            events = _video_events(key, as_source(source), size, opts, storage_options)
+            yield from events if clock is None else clock.timed(events, "decode")
 
     return prefetch(produce(), PREFETCH_CHUNKS)
 

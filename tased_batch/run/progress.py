@@ -21,11 +21,13 @@ from tased_batch.run.runrecords import (
     ShardCommitted,
     ShardFailed,
     ShardRetry,
+    StageTimes,
     Stalled,
     VideoFinished,
     VideoTimeout,
     event_to_dict,
 )
+from tased_batch.run.timing import TimeBook
 
 
 class Reporter:
@@ -39,6 +41,7 @@ class Reporter:
         self.videos_failed = 0
         self.frames = 0
         self.start = time.monotonic()
+        self.book = TimeBook()  # stage clocks per actor and per minute, progress per minute
 
     @property
     def fps(self) -> float:
@@ -52,6 +55,11 @@ class Reporter:
         self.frames += int(event.frames)
         if event.status != "ok":
             self.videos_failed += 1
+        self.book.video(int(event.frames), event.status != "ok", time.monotonic() - self.start)
+        self.emit(event)
+
+    def stage_times(self, event: StageTimes) -> None:
+        self.book.add(event, time.monotonic() - self.start)
         self.emit(event)
 
     def shard_done(self, done: ShardCommitted) -> None:

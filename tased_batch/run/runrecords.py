@@ -87,6 +87,32 @@ class VideoFinished:
 
 
 @dataclass(frozen=True)
+class StageTimes:
+    """Seconds per stage (see :data:`tased_batch.core.clocks.STAGES`) an actor spent in ``seconds`` of wall time.
+
+    Sent every few seconds and at the end of each shard; the driver sums them per actor and
+    per minute and judges which stage limits (:mod:`tased_batch.run.timing`)."""
+
+    actor: int
+    seconds: float
+    stages: dict[str, float]
+    frames: int
+    decode_workers: int
+    cpus: int | None = None
+    event: ClassVar[str] = "stages"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor,
+            "seconds": round(self.seconds, 4),
+            "stages": {k: round(v, 4) for k, v in self.stages.items()},
+            "frames": self.frames,
+            "decode_workers": self.decode_workers,
+            "cpus": self.cpus,
+        }
+
+
+@dataclass(frozen=True)
 class RunStarted:
     """The driver has its actors."""
 
@@ -170,11 +196,12 @@ class Note:
     event: ClassVar[str] = "note"
 
 
-ActorEvent = VideoStarted | VideoProgress | VideoFinished
+ActorEvent = VideoStarted | VideoProgress | VideoFinished | StageTimes
 ProgressEvent = (
     VideoStarted
     | VideoProgress
     | VideoFinished
+    | StageTimes
     | RunStarted
     | ShardCommitted
     | ShardRetry
@@ -224,6 +251,10 @@ class RunReport:
     stalled: str | None = None
     lease: dict[str, Any] = field(default_factory=dict)
     internal_errors: list[InternalError] = field(default_factory=list)
+    time: dict[str, Any] = field(default_factory=dict)  # the run's verdict (tased_batch.run.timing)
+    actors: dict[str, Any] = field(default_factory=dict)  # each actor's verdict
+    timeline: list[dict[str, Any]] = field(default_factory=list)  # per minute and actor: stages, frames, videos
+    attempt: dict[str, Any] = field(default_factory=dict)  # which run of this output: first, resume, ...
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -21,6 +21,7 @@ import torch
 
 from tased_batch.config import RunConfig
 from tased_batch.core.backoff import STORAGE_BASE, STORAGE_CAP, STORAGE_RETRIES, backoff_delay
+from tased_batch.core.clocks import StageClock
 from tased_batch.decode.sources import VideoSource
 from tased_batch.decode.streams import StreamEnd, StreamEvent, StreamFailed, StreamStart
 from tased_batch.engine.engine import Engine, MapStats
@@ -38,6 +39,7 @@ from tased_batch.run.pipeline import (
 from tased_batch.run.runrecords import (
     ActorEvent,
     ShardCommitted,
+    StageTimes,
     StorageUnavailable,
     VideoFinished,
     VideoProgress,
@@ -96,10 +98,16 @@ PROGRESS_EVERY = 2.0  # seconds between VideoProgress events of an actor (the ex
 
 
 class _Calls:
-    """A "sink" for :class:`BackgroundWriter` whose items are calls: store work runs in its thread, in order."""
+    """A "sink" for :class:`BackgroundWriter` whose items are calls: store work runs in its thread, in order.
+
+    Their time is the ``write`` stage (encoding and uploading maps)."""
+
+    def __init__(self, clock: StageClock) -> None:
+        self.clock = clock
 
     def write(self, call: Callable[[], None]) -> None:
-        call()
+        with self.clock.time("write"):
+            call()
 
 
 # One batch for a sink: frame indices, timestamps, maps, and the engine's per-map statistics (extras).
@@ -185,9 +193,15 @@ class ShardProcessor:
         self.decode_workers = decode_workers(config.decode_workers, self.device, cpus)
         self.producer: StreamProducer = producer or (self._feed if self.decode_workers else self._serial)
         self._pool: DecoderPool | None = None  # decode workers kept between shards (started on first use)
+        self.clock = engine.clock  # one clock: the engine's forward and post-processing, the rest added here
+        self.actor = 0  # which actor of the run this is (set by the executor's actor)
+        self._mark = time.perf_counter()  # wall clock of the last StageTimes sent
+        self._frames = 0  # maps since then
 
     def _serial(self, sources: Sequence[VideoSource]) -> Any:
-        return serial_streams(sources, self.config.model_size, self.options, self.config.storage_options)
+        return serial_streams(
+            sources, self.config.model_size, self.options, self.config.storage_options, clock=self.clock
+        )
 
     def _feed(self, sources: Sequence[VideoSource]) -> Any:
         """Several decode worker processes (long videos in segments, a deadline per video) feed the engine.
@@ -213,6 +227,7 @@ class ShardProcessor:
                 chunk=opts.chunk,
                 video_timeout=self.config.video_timeout,
                 pool=self._pool,
+                clock=self.clock,
             )
         )
 
@@ -236,7 +251,8 @@ class ShardProcessor:
         """
         skip = skip or {}
         notify = progress or (lambda event: None)
-        started = time.perf_counter()
+        started = self._mark = time.perf_counter()
+        self.clock.take()  # time between shards is not this shard's
         writer = open_shard_writer(
             self.config.output,
             shard_id,
@@ -248,7 +264,7 @@ class ShardProcessor:
             crop=self.config.crop,
             fence=self.fence,
         )
-        background = BackgroundWriter(_Calls(), depth=SINK_QUEUE)
+        background = BackgroundWriter(_Calls(self.clock), depth=SINK_QUEUE)
         try:
             sinks = {source.video_id: writer.open_video(source.video_id, source.display) for source in videos}
             todo = []
@@ -266,8 +282,10 @@ class ShardProcessor:
                 if attempt:  # backoff in minutes: an object store's SlowDown burst lasts that long
                     _sleep(backoff_delay(attempt, base=STORAGE_BASE, cap=STORAGE_CAP))
                 todo = self._pass(todo, sinks, writer, background, notify, shard_id, last=attempt == STORAGE_RETRIES)
-            background.close()
-            record = writer.commit()
+            with self.clock.time("write_wait"):
+                background.close()
+            with self.clock.time("commit"):
+                record = writer.commit()
         except BaseException:
             try:
                 background.close()
@@ -278,7 +296,21 @@ class ShardProcessor:
             except Exception:
                 pass
             raise
+        finally:
+            self.stage_times(notify, wait=True)
         return ShardCommitted(shard_id, record, time.perf_counter() - started)
+
+    def stage_times(self, notify: Progress, wait: bool = False) -> None:
+        """Send the stage seconds since the last call (``wait``: with the device's pending timings)."""
+        now = time.perf_counter()
+        stages = self.clock.take(wait=wait)
+        notify(StageTimes(self.actor, now - self._mark, stages, self._frames, self.decode_workers, self.cpus))
+        self._mark, self._frames = now, 0
+
+    def _submit(self, background: BackgroundWriter, call: Callable[[], None]) -> None:
+        """Hand store work to the writer thread; time blocked here is the model waiting for the writer."""
+        with self.clock.time("write_wait"):
+            background.submit(call)
 
     def _finish(
         self,
@@ -292,7 +324,7 @@ class ShardProcessor:
         trace: str | None = None,
     ) -> None:
         """Close (``reason`` None) or fail a video's sink, and say so (``trace``: for the run report)."""
-        background.submit(sink.close if reason is None else (lambda: sink.fail(reason, error or "")))
+        self._submit(background, sink.close if reason is None else (lambda: sink.fail(reason, error or "")))
         notify(
             VideoFinished(
                 shard=shard_id,
@@ -336,7 +368,7 @@ class ShardProcessor:
 
         def watched(events: Any) -> Any:
             begin_next()
-            for event in events:
+            for event in self.clock.timed(events, "feed"):
                 if isinstance(event, StreamStart):
                     video = next(v for v in videos if v.source.video_id == event.video_id)
                     begin(video)
@@ -349,7 +381,7 @@ class ShardProcessor:
                 yield event
 
         def append(video: _Video, item: _Item) -> None:
-            background.submit(lambda: video.sink.append(*item))
+            self._submit(background, lambda: video.sink.append(*item))
 
         def done(video: _Video, segment: int, out: StreamDone) -> None:
             if not out.ok:
@@ -358,7 +390,7 @@ class ShardProcessor:
                     if last:  # storage outlasted the retries: the shard stays pending, never a committed io-error
                         raise StorageUnavailable(f"{video.source.video_id}: {out.error}")
                     retry.append(video.source)
-                    background.submit(video.sink.restart)
+                    self._submit(background, video.sink.restart)
                 else:
                     self._finish(
                         background,
@@ -390,17 +422,19 @@ class ShardProcessor:
                     sampling = video.start.sampling
                     item = (sampling.sequence[out.positions], out.positions / sampling.fps, out.maps, out.extras)
                     video.maps += len(out.positions)
+                    self._frames += len(out.positions)
                     if time.monotonic() - last_beat >= PROGRESS_EVERY:  # the executor's deadline restarts
                         last_beat = time.monotonic()
                         notify(VideoProgress(shard_id, video.source.video_id, video.maps))
+                        self.stage_times(notify)
                     if segment == video.current:
                         append(video, item)
                     else:  # a later segment finished first: hold its maps, small, until its turn
                         # (with their statistics, which must come from the maps at model size)
-                        stats = out.extras if has_frame_stats(out.extras) else frame_stats_numpy(out.maps)
-                        video.held.setdefault(segment, []).append(
-                            (*item[:2], resize_maps(out.maps, writer.store_size), stats)
-                        )
+                        with self.clock.time("post"):
+                            stats = out.extras if has_frame_stats(out.extras) else frame_stats_numpy(out.maps)
+                            small = resize_maps(out.maps, writer.store_size)
+                        video.held.setdefault(segment, []).append((*item[:2], small, stats))
                 else:
                     begin(video)
                     done(video, segment, out)
