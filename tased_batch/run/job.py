@@ -17,7 +17,7 @@ from tased_batch.config import RunConfig, fingerprint
 from tased_batch.core.errors import ConfigError
 from tased_batch.core.secrets import scrub, scrub_text
 from tased_batch.options import RESUME_KEYS, parse_options
-from tased_batch.run.plan import Output, Plan, RunState, prepare
+from tased_batch.run.plan import Output, Plan, RunState, check_apart, prepare
 from tased_batch.run.progress import Reporter, make_reporter
 from tased_batch.run.runrecords import RunReport
 from tased_batch.stores.lease import acquire
@@ -78,6 +78,7 @@ def run_job(config: RunConfig) -> JobResult:
             sys.stderr.write(f"tased-batch: {scrub_text(message)}\n")
             sys.stderr.flush()
 
+    check_apart(config.input, config.output, config.storage_options)  # before the lease file is written
     target = Output(config.output, config.storage_options)
     lease = acquire(target.fs, target.root, ttl=config.lease_ttl, log=note)  # before anything is planned or deleted
     try:
@@ -172,9 +173,11 @@ def _todo(state: RunState, config: RunConfig) -> list[str]:
 
 
 def _write_report(output: Output, report: dict[str, Any]) -> None:
+    from tased_batch.stores.layout import put_whole
+
     name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    output.fs.makedirs(f"{output.root}/reports", exist_ok=True)
-    output.fs.pipe(f"{output.root}/reports/run-{name}.json", json.dumps(scrub(report), indent=2, default=str).encode())
+    data = json.dumps(scrub(report), indent=2, default=str).encode()
+    put_whole(output.fs, f"{output.root}/reports/run-{name}.json", data)
 
 
 def resume_config(output_uri: str, overrides: dict[str, Any]) -> RunConfig:
