@@ -8,8 +8,11 @@ import json
 import os
 
 import pytest
+import test_runstate as rs
 from typer.testing import CliRunner
 
+import tased_batch.run.executor as executor
+import tased_batch.run.shards as shards
 from tased_batch import open_results
 from tased_batch.cli.main import app
 from tased_batch.core.errors import ConfigError, StateError
@@ -17,7 +20,20 @@ from tased_batch.run.job import run_job
 from tased_batch.stores import layout
 
 from runhelpers import assert_every_frame_once
-from test_runstate import LENGTHS, _commit, _config, local_exec, videos  # noqa: F401 (fixtures)
+
+
+@pytest.fixture
+def local_exec(monkeypatch):
+    """Shards run in this process (test_runstate's stand-in for the Ray executor)."""
+    monkeypatch.setattr(executor, "execute", rs.inprocess_execute)
+    monkeypatch.setattr(shards, "_sleep", lambda seconds: None)
+
+
+@pytest.fixture
+def videos(tmp_path, make_video):
+    for i, (name, n) in enumerate(rs.LENGTHS.items()):
+        make_video(f"videos/{name}.mp4", n_frames=n, seed=i)
+    return tmp_path / "videos"
 
 
 def _user_files(root):
@@ -34,35 +50,35 @@ def _user_files(root):
     return files
 
 
-def test_overwrite_removes_only_the_tools_own_files(tmp_path, videos, tiny_weights, local_exec):  # noqa: F811
+def test_overwrite_removes_only_the_tools_own_files(tmp_path, videos, tiny_weights, local_exec):
     out = tmp_path / "out"
-    assert run_job(_config(videos, out, tiny_weights)).exit_code == 0
+    assert run_job(rs._config(videos, out, tiny_weights)).exit_code == 0
     files = _user_files(out)
-    again = run_job(_config(videos, out, tiny_weights, store_size="16x32", overwrite=True))
+    again = run_job(rs._config(videos, out, tiny_weights, store_size="16x32", overwrite=True))
     assert again.exit_code == 0, again.report
     for rel, data in files.items():
         assert (out / rel).read_bytes() == data, rel
     results = open_results(str(out))
-    assert_every_frame_once(results, LENGTHS)
+    assert_every_frame_once(results, rs.LENGTHS)
     assert set(results.videos()["store_height"].to_pylist()) == {16}
     assert len(os.listdir(out / "reports")) == 2  # the user's file and the new run's report
 
 
-def test_overwrite_of_a_folder_without_a_run_of_the_tool_is_refused(tmp_path, videos, tiny_weights, local_exec):  # noqa: F811
+def test_overwrite_of_a_folder_without_a_run_of_the_tool_is_refused(tmp_path, videos, tiny_weights, local_exec):
     out = tmp_path / "project"
     (out / "reports").mkdir(parents=True)
     (out / "reports" / "q3.mp4").write_bytes(b"user video")
     (out / "config.json").write_text(json.dumps({"name": "my project", "version": 3}))
     for overwrite in (False, True):
         with pytest.raises(StateError, match="not written by tased-batch"):
-            run_job(_config(videos, out, tiny_weights, overwrite=overwrite))
+            run_job(rs._config(videos, out, tiny_weights, overwrite=overwrite))
     assert (out / "reports" / "q3.mp4").read_bytes() == b"user video"
     assert sorted(os.listdir(out)) == ["config.json", "reports"]
 
 
 def test_orphan_cleanup_never_leaves_the_output_or_touches_foreign_names(tmp_path):
     out = tmp_path / "out"
-    _commit(out, "s0", ["a"], "fp")
+    rs._commit(out, "s0", ["a"], "fp")
     elsewhere = tmp_path / "elsewhere"
     (elsewhere / "2019-photos").mkdir(parents=True)
     (elsewhere / "2019-photos" / "beach.jpg").write_bytes(b"jpeg")
@@ -82,26 +98,26 @@ def test_orphan_cleanup_never_leaves_the_output_or_touches_foreign_names(tmp_pat
     assert not orphan.exists() and len(open_results(str(out))) == 1
 
 
-def test_overwrite_never_follows_a_symlink(tmp_path, videos, tiny_weights, local_exec):  # noqa: F811
+def test_overwrite_never_follows_a_symlink(tmp_path, videos, tiny_weights, local_exec):
     out = tmp_path / "out"
-    assert run_job(_config(videos, out, tiny_weights)).exit_code == 0
+    assert run_job(rs._config(videos, out, tiny_weights)).exit_code == 0
     elsewhere = tmp_path / "elsewhere"
     (elsewhere / "20200101T000000Z-cccccccccccc").mkdir(parents=True)
     (elsewhere / "run-20200101T000000Z.json").write_text("{}")
     os.symlink(elsewhere, out / "shards" / "000009")
     os.symlink(elsewhere / "run-20200101T000000Z.json", out / "reports" / "run-20200102T000000Z.json")
-    assert run_job(_config(videos, out, tiny_weights, store_size="16x32", overwrite=True)).exit_code == 0
+    assert run_job(rs._config(videos, out, tiny_weights, store_size="16x32", overwrite=True)).exit_code == 0
     assert (elsewhere / "20200101T000000Z-cccccccccccc").is_dir()
     assert (elsewhere / "run-20200101T000000Z.json").read_text() == "{}"
 
 
 @pytest.mark.parametrize("where", ["same", "inside", "inside-glob"])
-def test_output_equal_to_or_inside_the_input_is_refused(tmp_path, videos, tiny_weights, where):  # noqa: F811
+def test_output_equal_to_or_inside_the_input_is_refused(tmp_path, videos, tiny_weights, where):
     output = {"same": videos, "inside": videos / "out", "inside-glob": videos / "sub" / "out"}[where]
     given = str(videos / "*.mp4") if where == "inside-glob" else str(videos)
     before = sorted(os.listdir(videos))
     with pytest.raises(ConfigError, match="input"):
-        run_job(_config(videos, output, tiny_weights, input=given))
+        run_job(rs._config(videos, output, tiny_weights, input=given))
     assert sorted(os.listdir(videos)) == before  # not even a lease file was written
     result = CliRunner().invoke(app, ["run", given, str(output), "--weights", "random", "--size", "64x96"])
     assert result.exit_code == 2, result.output
@@ -109,5 +125,5 @@ def test_output_equal_to_or_inside_the_input_is_refused(tmp_path, videos, tiny_w
     assert len([line for line in result.output.splitlines() if line.startswith("error:")]) == 1
 
 
-def test_output_beside_the_input_is_accepted(tmp_path, videos, tiny_weights, local_exec):  # noqa: F811
-    assert run_job(_config(videos, tmp_path / "videos-out", tiny_weights)).exit_code == 0
+def test_output_beside_the_input_is_accepted(tmp_path, videos, tiny_weights, local_exec):
+    assert run_job(rs._config(videos, tmp_path / "videos-out", tiny_weights)).exit_code == 0

@@ -49,6 +49,7 @@ class Results(StoreFiles):
 
     def __init__(self, uri: str, storage_options: dict | None = None) -> None:
         super().__init__(uri, storage_options)
+        self._check_exists()
         self._entries, self._table = self._load()
         self._records: dict[str, CommitRecord] = {}
         ids = self._table["video_id"].to_pylist()
@@ -64,6 +65,14 @@ class Results(StoreFiles):
             self._row[video_id] = i
 
     # -- loading ---------------------------------------------------------------------
+    def _check_exists(self) -> None:
+        """A mistyped path is an error, not an empty result: an output has config.json or _commits/."""
+        if not any(self.fs.exists(layout.join(self.root, name)) for name in ("config.json", layout.COMMIT_DIR)):
+            what = "does not exist" if not self.fs.exists(self.root) else "holds no results of tased-batch"
+            raise StoreError(
+                f"{self.uri} {what} (no config.json, no {layout.COMMIT_DIR}/)", "check the OUTPUT path of the run"
+            )
+
     def _load(self) -> tuple[dict[str, ShardEntry], pa.Table]:
         """The run's committed shards and their video rows: the index, then only newer records."""
         from tased_batch.stores import index
