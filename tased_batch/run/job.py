@@ -86,6 +86,17 @@ def run_job(config: RunConfig) -> JobResult:
         output, plan, fields = prepare(config, weights.sha256)
         config_fp = fingerprint(fields)
         state = output.state(plan, config_fp)
+        if state.unplanned:
+            from tased_batch.stores.layout import remove_commit
+
+            for shard in state.unplanned:  # under the lease; their files go with the orphan cleanup
+                remove_commit(output.fs, output.root, shard)
+            note(
+                f"removed {len(state.unplanned)} commit record(s) of shards the plan no longer has "
+                f"({', '.join(state.unplanned[:5])}{' …' if len(state.unplanned) > 5 else ''}): "
+                "the input changed since the plan was made"
+            )
+            state = output.state(plan, config_fp)
         for shard, why in sorted(state.stale.items()):
             note(f"commit record of shard {shard} does not count ({why}); the shard will be redone")
         todo = _todo(state, config)
@@ -124,7 +135,7 @@ def run_job(config: RunConfig) -> JobResult:
             weights=weights.to_dict(),
             config_fingerprint=config_fp,
             shards_run=len(todo),
-            frames_this_run=reporter.frames,
+            frames_this_run=reporter.frames_committed,
             frames_per_second=round(reporter.fps, 3),
             actor_restarts=outcome.actor_restarts if outcome else 0,
             unfinished_shards=outcome.unfinished if outcome else {},

@@ -151,6 +151,12 @@ class RunState:
                 self.records[shard_id] = entry
 
     @property
+    def unplanned(self) -> list[str]:
+        """Records of shards the plan does not have (it was rebuilt from a changed input): no
+        run will ever redo them, so the run withdraws them."""
+        return sorted(s for s in self.stale if s not in self.plan._index)
+
+    @property
     def done(self) -> list[str]:
         return [s for s in self.plan.shard_ids if s in self.records]
 

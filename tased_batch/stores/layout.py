@@ -136,6 +136,14 @@ def write_commit(fs: fsspec.AbstractFileSystem, root: str, record: CommitRecord)
     put_whole(fs, commit_path(root, record.shard_id), record.to_json().encode())
 
 
+def remove_commit(fs: fsspec.AbstractFileSystem, root: str, shard_id: str) -> None:
+    """Withdraw a shard's commit record (its files become orphans, removed by the next cleanup)."""
+    try:
+        fs.rm_file(commit_path(root, check_shard_id(shard_id)))
+    except FileNotFoundError:
+        pass
+
+
 def read_commit(output: str, shard_id: str, storage_options: dict | None = None) -> CommitRecord | None:
     """The commit record of one shard, or None if the shard is not committed."""
     fs, root = open_fs(output, storage_options)
@@ -223,6 +231,10 @@ def _remove_attempts(fs: fsspec.AbstractFileSystem, root: str, attempts: dict[st
             path = join(root, prefix)
             if _real_dir(path):
                 shutil.rmtree(path)  # removes links inside as links, never their targets
+                try:
+                    os.rmdir(os.path.dirname(path))  # the shard's folder, once it holds no attempt
+                except OSError:
+                    pass
 
 
 def _remove_named(fs: fsspec.AbstractFileSystem, directory: str, ours: Iterable[re.Pattern[str]]) -> None:
@@ -268,14 +280,7 @@ def remove_run_files(fs: fsspec.AbstractFileSystem, root: str, relative: str) ->
     patterns = _RUN_FILES.get(relative)
     if relative == SHARD_DIR:
         _remove_attempts(fs, root, _attempt_folders(fs, root))
-        if is_local(fs) and _real_dir(path):
-            with os.scandir(path) as shards:
-                for shard in shards:
-                    if _SHARD_ID.match(shard.name) and shard.is_dir(follow_symlinks=False):
-                        try:
-                            os.rmdir(shard.path)
-                        except OSError:
-                            pass
+        if is_local(fs):
             try:
                 os.rmdir(path)
             except OSError:
