@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tased_batch.cli import bench, demo, evaluate, jobs, predict, render, results, run, weights
+from tased_batch.cli import bench, demo, evaluate, jobs, predict, render, results, run, verify, weights
 
 app = typer.Typer(
     name="tased-batch",
@@ -14,7 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (demo, run, jobs, predict, results, evaluate, render, weights, bench):
+for module in (demo, run, jobs, predict, results, evaluate, render, weights, bench, verify):
     module.register(app)
 
 
