@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 import test_runstate as rs
 from typer.testing import CliRunner
@@ -16,9 +17,11 @@ import tased_batch.run.shards as shards
 from tased_batch import open_results
 from tased_batch.cli.main import app
 from tased_batch.core.errors import ConfigError, StateError
+from tased_batch.core.records import VideoResult
 from tased_batch.run.job import run_job
-from tased_batch.stores import layout
+from tased_batch.stores import layout, open_shard_writer
 
+from conftest import SMALL
 from runhelpers import assert_every_frame_once
 
 
@@ -127,3 +130,40 @@ def test_output_equal_to_or_inside_the_input_is_refused(tmp_path, videos, tiny_w
 
 def test_output_beside_the_input_is_accepted(tmp_path, videos, tiny_weights, local_exec):
     assert run_job(rs._config(videos, tmp_path / "videos-out", tiny_weights)).exit_code == 0
+
+
+def test_on_object_stores_only_the_tools_own_objects_are_deleted(s3):
+    fs, bucket = s3["fs"], s3["bucket"]
+    uri, root = f"s3://{bucket}/run", f"{bucket}/run"
+    writer = open_shard_writer(
+        uri,
+        "s0",
+        model_size=SMALL,
+        store_size=(8, 16),
+        run_info={"config_fingerprint": "fp", "weights": {"sha256": "0" * 64, "kind": "custom", "uri": "w"}},
+        storage_options=s3["storage_options"],
+    )
+    writer.write(
+        VideoResult(
+            "a", "a", frame_indices=np.arange(2), timestamps=np.arange(2) / 10.0, maps=np.zeros((2, *SMALL), np.uint8)
+        )
+    )
+    record = writer.commit()
+    orphan = f"{root}/shards/s0/20200101T000000Z-aaaaaaaaaaaa/maps.parquet"
+    user = [
+        f"{root}/reports/holiday.mp4",
+        f"{root}/shards/notes.txt",
+        f"{root}/shards/s0/2019-photos/a.jpg",
+        f"{root}/plan/storyboard.mp4",
+    ]
+    for path in [orphan, *user, f"{root}/reports/run-20200101T000000Z.json", f"{root}/plan/videos.parquet"]:
+        fs.pipe_file(path, b"x")
+    assert layout.remove_orphans(uri, s3["storage_options"], before="20990101T000000Z") == [
+        "shards/s0/20200101T000000Z-aaaaaaaaaaaa"
+    ]
+    assert fs.exists(f"{root}/{record.attempt_prefix}/videos.parquet")
+    for relative in ("_index", "_commits", "shards", "reports", "plan"):
+        layout.remove_run_files(fs, root, relative)
+    fs.invalidate_cache()
+    left = sorted(fs.find(root))
+    assert left == sorted(user), left
