@@ -116,9 +116,6 @@ def test_an_output_without_commits_reads_as_empty_and_a_missing_one_raises(tmp_p
     assert "video_id" in res.videos().column_names
     with pytest.raises(StoreError, match="nothing-here does not exist"):
         open_results(str(tmp_path / "nothing-here"))  # a mistyped path is no empty result
-    (tmp_path / "photos").mkdir()
-    with pytest.raises(StoreError, match="holds no results"):
-        open_results(str(tmp_path / "photos"))
 
 
 def test_damaged_commit_record_is_reported(tmp_path):

@@ -66,12 +66,9 @@ class Results(StoreFiles):
 
     # -- loading ---------------------------------------------------------------------
     def _check_exists(self) -> None:
-        """A mistyped path is an error, not an empty result: an output has config.json or _commits/."""
-        if not any(self.fs.exists(layout.join(self.root, name)) for name in ("config.json", layout.COMMIT_DIR)):
-            what = "does not exist" if not self.fs.exists(self.root) else "holds no results of tased-batch"
-            raise StoreError(
-                f"{self.uri} {what} (no config.json, no {layout.COMMIT_DIR}/)", "check the OUTPUT path of the run"
-            )
+        """A mistyped path is an error, not an empty result (an output not committed to yet reads as empty)."""
+        if not self.fs.exists(self.root):
+            raise StoreError(f"{self.uri} does not exist", "check the OUTPUT path of the run")
 
     def _load(self) -> tuple[dict[str, ShardEntry], pa.Table]:
         """The run's committed shards and their video rows: the index, then only newer records."""
