@@ -230,8 +230,12 @@ class Output:
             return None
         except (OSError, pa.ArrowException) as exc:
             raise StateError(f"{path} is damaged ({exc})", DAMAGED_HINT) from exc
-        if not table.schema.equals(PLAN_SCHEMA):
+        if table.schema.names != PLAN_SCHEMA.names:
             raise StateError(f"{path} is not a plan of tased-batch (columns {table.schema.names})", DAMAGED_HINT)
+        try:
+            table = table.cast(PLAN_SCHEMA)
+        except (pa.ArrowException, ValueError) as exc:
+            raise StateError(f"{path} is damaged (wrongly typed columns: {exc})", DAMAGED_HINT) from exc
         return _plan_from_table(table)
 
     def save(self, config: RunConfig, fields: dict[str, Any], plan: Plan) -> None:
