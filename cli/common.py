@@ -34,7 +34,7 @@ def user_errors(code: int = EXIT_USER_ERROR) -> Iterator[None]:
         yield
     except TasedError as e:
         problem = classify(e) if not isinstance(e, StorageError) else None
-        fail(str(problem or e), code)
+        fail(str(problem or e), e.exit_code or code)
     except Exception as e:
         problem = classify(e)
         if problem is None:

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from tased_batch.cli import annotate, bench, demo, evaluate, jobs, predict, render, report, results, run, weights
+from tased_batch.cli import (
+    annotate,
+    bench,
+    demo,
+    evaluate,
+    jobs,
+    predict,
+    render,
+    report,
+    results,
+    run,
+    verify,
+    weights,
+)
 
 app = typer.Typer(
     name="tased-batch",
@@ -14,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (demo, run, jobs, predict, results, evaluate, render, report, weights, bench, annotate):
+for module in (demo, run, jobs, predict, results, evaluate, render, report, weights, bench, annotate, verify):
     module.register(app)
 
 

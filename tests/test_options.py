@@ -138,7 +138,8 @@ def test_resume_changes_only_what_the_schema_allows(option, tmp_path, captured):
     out = tmp_path / "out"
     out.mkdir()
     stored = RunConfig(input="in", output=str(out), size="64x96").to_dict()
-    (out / "config.json").write_text(json.dumps({"config": stored}))
+    record = {"written_by": "tased-batch", "config": stored, "fingerprint": "f", "fingerprint_fields": {}}
+    (out / "config.json").write_text(json.dumps(record))
     value = other_value(option)
     result = CliRunner().invoke(app, ["resume", str(out), *cli_args(option, value)])
     if option.spec.resume:

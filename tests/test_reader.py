@@ -109,10 +109,13 @@ def test_iteration_sizes_and_timestamps(tmp_path):
         res.maps("x", size="huge")
 
 
-def test_empty_or_missing_output_reads_as_empty(tmp_path):
-    res = open_results(str(tmp_path / "nothing-here"))
+def test_an_output_without_commits_reads_as_empty_and_a_missing_one_raises(tmp_path):
+    (tmp_path / "started" / "_commits").mkdir(parents=True)  # a run that committed nothing yet
+    res = open_results(str(tmp_path / "started"))
     assert res.videos().num_rows == 0 and list(res) == []
     assert "video_id" in res.videos().column_names
+    with pytest.raises(StoreError, match="nothing-here does not exist"):
+        open_results(str(tmp_path / "nothing-here"))  # a mistyped path is no empty result
 
 
 def test_damaged_commit_record_is_reported(tmp_path):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import tased_batch.run.executor as executor
+import tased_batch.run.plan as plan_module
 import tased_batch.run.shards as shards
 from tased_batch import open_results
 from tased_batch.config import RunConfig
@@ -95,16 +96,16 @@ def test_stale_records_and_an_interrupted_overwrite_are_not_counted(
     assert run_status(str(out))["shards"] == {"total": 2, "done": 0, "pending": 2}
 
     # An interrupted --overwrite: stopped after the records went, before config.json was replaced.
-    real_rm = output.fs.rm
+    real_remove = plan_module.remove_run_files
     calls = []
 
-    def rm_then_die(path, *args, **kwargs):
-        calls.append(path)
-        if len(calls) == 2:
+    def remove_then_die(fs, root, relative):
+        calls.append(relative)
+        if len(calls) == 3:  # the index and the records are gone; shards, reports, plan, config remain
             raise KeyboardInterrupt
-        return real_rm(path, *args, **kwargs)
+        return real_remove(fs, root, relative)
 
-    monkeypatch.setattr(type(output.fs), "rm", lambda self, path, *a, **k: rm_then_die(path, *a, **k))
+    monkeypatch.setattr(plan_module, "remove_run_files", remove_then_die)
     with pytest.raises(KeyboardInterrupt):
         run_job(_config(videos, out, tiny_weights, store_size="16x32", overwrite=True))
     monkeypatch.undo()
@@ -297,7 +298,8 @@ def test_ids_with_rich_markup_are_printed_as_plain_text(tmp_path, capsys):
     writer = _writer(out, "s1")
     writer.write(VideoResult.failed("[/]weird[bold]", "src [/]", "not-video", "cannot [/] read"))
     writer.commit()
-    Output(str(out)).fs.pipe(str(out / "config.json"), json.dumps({"fingerprint": "fp"}).encode())
+    stored = {"written_by": "tased-batch", "config": {}, "fingerprint": "fp", "fingerprint_fields": {}}
+    Output(str(out)).fs.pipe(str(out / "config.json"), json.dumps(stored).encode())
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 
 class TasedError(Exception):
-    """Base class: a message for the user plus an optional hint on what to do."""
+    """Base class: a message for the user plus an optional hint on what to do.
+
+    ``exit_code``: the CLI's exit status for this error when it is not the command's usual one.
+    """
+
+    exit_code: int | None = None
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -33,6 +38,16 @@ class SourceError(TasedError):
 
 class StoreError(TasedError):
     """The output store cannot be written or read."""
+
+
+class OutputFull(StoreError):
+    """The output's storage is full (or over quota): storage unavailable, exit 4; rerun once freed."""
+
+    exit_code = 4
+
+
+class StateError(ConfigError):
+    """A run-state file under OUTPUT (config.json, the plan, the lease) is damaged or not this tool's."""
 
 
 class StorageError(TasedError):

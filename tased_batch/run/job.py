@@ -17,7 +17,7 @@ from tased_batch.config import RunConfig, fingerprint
 from tased_batch.core.errors import ConfigError
 from tased_batch.core.secrets import scrub, scrub_text
 from tased_batch.options import RESUME_KEYS, parse_options
-from tased_batch.run.plan import Output, Plan, RunState, prepare
+from tased_batch.run.plan import Output, Plan, RunState, check_apart, prepare
 from tased_batch.run.progress import Reporter, make_reporter
 from tased_batch.run.runrecords import RunReport
 from tased_batch.stores.lease import acquire
@@ -78,6 +78,7 @@ def run_job(config: RunConfig) -> JobResult:
             sys.stderr.write(f"tased-batch: {scrub_text(message)}\n")
             sys.stderr.flush()
 
+    check_apart(config.input, config.output, config.storage_options)  # before the lease file is written
     target = Output(config.output, config.storage_options)
     lease = acquire(target.fs, target.root, ttl=config.lease_ttl, log=note)  # before anything is planned or deleted
     try:
@@ -85,6 +86,17 @@ def run_job(config: RunConfig) -> JobResult:
         output, plan, fields = prepare(config, weights.sha256)
         config_fp = fingerprint(fields)
         state = output.state(plan, config_fp)
+        if state.unplanned:
+            from tased_batch.stores.layout import remove_commit
+
+            for shard in state.unplanned:  # under the lease; their files go with the orphan cleanup
+                remove_commit(output.fs, output.root, shard)
+            note(
+                f"removed {len(state.unplanned)} commit record(s) of shards the plan no longer has "
+                f"({', '.join(state.unplanned[:5])}{' …' if len(state.unplanned) > 5 else ''}): "
+                "the input changed since the plan was made"
+            )
+            state = output.state(plan, config_fp)
         for shard, why in sorted(state.stale.items()):
             note(f"commit record of shard {shard} does not count ({why}); the shard will be redone")
         todo = _todo(state, config)
@@ -142,7 +154,7 @@ def run_job(config: RunConfig) -> JobResult:
             weights=weights.to_dict(),
             config_fingerprint=config_fp,
             shards_run=len(todo),
-            frames_this_run=reporter.frames,
+            frames_this_run=reporter.frames_committed,
             frames_per_second=round(reporter.fps, 3),
             actor_restarts=outcome.actor_restarts if outcome else 0,
             unfinished_shards=outcome.unfinished if outcome else {},
@@ -197,9 +209,11 @@ def _todo(state: RunState, config: RunConfig) -> list[str]:
 
 
 def _write_report(output: Output, report: dict[str, Any]) -> None:
+    from tased_batch.stores.layout import put_whole
+
     name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    output.fs.makedirs(f"{output.root}/reports", exist_ok=True)
-    output.fs.pipe(f"{output.root}/reports/run-{name}.json", json.dumps(scrub(report), indent=2, default=str).encode())
+    data = json.dumps(scrub(report), indent=2, default=str).encode()
+    put_whole(output.fs, f"{output.root}/reports/run-{name}.json", data)
 
 
 def run_reports(output: Output) -> list[dict[str, Any]]:

@@ -20,14 +20,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tased_batch.config import RunConfig, differences, fingerprint
-from tased_batch.core.errors import ConfigError, StoreError
+from tased_batch.core.errors import ConfigError, OutputFull, StateError, StoreError
 from tased_batch.core.secrets import scrub
 from tased_batch.decode.sources import VideoSource, is_tar, iter_sources
-from tased_batch.stores.index import ShardEntry, ids_digest, remove_index, scan
-from tased_batch.stores.layout import COMMIT_DIR, SHARD_DIR, open_fs
+from tased_batch.stores.index import INDEX_DIR, ShardEntry, ids_digest, scan
+from tased_batch.stores.layout import COMMIT_DIR, SHARD_DIR, open_fs, put_whole, remove_run_files
 
 CONFIG_FILE = "config.json"
 PLAN_FILE = "plan/videos.parquet"
+# config.json's mark that this tool wrote it: --overwrite deletes nothing in a folder without it.
+WRITTEN_BY = "tased-batch"
+DAMAGED_HINT = (
+    "if this folder holds a run of tased-batch, delete that file and run the same command again "
+    "(finished shards are kept by their commit records); otherwise choose an OUTPUT folder of its own"
+)
 
 PLAN_SCHEMA = pa.schema(
     [
@@ -170,6 +176,12 @@ class RunState:
                 self.records[shard_id] = entry
 
     @property
+    def unplanned(self) -> list[str]:
+        """Records of shards the plan does not have (it was rebuilt from a changed input): no
+        run will ever redo them, so the run withdraws them."""
+        return sorted(s for s in self.stale if s not in self.plan._index)
+
+    @property
     def done(self) -> list[str]:
         return [s for s in self.plan.shard_ids if s in self.records]
 
@@ -220,20 +232,36 @@ class Output:
         return f"{self.root}/{relative}"
 
     def stored_config(self) -> dict[str, Any] | None:
+        """The run's ``config.json`` (None: there is none), checked to be this tool's and whole.
+
+        Raises :class:`StateError` naming the file when it is damaged or another program's.
+        """
         path = self._path(CONFIG_FILE)
         try:
             with self.fs.open(path, "rb") as f:
-                return json.loads(f.read())
+                data = f.read()
         except FileNotFoundError:
             return None
+        except IsADirectoryError:
+            data = b""
+        return check_stored_config(data, path)
 
     def load_plan(self) -> Plan | None:
         path = self._path(PLAN_FILE)
         try:
             with self.fs.open(path, "rb") as f:
-                return _plan_from_table(pq.ParquetFile(f).read())  # read_table would import pyarrow.dataset and pandas
+                table = pq.ParquetFile(f).read()  # read_table would import pyarrow.dataset and pandas
         except FileNotFoundError:
             return None
+        except (OSError, pa.ArrowException) as exc:
+            raise StateError(f"{path} is damaged ({exc})", DAMAGED_HINT) from exc
+        if table.schema.names != PLAN_SCHEMA.names:
+            raise StateError(f"{path} is not a plan of tased-batch (columns {table.schema.names})", DAMAGED_HINT)
+        try:
+            table = table.cast(PLAN_SCHEMA)
+        except (pa.ArrowException, ValueError) as exc:
+            raise StateError(f"{path} is damaged (wrongly typed columns: {exc})", DAMAGED_HINT) from exc
+        return _plan_from_table(table)
 
     def save(self, config: RunConfig, fields: dict[str, Any], plan: Plan) -> None:
         """Write the plan, then the config that points at it (the config marks a usable plan).
@@ -250,9 +278,9 @@ class Output:
             table = table.set_column(table.schema.get_field_index("uri"), "uri", pa.array(clean, pa.string()))
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
-        self.fs.makedirs(self._path("plan"), exist_ok=True)
-        self.fs.pipe(self._path(PLAN_FILE), buffer.getvalue())
+        put_whole(self.fs, self._path(PLAN_FILE), buffer.getvalue())
         record = {
+            "written_by": WRITTEN_BY,
             "config": public_config(config),
             "fingerprint": fingerprint(fields),
             "fingerprint_fields": fields,
@@ -261,7 +289,7 @@ class Output:
             "plan_redacted": redacted,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        self.fs.pipe(self._path(CONFIG_FILE), json.dumps(record, indent=2).encode())
+        put_whole(self.fs, self._path(CONFIG_FILE), json.dumps(record, indent=2).encode())
 
     def state(self, plan: Plan, config_fingerprint: str | None = None) -> RunState:
         """Done and pending shards; records of another config or another plan do not count."""
@@ -274,8 +302,10 @@ class Output:
         probe = self._path(f"_probe-{uuid.uuid4().hex[:8]}")
         try:
             self.fs.makedirs(self.root, exist_ok=True)
-            self.fs.pipe(probe, b"ok")
+            put_whole(self.fs, probe, b"ok")
             self.fs.rm(probe)
+        except OutputFull:
+            raise
         except Exception as e:
             raise StoreError(
                 f"output {self.uri} is not writable: {e}", "check the path, permissions or credentials"
@@ -286,12 +316,69 @@ class Output:
 
         In that order an interrupted clear leaves no record that a new config could count, and
         the old config.json still asks for ``--overwrite``, so running it again finishes the job.
+        Only what this tool wrote goes (:func:`~tased_batch.stores.layout.remove_run_files`):
+        a user's files under ``reports/`` or ``plan/`` stay, and symlinks are never followed.
         """
-        remove_index(self.fs, self.root)
-        for relative in (COMMIT_DIR, SHARD_DIR, "reports", "plan", CONFIG_FILE):
-            path = self._path(relative)
-            if self.fs.exists(path):
-                self.fs.rm(path, recursive=True)
+        if self.stored_config() is None:
+            raise StateError(
+                f"{self.uri} holds no run of tased-batch (no config.json), so --overwrite deletes nothing there",
+                "run without --overwrite",
+            )
+        for relative in (INDEX_DIR, COMMIT_DIR, SHARD_DIR, "reports", "plan", CONFIG_FILE):
+            remove_run_files(self.fs, self.root, relative)
+
+
+def check_stored_config(data: bytes, path: str) -> dict[str, Any]:
+    """``config.json``'s content if it is a whole config of this tool, else a one-line :class:`StateError`.
+
+    Configs of earlier versions carry no ``written_by`` mark; they are recognised by their fields.
+    """
+    try:
+        record = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        why = "it is empty" if not data.strip() else f"not JSON: {exc}"
+        raise StateError(f"{path} is damaged or not tased-batch's ({why})", DAMAGED_HINT) from None
+    if not isinstance(record, dict) or (record.get("written_by") != WRITTEN_BY and "fingerprint_fields" not in record):
+        raise StateError(f"{path} was not written by tased-batch", "choose an OUTPUT folder of its own")
+    expected = {"config": dict, "fingerprint": str, "fingerprint_fields": dict}
+    wrong = [k for k, kind in expected.items() if not isinstance(record.get(k), kind)]
+    if wrong:
+        raise StateError(f"{path} is damaged (missing or wrongly typed: {', '.join(wrong)})", DAMAGED_HINT)
+    return record
+
+
+def check_apart(input_uri: str, output_uri: str, storage_options: dict | None = None) -> None:
+    """Refuse an OUTPUT equal to INPUT or inside it: a later listing would take the run's own
+    files for videos, and ``--overwrite`` would delete files the run is reading."""
+    from fsspec.core import url_to_fs
+
+    try:
+        in_fs, in_path = url_to_fs(input_uri, **(storage_options or {}))
+        out_fs, out_path = url_to_fs(output_uri, **(storage_options or {}))
+    except (ValueError, ImportError):
+        return  # the listing and the store report a bad URI themselves
+    if in_fs.protocol != out_fs.protocol:
+        return
+    parts = in_path.rstrip("/").split("/")
+    glob = next((i for i, p in enumerate(parts) if any(c in p for c in "*[")), None)
+    base = "/".join(parts[:glob]) if glob is not None else in_path.rstrip("/")
+    from tased_batch.stores.layout import is_local
+
+    if is_local(out_fs):
+        import os
+
+        if glob is None and not os.path.isdir(base) and os.path.realpath(base) != os.path.realpath(out_path):
+            return  # a manifest or a tar file: only the file itself is read
+        base, out_path = os.path.realpath(base or "/"), os.path.realpath(out_path)
+    elif glob is None and not in_fs.isdir(base) and base != out_path.rstrip("/"):
+        return
+    base, out_path = base.rstrip("/"), out_path.rstrip("/")
+    if out_path == base or out_path.startswith(base + "/"):
+        where = "is the input" if out_path == base else "is inside the input"
+        raise ConfigError(
+            f"OUTPUT {output_uri} {where} {input_uri}",
+            "write to a folder outside the input (a second run would list the first run's files as videos)",
+        )
 
 
 def prepare(config: RunConfig, weights_sha256: str, *, persist: bool = True) -> tuple[Output, Plan, dict[str, Any]]:
@@ -299,6 +386,7 @@ def prepare(config: RunConfig, weights_sha256: str, *, persist: bool = True) -> 
 
     Returns the output, the plan and the fingerprinted fields.
     """
+    check_apart(config.input, config.output, config.storage_options)
     output = Output(config.output, config.storage_options)
     fields = scrub(config.fingerprint_fields(weights_sha256))
     stored = output.stored_config()

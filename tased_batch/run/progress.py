@@ -37,24 +37,40 @@ class Reporter:
         self.total_shards = total_shards
         self.total_videos = total_videos
         self.shards_done = 0
-        self.videos_done = 0
-        self.videos_failed = 0
-        self.frames = 0
+        # Committed shards' counts, and the videos of attempts still running by shard and id: a
+        # redone video (shard retried, actor replaced) replaces its earlier count instead of adding one.
+        self._committed = {"videos": 0, "failed": 0, "frames": 0}
+        self._open: dict[str, dict[str, tuple[int, bool]]] = {}
         self.start = time.monotonic()
         self.book = TimeBook()  # stage clocks per actor and per minute, progress per minute
 
     @property
+    def videos_done(self) -> int:
+        return self._committed["videos"] + sum(len(v) for v in self._open.values())
+
+    @property
+    def videos_failed(self) -> int:
+        return self._committed["failed"] + sum(failed for v in self._open.values() for _, failed in v.values())
+
+    @property
+    def frames(self) -> int:
+        """Maps made so far, in committed shards and in the attempts running now (the display's count)."""
+        return self._committed["frames"] + sum(n for v in self._open.values() for n, _ in v.values())
+
+    @property
+    def frames_committed(self) -> int:
+        """Maps of the shards this run committed: the run report's ``frames_this_run``."""
+        return self._committed["frames"]
+
+    @property
     def fps(self) -> float:
-        return self.frames / max(time.monotonic() - self.start, 1e-9)
+        return self.frames_committed / max(time.monotonic() - self.start, 1e-9)
 
     def started(self, actors: int, resources: dict) -> None:
         self.emit(RunStarted(actors, resources))
 
     def video(self, event: VideoFinished) -> None:
-        self.videos_done += 1
-        self.frames += int(event.frames)
-        if event.status != "ok":
-            self.videos_failed += 1
+        self._open.setdefault(event.shard, {})[event.video_id] = (int(event.frames), event.status != "ok")
         self.book.video(int(event.frames), event.status != "ok", time.monotonic() - self.start)
         self.emit(event)
 
@@ -63,13 +79,19 @@ class Reporter:
         self.emit(event)
 
     def shard_done(self, done: ShardCommitted) -> None:
+        self._open.pop(done.shard, None)
         self.shards_done += 1
+        self._committed["videos"] += done.record.n_videos
+        self._committed["failed"] += done.record.n_failed
+        self._committed["frames"] += done.record.n_maps
         self.emit(done)
 
     def shard_retry(self, shard: str, error: str) -> None:
+        self._open.pop(shard, None)  # that attempt's maps are not committed
         self.emit(ShardRetry(shard, error))
 
     def shard_failed(self, shard: str, error: str) -> None:
+        self._open.pop(shard, None)
         self.emit(ShardFailed(shard, error))
 
     def actor_restarted(self, index: int, error: str) -> None:

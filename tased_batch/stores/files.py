@@ -17,10 +17,28 @@ import pyarrow.parquet as pq
 
 from tased_batch.core.errors import StoreError
 from tased_batch.stores import layout
-from tased_batch.stores.commit import CommitRecord
+from tased_batch.stores.commit import CommitRecord, FileEntry
 
 # Open per-shard readers kept at once (each caches up to 4 Parquet row groups, ~32 MiB).
 _CACHED_SHARDS = 4
+REPAIR_HINT = "run `tased-batch verify OUTPUT --repair`, then `tased-batch resume OUTPUT` to redo that shard"
+
+
+def damaged(record: CommitRecord, relative: str, why: str) -> StoreError:
+    """The one error every reader raises for a committed file that is not what its record says."""
+    return StoreError(f"shard {record.shard_id}: committed file {relative} {why}", REPAIR_HINT)
+
+
+def check_size(fs: Any, root: str, record: CommitRecord, entry: FileEntry) -> str:
+    """The file's full path, once it is there with the size its commit record names (one stat)."""
+    path = layout.join(root, entry.path)
+    try:
+        size = fs.size(path)
+    except FileNotFoundError:
+        raise damaged(record, entry.path, "is missing") from None
+    if size != entry.bytes:
+        raise damaged(record, entry.path, f"has {size} bytes, its commit record says {entry.bytes}")
+    return path
 
 
 class StoreFiles:
@@ -33,20 +51,20 @@ class StoreFiles:
         self._cache: OrderedDict[str, Any] = OrderedDict()
 
     def _file(self, record: CommitRecord, name: str) -> str:
+        """A committed file's path, checked to be there at its recorded size."""
         entry = record.file(name)
         if entry is None:
-            raise StoreError(
-                f"commit record of shard {record.shard_id} names no {name}", "delete the record to redo the shard"
-            )
-        return layout.join(self.root, entry.path)
+            raise StoreError(f"commit record of shard {record.shard_id} names no {name}", REPAIR_HINT)
+        return check_size(self.fs, self.root, record, entry)
 
-    def _read_parquet(self, path: str) -> pa.Table:
+    def _read_parquet(self, record: CommitRecord, name: str) -> pa.Table:
+        path = self._file(record, name)
         try:
             return pq.ParquetFile(io.BytesIO(self.fs.cat_file(path))).read()  # read_table would import pandas
-        except FileNotFoundError as exc:
-            raise StoreError(
-                f"committed file {path} is missing", "the output was modified after commit; redo that shard"
-            ) from exc
+        except FileNotFoundError:
+            raise damaged(record, path[len(self.root) :].lstrip("/"), "is missing") from None
+        except (OSError, pa.ArrowException) as exc:
+            raise damaged(record, path[len(self.root) :].lstrip("/"), f"cannot be read ({exc})") from None
 
     def _cached(self, key: str, load: Callable[[], Any]) -> Any:
         """Per-shard readers of the last few shards used (videos are read shard by shard)."""

@@ -319,12 +319,3 @@ def fold(fs: Any, root: str) -> Commits:
 
 def found_index(fs: Any, root: str) -> bool:
     return _read_index(fs, root) is not None
-
-
-def remove_index(fs: Any, root: str) -> None:
-    path = layout.join(root, INDEX_DIR)
-    try:
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
-    except FileNotFoundError:
-        pass

@@ -70,8 +70,17 @@ class LeaseInfo:
 
     @classmethod
     def from_json(cls, data: bytes) -> LeaseInfo:
+        """Raises ValueError for anything but a whole lease of this tool (truncated, wrongly typed)."""
         raw = json.loads(data)
-        return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
+        if not isinstance(raw, dict):
+            raise ValueError("the lease is not a JSON object")
+        info = cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
+        numbers = (info.pid, info.started, info.heartbeat, info.ttl)
+        if not all(isinstance(x, str) for x in (info.token, info.owner, info.host)) or not all(
+            isinstance(x, int | float) and not isinstance(x, bool) for x in numbers
+        ):
+            raise ValueError("the lease has wrongly typed fields")
+        return info
 
     def describe(self, now: float) -> str:
         job = f", job {self.job_id}" if self.job_id else ""

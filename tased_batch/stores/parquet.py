@@ -33,6 +33,7 @@ from tased_batch.core.records import VideoMeta
 from tased_batch.stores import layout
 from tased_batch.stores.base import ShardWriter, VideoMaps
 from tased_batch.stores.commit import CommitRecord, FileEntry
+from tased_batch.stores.files import damaged
 from tased_batch.stores.summaries import FRAME_COLUMNS
 from tased_batch.stores.summaries import fields as summary_fields
 
@@ -324,7 +325,17 @@ def read_maps(
     """One committed video's rows, from ``maps.parquet`` or its own part file (``location``)."""
     name = info["location"] or "maps.parquet"
     key = f"maps:{record.shard_id}:{name}"
-    maps_file = results._cached(key, lambda: MapsFile(results.fs, results._file(record, name)))
+    path = results._file(record, name)
+
+    def open_maps() -> MapsFile:
+        try:
+            return MapsFile(results.fs, path)
+        except FileNotFoundError:
+            raise damaged(record, path[len(results.root) :].lstrip("/"), "is missing") from None
+        except (OSError, pa.ArrowException) as exc:
+            raise damaged(record, path[len(results.root) :].lstrip("/"), f"cannot be read ({exc})") from None
+
+    maps_file = results._cached(key, open_maps)
     table = maps_file.rows(info["video_id"]).sort_by("frame_index")
     maps = np.empty((table.num_rows, *shape), np.uint8)
     columns = ("data", "encoding", "height", "width")

@@ -21,6 +21,7 @@ from tased_batch.core.records import VideoMeta
 from tased_batch.stores import layout
 from tased_batch.stores.base import ShardWriter, VideoMaps, table_bytes
 from tased_batch.stores.commit import CommitRecord, FileEntry
+from tased_batch.stores.files import damaged
 
 # PNGs sent per concurrent batch (s3fs pipes a dict of objects in parallel).
 _PUT_BATCH = 256
@@ -218,25 +219,27 @@ def read_maps(
     import pyarrow.compute as pc
 
     frames_table: pa.Table = results._cached(
-        f"frames:{record.shard_id}", lambda: results._read_parquet(results._file(record, "frames.parquet"))
+        f"frames:{record.shard_id}", lambda: results._read_parquet(record, "frames.parquet")
     )
     table = frames_table.filter(pc.equal(frames_table["video_id"], info["video_id"])).sort_by("frame_index")
     paths = [layout.join(results.root, p) for p in table["path"].to_pylist()]
     contents = layout.cat_many(results.fs, paths)
     maps = np.empty((len(paths), *shape), np.uint8)
-    for i, (path, size, data) in enumerate(zip(paths, table["bytes"].to_pylist(), contents)):
-        if not isinstance(data, bytes) or len(data) != size:
-            raise StoreError(f"committed PNG {path} is missing or damaged", "redo that shard")
+    expected = zip(table["path"].to_pylist(), table["bytes"].to_pylist(), table["sha256"].to_pylist())
+    for i, ((relative, size, digest), data) in enumerate(zip(expected, contents)):
+        if not isinstance(data, bytes):
+            raise damaged(record, relative, "is missing")
+        if len(data) != size or layout.sha256_hex(data) != digest:
+            raise damaged(record, relative, "does not match the shard's frames.parquet")
         maps[i] = decode_png(data)
     return table["frame_index"].to_numpy(), table["timestamp"].to_numpy(), maps
 
 
 def verify_files(results: Any, record: CommitRecord) -> None:
     """The PNGs are listed, with checksums, in frames.parquet rather than in the commit record."""
-    sid = record.shard_id
-    table = results._read_parquet(results._file(record, "frames.parquet"))
+    table = results._read_parquet(record, "frames.parquet")
     paths = [layout.join(results.root, p) for p in table["path"].to_pylist()]
     expected = zip(paths, table["bytes"].to_pylist(), table["sha256"].to_pylist())
     for (path, size, digest), data in zip(expected, layout.cat_many(results.fs, paths)):
         if not isinstance(data, bytes) or len(data) != size or layout.sha256_hex(data) != digest:
-            raise StoreError(f"shard {sid}: {path} is missing or does not match frames.parquet", "redo that shard")
+            raise damaged(record, path[len(results.root) :].lstrip("/"), "is missing or does not match frames.parquet")

@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 from tased_batch.core.errors import StoreError
 from tased_batch.stores import layout
 from tased_batch.stores.base import VIDEOS_SCHEMA
-from tased_batch.stores.commit import CommitRecord
-from tased_batch.stores.files import StoreFiles
+from tased_batch.stores.commit import CommitRecord, FileEntry
+from tased_batch.stores.files import REPAIR_HINT, StoreFiles, check_size, damaged
 from tased_batch.stores.formats import STORE_FORMATS, StoreFormat
 from tased_batch.stores.resample import resize_maps
 from tased_batch.stores.summaries import conform, crop_track_from_maps, parse_aspect
@@ -49,6 +49,7 @@ class Results(StoreFiles):
 
     def __init__(self, uri: str, storage_options: dict | None = None) -> None:
         super().__init__(uri, storage_options)
+        self._check_exists()
         self._entries, self._table = self._load()
         self._records: dict[str, CommitRecord] = {}
         ids = self._table["video_id"].to_pylist()
@@ -64,6 +65,11 @@ class Results(StoreFiles):
             self._row[video_id] = i
 
     # -- loading ---------------------------------------------------------------------
+    def _check_exists(self) -> None:
+        """A mistyped path is an error, not an empty result (an output not committed to yet reads as empty)."""
+        if not self.fs.exists(self.root):
+            raise StoreError(f"{self.uri} does not exist", "check the OUTPUT path of the run")
+
     def _load(self) -> tuple[dict[str, ShardEntry], pa.Table]:
         """The run's committed shards and their video rows: the index, then only newer records."""
         from tased_batch.stores import index
@@ -190,18 +196,35 @@ class Results(StoreFiles):
             return np.zeros(0, np.float64)
         return self._read(info)[1]
 
+    def damaged(self, threads: int = 8) -> dict[str, str]:
+        """Every committed shard whose files are not what its record says: ``{shard: why}``.
+
+        Re-reads each committed file (streamed, a few at a time) and checks it is there with
+        its recorded size and sha256, then the format's own lists (PNG: ``frames.parquet``).
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        def check(sid: str) -> tuple[str, str | None]:
+            record = self._record(sid)
+            try:
+                for entry in record.files:
+                    _check_digest(self.fs, self.root, record, entry)
+                self._format(record).verify_files(self, record)
+            except StoreError as exc:
+                return sid, exc.message
+            return sid, None
+
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            found = dict(pool.map(check, sorted(self._entries)))
+        return {sid: why for sid, why in found.items() if why is not None}
+
     def verify(self) -> None:
-        """Re-read every committed file and check its size and sha256 (raises StoreError)."""
-        for sid, record in sorted(self.shards.items()):
-            for entry in record.files:
-                path = layout.join(self.root, entry.path)
-                try:
-                    data = self.fs.cat_file(path)
-                except FileNotFoundError as exc:
-                    raise StoreError(f"shard {sid}: committed file {entry.path} is missing") from exc
-                if len(data) != entry.bytes or layout.sha256_hex(data) != entry.sha256:
-                    raise StoreError(f"shard {sid}: {entry.path} does not match its commit record", "redo that shard")
-            self._format(record).verify_files(self, record)
+        """Re-read every committed file and check its size and sha256 (raises StoreError naming the shard)."""
+        bad = self.damaged()
+        if bad:
+            first = min(bad)
+            more = f" (and {len(bad) - 1} more shard(s))" if len(bad) > 1 else ""
+            raise StoreError(bad[first] + more, REPAIR_HINT)
 
     # -- helpers ---------------------------------------------------------------------
     def _records_of(self, video_id: str | None) -> list[CommitRecord]:
@@ -245,6 +268,22 @@ class Results(StoreFiles):
                 "the shard is damaged; redo it",
             )
         return frames, times, maps
+
+
+def _check_digest(fs: Any, root: str, record: CommitRecord, entry: FileEntry, chunk: int = 8 << 20) -> None:
+    """One committed file against its record: there, its size, its sha256 (read in chunks)."""
+    import hashlib
+
+    path = check_size(fs, root, record, entry)
+    digest = hashlib.sha256()
+    try:
+        with fs.open(path, "rb") as handle:
+            while block := handle.read(chunk):
+                digest.update(block)
+    except FileNotFoundError:
+        raise damaged(record, entry.path, "is missing") from None
+    if digest.hexdigest() != entry.sha256:
+        raise damaged(record, entry.path, "does not match the sha256 in its commit record")
 
 
 def open_results(uri: str, storage_options: dict | None = None) -> Results:

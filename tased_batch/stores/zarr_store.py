@@ -23,6 +23,7 @@ from tased_batch.core.records import VideoMeta
 from tased_batch.stores import layout
 from tased_batch.stores.base import ShardWriter, VideoMaps
 from tased_batch.stores.commit import CommitRecord, FileEntry
+from tased_batch.stores.files import damaged
 
 CHUNK_FRAMES = 128
 SHARD_FRAMES = 4096
@@ -172,6 +173,23 @@ class ZarrShardWriter(ShardWriter):
         return entries
 
 
+def _check_array_files(results: Any, record: CommitRecord, location: str) -> None:
+    """Zarr reads a missing chunk as all-zero maps without a word: check the array's files
+    against the commit record (one listing) before reading it."""
+    prefix = f"{record.attempt_prefix}/{location}/"
+    wanted = [e for e in record.files if e.path.startswith(prefix)]
+    try:
+        found = results.fs.find(layout.join(results.root, prefix), detail=True)
+    except FileNotFoundError:
+        found = {}
+    sizes = {name[len(results.root) :].lstrip("/"): info.get("size") for name, info in found.items()}
+    for entry in wanted:
+        if entry.path not in sizes:
+            raise damaged(record, entry.path, "is missing")
+        if sizes[entry.path] != entry.bytes:
+            raise damaged(record, entry.path, f"has {sizes[entry.path]} bytes, its commit record says {entry.bytes}")
+
+
 def read_maps(
     results: Any, record: CommitRecord, info: dict[str, Any], shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -182,6 +200,7 @@ def read_maps(
     if record.file(f"{location}/zarr.json") is None:
         raise StoreError(f"commit record of shard {record.shard_id} names no array {location}", "redo that shard")
     path = layout.join(results.root, record.attempt_prefix, location)
+    _check_array_files(results, record, location)
     array = zarr.open_array(store=zarr_store(results.fs, path, results.storage_options, read_only=True), mode="r")
     attrs = array.attrs
     frames = np.asarray(attrs["frame_indices"], np.int64)
