@@ -3,10 +3,18 @@ hung or allowed to take unbounded memory (issue 22, the inputs half)."""
 
 from __future__ import annotations
 
+import io
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from tased_batch.config import read_config_file
 from tased_batch.core.errors import ConfigError
+from tased_batch.decode import open_video
+from tased_batch.decode.sources import iter_sources
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -59,3 +67,112 @@ def test_nested_credentials_in_a_config_file_are_refused(tmp_path, options):
     with pytest.raises(ConfigError, match="credentials in a config file") as err:
         read_config_file(str(config))
     assert "abc" not in str(err.value)
+
+
+# ---- names with '#', '?' and glob characters: listed, never dropped -----------------------
+
+ODD_NAMES = ["take#1.mp4", "what?.mp4", "a[1].mp4", "star*.mp4", "sub#x/in.mp4", "q?/deep.mkv"]
+ODD_IDS = ["a[1]", "q?/deep", "star*", "sub#x/in", "take#1", "what?"]
+
+
+def _tar(path: Path, members: list[tuple[str, bytes]], mode: str = "w") -> Path:
+    with tarfile.open(path, mode) as tar:
+        for name, blob in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return path
+
+
+def _first_frame(source, **kw) -> np.ndarray:
+    with open_video(str(source) if isinstance(source, Path) else source, (32, 64), **kw) as reader:
+        return next(iter(reader.iter_frames(np.arange(1))))[0]
+
+
+def _clips(make_video, n: int) -> list[bytes]:
+    return [make_video(f"c{i}.mp4", n_frames=4, size=(32, 64), seed=i).read_bytes() for i in range(n)]
+
+
+def test_odd_file_names_in_folders_globs_and_tars_are_listed(make_video, tmp_path):
+    clips = _clips(make_video, len(ODD_NAMES))
+    root = tmp_path / "in"
+    for name, blob in zip(ODD_NAMES, clips, strict=True):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(blob)
+
+    folder = list(iter_sources(str(root)))
+    assert sorted(s.video_id for s in folder) == ODD_IDS
+    # each id reads its own file's bytes
+    for src in folder:
+        name = next(n for n in ODD_NAMES if n.rsplit(".", 1)[0] == src.video_id)
+        assert Path(src.uri).read_bytes() == clips[ODD_NAMES.index(name)]
+        assert _first_frame(src).shape == (32, 64, 3)
+    assert sorted(s.video_id for s in iter_sources(str(root / "*.mp4"))) == ["a[1]", "star*", "take#1", "what?"]
+    assert sorted(s.video_id for s in iter_sources(str(root / "*" / "*"))) == ["q?/deep", "sub#x/in"]
+    # a folder or file whose name holds glob characters is taken as written, not as a pattern
+    assert [s.video_id for s in iter_sources(str(root / "a[1].mp4"))] == ["a[1]"]
+    assert [s.video_id for s in iter_sources(str(root / "q?"))] == ["deep"]
+
+    for suffix, mode in ((".tar", "w"), (".tar.gz", "w:gz")):
+        shard = _tar(tmp_path / f"shard{suffix}", list(zip(ODD_NAMES, clips, strict=True)), mode)
+        members = list(iter_sources(str(shard)))
+        assert sorted(s.video_id for s in members) == ODD_IDS
+        for src in members:
+            expected = _first_frame(root / src.member)
+            assert np.array_equal(_first_frame(src), expected), src.member
+
+
+def test_odd_object_keys_under_an_s3_prefix_are_listed_and_read(s3, make_video, tmp_path):
+    fs, bucket = s3["fs"], s3["bucket"]
+    clips = _clips(make_video, len(ODD_NAMES))
+    for name, blob in zip(ODD_NAMES, clips, strict=True):
+        fs.pipe(f"{bucket}/v/{name}", blob)
+    listed = list(iter_sources(f"s3://{bucket}/v/"))
+    assert sorted(s.video_id for s in listed) == ODD_IDS
+    for src in listed:
+        name = next(n for n in ODD_NAMES if n.rsplit(".", 1)[0] == src.video_id)
+        assert src.uri == f"s3://{bucket}/v/{name}"
+        local = tmp_path / "copy.mp4"
+        local.write_bytes(clips[ODD_NAMES.index(name)])
+        assert np.array_equal(_first_frame(src), _first_frame(local))
+    assert sorted(s.video_id for s in iter_sources(f"s3://{bucket}/v/*.mp4")) == ["a[1]", "star*", "take#1", "what?"]
+    assert [s.video_id for s in iter_sources(f"s3://{bucket}/v/what?.mp4")] == ["what?"]
+
+
+def test_web_urls_still_drop_their_query_for_the_id(tmp_path):
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("https://example.com/v/clip.mp4?X-Amz-Signature=abc#t=3\n")
+    (src,) = iter_sources(str(manifest))
+    assert src.video_id == "clip"
+
+
+# ---- duplicate member names in a compressed tar -----------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz"])
+def test_same_named_tar_members_each_read_their_own_bytes(make_video, tmp_path, mode):
+    first, second = _clips(make_video, 2)
+    shard = _tar(tmp_path / ("s.tar" if mode == "w" else "s.tar.gz"), [("k.mp4", first), ("k.mp4", second)], mode)
+    a, b = iter_sources(str(shard))
+    assert a.member == b.member == "k.mp4" and a.video_id != b.video_id
+    (tmp_path / "1.mp4").write_bytes(first)
+    (tmp_path / "2.mp4").write_bytes(second)
+    one, two = _first_frame(tmp_path / "1.mp4"), _first_frame(tmp_path / "2.mp4")
+    assert not np.array_equal(one, two)
+    assert np.array_equal(_first_frame(a), one)
+    assert np.array_equal(_first_frame(b), two)
+
+
+# ---- duplicate manifest rows ------------------------------------------------------------
+
+
+def test_identical_manifest_rows_get_ids_in_linear_time(tmp_path):
+    rows = 40_000  # quadratic assignment took ~29 s for 20,000 rows
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("clip.mp4\n" * rows)
+    start = time.monotonic()
+    ids = [s.video_id for s in iter_sources(str(manifest))]
+    elapsed = time.monotonic() - start
+    assert len(ids) == len(set(ids)) == rows
+    assert ids[:3] == ["clip", ids[1], ids[1] + "~2"] and ids[-1] == f"{ids[1]}~{rows - 1}"
+    assert elapsed < 10, f"{rows} identical rows took {elapsed:.1f} s"

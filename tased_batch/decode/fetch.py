@@ -159,7 +159,7 @@ def _spool_member(name: str, src: VideoSource, options: dict, fetched: Fetched) 
 
     def copy() -> None:
         with fs.open(path, "rb", block_size=_COPY_BLOCK) as f, open(dest, "wb") as out:
-            if src.offset is not None and size is not None:
+            if src.offset is not None and size is not None and suffix_of(src.uri) == ".tar":
                 f.seek(src.offset)
                 remaining = size
                 while remaining:
@@ -171,7 +171,8 @@ def _spool_member(name: str, src: VideoSource, options: dict, fetched: Fetched) 
                 return
             with tarfile.open(fileobj=f, mode="r|*") as archive:
                 for entry in archive:
-                    if entry.name == member:
+                    # Same-named members are told apart by where they start (when listed).
+                    if entry.name == member and src.offset in (None, entry.offset_data):
                         data = archive.extractfile(entry)
                         assert data is not None
                         shutil.copyfileobj(data, out, _COPY_BLOCK)
