@@ -176,3 +176,31 @@ def test_identical_manifest_rows_get_ids_in_linear_time(tmp_path):
     assert len(ids) == len(set(ids)) == rows
     assert ids[:3] == ["clip", ids[1], ids[1] + "~2"] and ids[-1] == f"{ids[1]}~{rows - 1}"
     assert elapsed < 10, f"{rows} identical rows took {elapsed:.1f} s"
+
+
+# ---- FIFOs and other non-regular files ----------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_fifos_are_refused_without_being_opened(make_video, tmp_path):
+    import os
+
+    from tased_batch.core.errors import SourceError, VideoError
+
+    root = tmp_path / "in"
+    (root / "frames").mkdir(parents=True)
+    (root / "ok.mp4").write_bytes(make_video("c.mp4", n_frames=4, size=(32, 64)).read_bytes())
+    for name in ("pipe.mp4", "pipe.tar", "frames/0000.jpg"):
+        os.mkfifo(root / name)  # no writer ever comes: opening one blocks forever
+    listed = {s.video_id: s for s in iter_sources(str(root))}
+    # listed (so each is recorded as failed with its reason), never dropped
+    assert sorted(s.uri.rsplit("/in/", 1)[1] for s in listed.values()) == ["frames", "ok.mp4", "pipe.mp4", "pipe.tar"]
+    assert _first_frame(listed["ok"]).shape == (32, 64, 3)
+    for video_id, src in listed.items():
+        if video_id == "ok":
+            continue
+        with pytest.raises(VideoError) as err:
+            _first_frame(src)
+        assert err.value.reason == "not-regular", (video_id, err.value)
+    with pytest.raises(SourceError, match="not a regular file"):
+        list(iter_sources(str(root / "pipe.tar")))

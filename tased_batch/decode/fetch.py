@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tarfile
 import uuid
 from collections.abc import Callable
@@ -60,6 +61,8 @@ def fetch(source: VideoSource, storage_options: dict | None = None, name: str | 
     options = dict(storage_options or {})
     fetched = Fetched()
     try:
+        if not is_remote(source.uri):
+            _check_file_type(name, source.uri.removeprefix("file://"))
         if source.member is None and is_tar(source.uri):
             raise VideoError(
                 name, "bad-shard", "this tar shard could not be listed", "check that it is a complete tar file"
@@ -91,6 +94,37 @@ def storage_call(name: str, fn: Callable[[], T]) -> T:
         ) from e
     except OSError as e:
         raise VideoError(name, "io-error", f"storage error: {e}", "retry later", transient=True) from e
+
+
+def _check_file_type(name: str, path: str) -> None:
+    """Refuse a FIFO, socket or device before opening it: opening a FIFO blocks until a
+    writer comes, which would hold the shard for the whole video timeout."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as e:
+        raise VideoError(name, "missing", "file not found", "check the path; it may have been moved or deleted") from e
+    except PermissionError as e:
+        raise VideoError(name, "permission", "permission denied", "check the file's permissions") from e
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    raise VideoError(
+        name,
+        "not-regular",
+        f"not a regular file (a {_file_kind(mode)})",
+        "inputs must be regular files or folders; copy the data into a file",
+    )
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return kind
+    return "special file"
 
 
 def _local(name: str, path: str, fetched: Fetched) -> None:

@@ -234,8 +234,17 @@ class VideoReader:
         self._info = VideoInfo(n, backend.fps, probed.width, probed.height, n / backend.fps)
 
     def _open_frames(self, fs: Any, folder: str) -> None:
-        entries = storage_call(self.name, lambda: fs.ls(folder, detail=False))
-        paths = sorted(p for p in entries if suffix_of(p) in IMAGE_EXTENSIONS)
+        entries = storage_call(self.name, lambda: fs.ls(folder, detail=True))
+        images = [e for e in entries if suffix_of(e["name"]) in IMAGE_EXTENSIONS]
+        special = sorted(e["name"] for e in images if e.get("type") not in ("file", None))
+        if special:  # a FIFO among the frames would block the read
+            raise VideoError(
+                self.name,
+                "not-regular",
+                f"frame {special[0]!r} is not a regular file",
+                "frames must be regular image files; copy the data into files",
+            )
+        paths = sorted(e["name"] for e in images)
         if not paths:
             raise VideoError(
                 self.name,

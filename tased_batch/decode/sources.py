@@ -264,6 +264,9 @@ def _list_one(input: str, url_col: str, id_col: str | None, options: dict) -> It
     if info.get("type") == "directory":
         yield from _list_tree(fs, path.rstrip("/"))
         return
+    if info.get("type") not in ("file", None):
+        # Reading a FIFO (or a device) as a manifest or shard would block the listing.
+        raise SourceError(f"input {input!r} is not a regular file or folder", "pass a file, folder, glob or prefix")
     suffix = suffix_of(path)
     uri = _uri(fs, path)
     if suffix in MANIFEST_SUFFIXES:
@@ -334,7 +337,10 @@ def _list_entries(fs, root: str, entries: list[tuple[str, dict]], *, expand_dirs
                 yield from _list_tree(fs, path.rstrip("/"), base=root)
             continue
         suffix = suffix_of(path)
-        if suffix in VIDEO_EXTENSIONS:
+        if info.get("type") not in ("file", None) and suffix in TAR_SUFFIXES:
+            # Never opened here (a FIFO blocks): listed as one source, refused by the worker.
+            yield (_strip_ext(_relative(path, root)), _uri(fs, path), None, None, None)
+        elif suffix in VIDEO_EXTENSIONS:
             video_dirs.add(posixpath.dirname(path))
             yield (_strip_ext(_relative(path, root)), _uri(fs, path), None, None, info.get("size"))
         elif suffix in TAR_SUFFIXES:
