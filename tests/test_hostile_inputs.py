@@ -204,3 +204,137 @@ def test_fifos_are_refused_without_being_opened(make_video, tmp_path):
         assert err.value.reason == "not-regular", (video_id, err.value)
     with pytest.raises(SourceError, match="not a regular file"):
         list(iter_sources(str(root / "pipe.tar")))
+
+
+# ---- bounded whatever the header claims --------------------------------------------------
+
+
+def _gif(path: Path, width: int, height: int) -> Path:
+    """A GIF of a few dozen bytes whose screen and one image declare width x height."""
+    import struct
+
+    data = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    data += b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0) + b"\x02\x02\x44\x01\x00\x3b"
+    path.write_bytes(data)
+    return path
+
+
+def _avi(path: Path, *, frames: int | None = None, rate: int | None = None, scale: int | None = None) -> Path:
+    """A real 10-frame AVI, then its headers patched to claim another length or rate."""
+    import struct
+
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 64, 3), i * 20, np.uint8), format="rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    data = bytearray(path.read_bytes())
+    avih, strh = data.find(b"avih") + 8, data.find(b"strh") + 8
+    if frames is not None:
+        struct.pack_into("<I", data, avih + 16, frames)  # dwTotalFrames
+        struct.pack_into("<I", data, strh + 32, frames)  # dwLength
+    if scale is not None:
+        struct.pack_into("<I", data, strh + 20, scale)  # dwScale
+    if rate is not None:
+        struct.pack_into("<I", data, strh + 24, rate)  # dwRate
+    path.write_bytes(data)
+    return path
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@pytest.mark.parametrize("decoder", ["auto", "pyav"])
+def test_a_tiny_gif_declaring_16000x16000_is_refused_before_decoding(tmp_path, decoder):
+    from tased_batch.core.errors import VideoError
+
+    gif = _gif(tmp_path / "bomb.gif", 16000, 16000)
+    assert gif.stat().st_size < 100
+    before = _peak_rss_mb()
+    with pytest.raises(VideoError) as err:
+        _first_frame(str(gif), decoder=decoder)
+    assert (
+        err.value.reason == "too-large" and "16000x16000" in str(err.value) and "--max-frame-pixels" in str(err.value)
+    )
+    assert _peak_rss_mb() - before < 300  # decoding it took ~2 GB
+    # the limit is an option: a small one refuses ordinary video, a large one lets it through
+    small = _gif(tmp_path / "small.gif", 64, 32)
+    with pytest.raises(VideoError, match="too-large|over the limit"):
+        _first_frame(str(small), max_frame_pixels=1000)
+    assert _first_frame(str(small), max_frame_pixels=2048).shape == (32, 64, 3)
+
+
+def test_max_frame_pixels_is_one_run_option():
+    from tased_batch.config import RunConfig
+    from tased_batch.options import OPTIONS
+
+    assert OPTIONS["max_frame_pixels"].group == "sampling"
+    config = RunConfig(input="in", output="out", max_frame_pixels="4000000")
+    assert config.sampling.decode_options().max_frame_pixels == 4_000_000
+    with pytest.raises(ConfigError):
+        RunConfig(input="in", output="out", max_frame_pixels=0)
+
+
+def test_exact_resize_bounds_full_size_frames_per_chunk(make_video):
+    from tased_batch.decode.reader import FULL_SIZE_CHUNK_BYTES
+
+    clip = make_video("big.mp4", n_frames=24, size=(1080, 1920))
+    per_frame = 1080 * 1920 * 3
+    with open_video(str(clip), (32, 64), resize="exact") as reader:
+        sizes = [len(c) for c in reader.iter_frames(np.arange(24), chunk=64)]
+    assert sum(sizes) == 24
+    assert max(sizes) * per_frame <= FULL_SIZE_CHUNK_BYTES  # 64 frames would be 398 MB
+    with open_video(str(clip), (32, 64)) as reader:  # resized by the decoder: chunks stay whole
+        assert [len(c) for c in reader.iter_frames(np.arange(24), chunk=64)] == [24]
+
+
+@pytest.mark.parametrize("decoder", ["pyav", "auto"])
+def test_an_avi_claiming_200m_frames_is_refused_without_planning_them(tmp_path, decoder):
+    from tased_batch.core.errors import VideoError
+
+    avi = _avi(tmp_path / "long.avi", frames=200_000_000)
+    before = _peak_rss_mb()
+    with pytest.raises(VideoError) as err:
+        with open_video(str(avi), (32, 64), decoder=decoder) as reader:
+            reader.info
+    assert err.value.reason in ("bad-header", "truncated"), err.value
+    assert "200000000" in str(err.value)
+    assert _peak_rss_mb() - before < 300  # pyav planned them all: 4.8 GB
+
+
+@pytest.mark.parametrize(
+    "patch, says",
+    [
+        ({"rate": 30_000_000}, "frames per second"),  # 30M fps
+        ({"scale": 1_000_000}, "frames per second"),  # one frame in 9 hours
+    ],
+)
+def test_absurd_declared_rates_are_refused(tmp_path, patch, says):
+    from tased_batch.core.errors import VideoError
+
+    avi = _avi(tmp_path / "rate.avi", **patch)
+    for decoder in ("pyav", "auto"):
+        with pytest.raises(VideoError, match=says) as err:
+            with open_video(str(avi), (32, 64), decoder=decoder) as reader:
+                reader.info
+        assert err.value.reason == "bad-header"
+    plain = _avi(tmp_path / "plain.avi")
+    with open_video(str(plain), (32, 64)) as reader:
+        assert reader.info.n_frames == 10 and reader.info.fps == 30
+
+
+def test_frames_lasting_far_longer_than_the_container_are_refused():
+    from tased_batch.core.errors import VideoError
+    from tased_batch.decode.probe import check_claims
+
+    check_claims("v.mp4", 300, 30.0, 10.0, 10_000)  # agrees: fine
+    check_claims("v.mp4", 300, 30.0, None, None)  # nothing to compare with: fine
+    with pytest.raises(VideoError, match="container says 2.0 s"):
+        check_claims("v.mp4", 2_000, 1.0, 2.0, 10_000)
