@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from tased_batch.core.errors import ConfigError
+from tased_batch.core.secrets import secret_paths
 from tased_batch.options import (
     FINGERPRINT_KEYS,
     GROUPS,
@@ -38,7 +39,6 @@ from tased_batch.options import (
 __all__ = [
     "FINGERPRINT_KEYS",
     "LOG_MODES",
-    "SECRET_KEYS",
     "RunConfig",
     "build_config",
     "check_keys",
@@ -46,17 +46,6 @@ __all__ = [
     "fingerprint",
     "read_config_file",
 ]
-
-SECRET_KEYS = (
-    "key",
-    "secret",
-    "token",
-    "password",
-    "aws_access_key_id",
-    "aws_secret_access_key",
-    "aws_session_token",
-    "session_token",
-)
 
 
 class RunConfig:
@@ -138,15 +127,43 @@ def check_keys(data: dict[str, Any], where: str) -> dict[str, Any]:
     return parse_options(data, where)
 
 
+# A config file is a page of options; anything larger is not one (and is not read whole).
+CONFIG_MAX_BYTES = 1 << 20
+
+
+def _yaml_load(text: str, uri: str) -> Any:
+    """YAML without aliases: a few hundred bytes of nested anchors expand to gigabytes."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise ConfigError(
+                    f"{uri}: YAML alias *{event.anchor} at line {event.start_mark.line + 1} is not allowed",
+                    "write the value out in full (config files refuse anchors and aliases)",
+                )
+            return super().compose_node(parent, index)
+
+    return yaml.load(text, Loader=NoAliasLoader)
+
+
 def read_config_file(uri: str, storage_options: dict | None = None) -> dict[str, Any]:
     """Read a YAML/JSON/TOML config file into checked option values."""
     import fsspec
 
     try:
         with fsspec.open(uri, "rt", **(storage_options or {})) as f:
-            text = f.read()
+            text = f.read(CONFIG_MAX_BYTES + 1)
     except FileNotFoundError as e:
         raise ConfigError(f"config file not found: {uri}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{uri}: a config file must be UTF-8 text ({e})") from e
+    if len(text) > CONFIG_MAX_BYTES:
+        raise ConfigError(
+            f"{uri}: config file is over {CONFIG_MAX_BYTES >> 20} MiB",
+            "a config file holds options; put long input lists in a manifest",
+        )
     lower = uri.lower()
     try:
         if lower.endswith(".json"):
@@ -159,9 +176,9 @@ def read_config_file(uri: str, storage_options: dict | None = None) -> dict[str,
 
             data = tomllib.loads(text)
         else:
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = _yaml_load(text, uri)
+    except ConfigError:
+        raise
     except Exception as e:
         raise ConfigError(f"{uri}: cannot parse config file ({e})") from e
     if data is None:
@@ -169,7 +186,7 @@ def read_config_file(uri: str, storage_options: dict | None = None) -> dict[str,
     if not isinstance(data, dict):
         raise ConfigError(f"{uri}: a config file must hold a mapping of option: value")
     values = check_keys(data, where=uri)
-    secrets = sorted(k for k in values.get("storage_options") or {} if k.lower() in SECRET_KEYS)
+    secrets = secret_paths(values.get("storage_options") or {})
     if secrets:
         raise ConfigError(
             f"{uri}: credentials in a config file ({', '.join(secrets)})",

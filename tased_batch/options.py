@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from tased_batch.core.errors import ConfigError, TasedError
 from tased_batch.core.sizes import format_size, parse_size, parse_store_size
-from tased_batch.decode.options import DecodeOptions
+from tased_batch.decode.options import MAX_FRAME_PIXELS, DecodeOptions
 from tased_batch.engine.windows import FIRST_WINDOWS
 
 FORMATS = ("parquet", "zarr", "png", "webdataset", "webdataset-copy", "lance")
@@ -184,6 +184,13 @@ class SamplingOptions:
     every: int | None = option(None, "Maps only for every N-th frame.", fingerprint=True, predictor=True, run_info=True)
     output_fps: float | None = option(
         None, "Maps only at this rate (maps per second).", fingerprint=True, predictor=True, run_info=True
+    )
+    max_frame_pixels: int = option(
+        MAX_FRAME_PIXELS,
+        "Largest source frame (width x height, pixels) decoded; larger videos are failed with reason "
+        "too-large instead of taking gigabytes per decode.",
+        resume=True,
+        predictor=True,
     )
     decode_workers: int | Auto = option(
         AUTO,

@@ -96,19 +96,18 @@ def test_slow_consumer_keeps_few_chunks_alive(make_video):
     assert feed.peak_buffered <= 2  # one chunk per worker at most waits in this process
 
 
-def test_hanging_video_times_out_and_the_rest_complete(make_video, tmp_path):
+def test_a_fifo_is_failed_at_once_and_the_rest_complete(make_video, tmp_path):
     clip = make_video("ok.mp4", n_frames=20)
     fifo = tmp_path / "hangs.mp4"
-    os.mkfifo(fifo)  # nobody writes: opening it blocks forever
+    os.mkfifo(fifo)  # nobody writes: opening it would block forever
     began = time.monotonic()
-    with DecodeFeed([str(fifo), str(clip)], SIZE, workers=1, video_timeout=3) as feed:
+    with DecodeFeed([str(fifo), str(clip)], SIZE, workers=1, video_timeout=30) as feed:
         videos = _collect(feed)
-    assert time.monotonic() - began < 30
+    assert time.monotonic() - began < 20  # refused by its file type, not after the 30 s timeout
     [(_, _, end)] = videos["hangs"]
-    assert isinstance(end, StreamFailed) and end.reason == "timeout" and "hangs.mp4" in end.error
+    assert isinstance(end, StreamFailed) and end.reason == "not-regular" and "hangs.mp4" in end.error
     [(_, delivered, end)] = videos["ok"]
     assert isinstance(end, StreamEnd) and len(delivered) == 20
-    assert feed.decoders_started == 2  # the stuck worker was replaced
 
 
 def test_workers_are_recycled(make_video):

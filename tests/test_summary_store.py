@@ -216,6 +216,28 @@ def test_polars_joins_summaries_to_a_captions_manifest(tmp_path):
     assert frames.height == 10
 
 
+def test_readme_polars_join_keeps_zero_padded_ids(tmp_path):
+    """video2dataset keys (000000, 000001) must join as text: scan_csv alone reads them as integers."""
+    pl = pytest.importorskip("polars")
+    uri = str(tmp_path / "run")
+    with open_shard_writer(uri, "s0", store_size=(16, 32), model_size=(96, 160), run_info=RUN_INFO) as writer:
+        for i, key in enumerate(("000000", "000001")):
+            writer.write(video(key, blob_maps(3, (96, 160), 0.2 + 0.5 * i)))
+        writer.commit()
+    manifest = tmp_path / "captions.csv"
+    manifest.write_text("video_id,caption\n000000,first\n000001,second\n")
+    videos = pl.scan_parquet(open_results(uri).table_files("videos.parquet"))
+    with pytest.raises(pl.exceptions.PolarsError):  # what the README showed: i64 against str
+        pl.scan_csv(manifest).join(videos.select("video_id", "focus"), on="video_id").collect()
+    joined = (
+        pl.scan_csv(manifest, schema_overrides={"video_id": pl.String})  # as README.md shows it
+        .join(videos.select("video_id", "focus"), on="video_id")
+        .sort("video_id")
+        .collect()
+    )
+    assert joined["video_id"].to_list() == ["000000", "000001"] and joined["caption"].to_list() == ["first", "second"]
+
+
 def test_streaming_summaries_keep_only_closed_videos(tmp_path):
     """The streaming writer's use: batches per video, then close, or drop when the video fails part-way."""
     from tased_batch.stores.base import ShardSummaries

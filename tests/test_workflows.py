@@ -152,6 +152,8 @@ def test_join_captions_example_joins_maps_to_captions(make_video, tiny_weights, 
     shards = tmp_path / "wds"
     shards.mkdir()
     _make_shard(shards / "00000.tar", {"000000000": (clip, "a red square"), "000000001": (b"not a video", "broken")})
+    # a second video2dataset run in the same glob: its keys start at 000000000 again
+    _make_shard(shards / "00001.tar", {"000000000": (clip, "another run's clip")})
     flags = {
         "input": str(shards / "*.tar"),
         "output": str(tmp_path / "maps"),
@@ -168,9 +170,12 @@ def test_join_captions_example_joins_maps_to_captions(make_video, tiny_weights, 
     spec = importlib.util.spec_from_file_location("join_captions", WORKFLOWS / "join_captions.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    rows = {r["key"]: r for r in example.join(config.output, str(shards / "*.tar")).to_pylist()}
-    assert sorted(rows) == ["000000000", "000000001"]
-    good, bad = rows["000000000"], rows["000000001"]
+    table = example.join(config.output, str(shards / "*.tar")).to_pylist()
+    rows = {(Path(r["shard"]).name, r["key"]): r for r in table}
+    assert sorted(rows) == [("00000.tar", "000000000"), ("00000.tar", "000000001"), ("00001.tar", "000000000")]
+    good, bad = rows["00000.tar", "000000000"], rows["00000.tar", "000000001"]
+    other = rows["00001.tar", "000000000"]  # its id carries a ~hash suffix; the join still finds its caption
+    assert (other["caption"], other["status"]) == ("another run's clip", "ok")
     assert (good["caption"], good["status"], json.loads(good["meta"])["key"]) == ("a red square", "ok", "000000000")
     assert (bad["caption"], bad["status"], bad["maps"]) == ("broken", "failed", [])
     assert len(good["maps"]) == len(good["timestamps"]) >= 1  # 12 frames at 30 fps, 2 maps per second

@@ -7,8 +7,10 @@
 
 `tased-batch run` names each tar member's maps by its WebDataset sample key (``KEY.mp4``
 -> ``KEY``), the same key as ``KEY.txt`` (caption) and ``KEY.json`` (video2dataset's
-metadata), so the join is a dictionary lookup. The result has one row per clip: key,
-caption, metadata, status, and the maps with their frame indices and timestamps, the maps
+metadata). Keys repeat across shards (every video2dataset run starts at ``000000``; the
+later video's id then gets a ``~hash`` suffix), so the join is by (shard, key): the shard
+and member each map came from are in its videos-table ``source`` (``SHARD::MEMBER``). The
+result has one row per clip: shard, key, caption, metadata, status, and the maps with their frame indices and timestamps, the maps
 encoded as in the Parquet store (PNG at stored size).
 """
 
@@ -29,6 +31,7 @@ from tased_batch.stores.parquet import encode_map
 
 SCHEMA = pa.schema(
     [
+        ("shard", pa.string()),
         ("key", pa.string()),
         ("caption", pa.string()),
         ("meta", pa.string()),  # the sample's JSON, as text
@@ -43,11 +46,18 @@ SCHEMA = pa.schema(
 )
 
 
-def read_captions(shards: str, storage_options: dict | None = None) -> dict[str, dict[str, Any]]:
-    """KEY -> {"caption": KEY.txt, "meta": KEY.json text} for every sample of the shards (streamed)."""
-    samples: dict[str, dict[str, Any]] = {}
+def _shard_uri(shard: Any) -> str:
+    """The shard as the run names it in ``source``: a plain path on disk, a full URL elsewhere."""
+    protocol = shard.fs.protocol if isinstance(shard.fs.protocol, tuple) else (shard.fs.protocol,)
+    return shard.path if "file" in protocol else shard.fs.unstrip_protocol(shard.path)
+
+
+def read_captions(shards: str, storage_options: dict | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """(SHARD, KEY) -> {"caption": KEY.txt, "meta": KEY.json text} for every sample (streamed)."""
+    samples: dict[tuple[str, str], dict[str, Any]] = {}
     for pattern in expand_braces(shards):
         for shard in fsspec.open_files(pattern, "rb", **(storage_options or {})):
+            uri = _shard_uri(shard)
             with shard as f, tarfile.open(fileobj=f, mode="r|*") as tar:
                 for member in tar:
                     name = member.name.rsplit("/", 1)[-1]
@@ -55,7 +65,7 @@ def read_captions(shards: str, storage_options: dict | None = None) -> dict[str,
                     if kind not in ("txt", "json") or not member.isfile():
                         continue
                     text = tar.extractfile(member).read().decode("utf-8")
-                    entry = samples.setdefault(sample_key(member.name), {"caption": None, "meta": None})
+                    entry = samples.setdefault((uri, sample_key(member.name)), {"caption": None, "meta": None})
                     entry["caption" if kind == "txt" else "meta"] = text
     return samples
 
@@ -64,13 +74,18 @@ def join(output: str, shards: str, storage_options: dict | None = None) -> pa.Ta
     """One row per clip of the run at ``output`` with its caption; clips without maps keep their error."""
     captions = read_captions(shards, storage_options)
     results = open_results(output, storage_options)
+    table = results.videos()
+    sources = dict(zip(table["video_id"].to_pylist(), table["source"].to_pylist(), strict=True))
     rows = []
     for video in results:
-        sample = captions.get(video.video_id, {})
+        shard, _, member = (sources.get(video.video_id) or "").rpartition("::")
+        key = sample_key(member) if shard else video.video_id
+        sample = captions.get((shard, key), {})
         height, width = video.maps.shape[1:] if video.maps.ndim == 3 and len(video.maps) else (0, 0)
         rows.append(
             {
-                "key": video.video_id,
+                "shard": shard or None,
+                "key": key,
                 "caption": sample.get("caption"),
                 "meta": sample.get("meta"),
                 "status": video.status,

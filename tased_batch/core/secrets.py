@@ -133,6 +133,22 @@ def secret_values(options: Any) -> list[str]:
     return found
 
 
+def secret_paths(options: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of every credential key in storage options, at any depth (sorted)."""
+    found: list[str] = []
+    if isinstance(options, dict):
+        for k, v in options.items():
+            path = f"{prefix}{k}"
+            if is_secret_key(k):
+                found.append(path)
+            else:
+                found.extend(secret_paths(v, f"{path}."))
+    elif isinstance(options, (list, tuple)):
+        for i, v in enumerate(options):
+            found.extend(secret_paths(v, f"{prefix}{i}."))
+    return sorted(found)
+
+
 def plain(text: str) -> Any:
     """User-derived text as a rich ``Text`` (never parsed as markup), secrets scrubbed."""
     from rich.text import Text

@@ -57,6 +57,7 @@ from tased_batch.core.clocks import StageClock
 from tased_batch.core.errors import ConfigError, VideoError
 from tased_batch.decode.backend import BACKENDS
 from tased_batch.decode.fetch import Fetched, fetch
+from tased_batch.decode.options import MAX_FRAME_PIXELS
 from tased_batch.decode.reader import VideoReader, open_video, resolve_device, source_of
 from tased_batch.decode.sampling import Sampling, VideoInfo, sample_frames
 from tased_batch.decode.sources import VideoSource, is_remote
@@ -124,6 +125,7 @@ class FeedOptions:
     chunk: int = 64
     segment: int = 1024
     device: str = "cpu"
+    max_frame_pixels: int = MAX_FRAME_PIXELS
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ def run_task(task: Task, opts: FeedOptions, emit: Emit) -> float:
             threads=opts.threads,
             device=opts.device,
             display=task.display,
+            max_frame_pixels=opts.max_frame_pixels,
         )
         with reader:
             info = reader.info
@@ -482,6 +485,7 @@ class DecodeFeed:
         first_key: int = 0,
         pool: DecoderPool | None = None,
         clock: StageClock | None = None,
+        max_frame_pixels: int = MAX_FRAME_PIXELS,
     ) -> None:
         open_video("validate.mp4", size, decoder=decoder, resize=resize)  # option errors now, not per video
         sample_frames(VideoInfo(1, 30.0, 1, 1, 1 / 30), fps=fps, every=every, output_fps=output_fps)
@@ -513,6 +517,7 @@ class DecodeFeed:
             chunk=max(1, int(chunk)),
             segment=int(segment),
             device=resolved if gpu else "cpu",
+            max_frame_pixels=int(max_frame_pixels),
         )
         self.prefetch = max(0, int(prefetch))
         self.max_videos_per_worker = max(1, int(max_videos_per_worker))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tarfile
 import uuid
 from collections.abc import Callable
@@ -60,6 +61,8 @@ def fetch(source: VideoSource, storage_options: dict | None = None, name: str | 
     options = dict(storage_options or {})
     fetched = Fetched()
     try:
+        if not is_remote(source.uri):
+            _check_file_type(name, source.uri.removeprefix("file://"))
         if source.member is None and is_tar(source.uri):
             raise VideoError(
                 name, "bad-shard", "this tar shard could not be listed", "check that it is a complete tar file"
@@ -93,6 +96,37 @@ def storage_call(name: str, fn: Callable[[], T]) -> T:
         ) from e
     except OSError as e:
         raise VideoError(name, "io-error", f"storage error: {e}", "retry later", transient=True) from e
+
+
+def _check_file_type(name: str, path: str) -> None:
+    """Refuse a FIFO, socket or device before opening it: opening a FIFO blocks until a
+    writer comes, which would hold the shard for the whole video timeout."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as e:
+        raise VideoError(name, "missing", "file not found", "check the path; it may have been moved or deleted") from e
+    except PermissionError as e:
+        raise VideoError(name, "permission", "permission denied", "check the file's permissions") from e
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    raise VideoError(
+        name,
+        "not-regular",
+        f"not a regular file (a {_file_kind(mode)})",
+        "inputs must be regular files or folders; copy the data into a file",
+    )
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return kind
+    return "special file"
 
 
 def _local(name: str, path: str, fetched: Fetched) -> None:
@@ -187,7 +221,7 @@ def _spool_member(name: str, src: VideoSource, options: dict, fetched: Fetched) 
 
     def copy() -> None:
         with fs.open(path, "rb", block_size=_COPY_BLOCK) as f, open(dest, "wb") as out:
-            if src.offset is not None and size is not None:
+            if src.offset is not None and size is not None and suffix_of(src.uri) == ".tar":
                 f.seek(src.offset)
                 remaining = size
                 while remaining:
@@ -199,7 +233,8 @@ def _spool_member(name: str, src: VideoSource, options: dict, fetched: Fetched) 
                 return
             with tarfile.open(fileobj=f, mode="r|*") as archive:
                 for entry in archive:
-                    if entry.name == member:
+                    # Same-named members are told apart by where they start (when listed).
+                    if entry.name == member and src.offset in (None, entry.offset_data):
                         data = archive.extractfile(entry)
                         assert data is not None
                         shutil.copyfileobj(data, out, _COPY_BLOCK)

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Largest source frame (width x height) a worker decodes: above 8K (33 Mpx) with room, and
+# far below what a few bytes of header can claim (a GIF declaring 16000x16000 is 256 Mpx,
+# ~770 MB per RGB frame and ~2 GB per decode).
+MAX_FRAME_PIXELS = 50_000_000
+
 
 @dataclass(frozen=True)
 class DecodeOptions:
@@ -15,3 +20,4 @@ class DecodeOptions:
     every: int | None = None
     output_fps: float | None = None
     chunk: int = 64
+    max_frame_pixels: int = MAX_FRAME_PIXELS

@@ -6,6 +6,7 @@ reports group failures by (see errors.py), so they are decided here, in one plac
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import IO
 
@@ -14,6 +15,14 @@ from tased_batch.core.errors import VideoError
 # Shortfall (frames) between what a file declares and what it holds before it is "truncated".
 _TRUNCATION_SLACK = 2
 _TRUNCATION_FRACTION = 0.02
+
+# Frame rates a real video declares: one frame a 100 s (time-lapse) to 10,000 fps (high
+# speed). Outside them the rate is damage, and resampling by it plans absurd map counts.
+MIN_FPS = 0.01
+MAX_FPS = 10_000.0
+# How much longer than the container's duration the frames may last (VFR, rounding).
+_DURATION_FACTOR = 2.0
+_DURATION_SLACK_S = 10.0
 
 _REENCODE = "re-encode it (e.g. ffmpeg -i in -c:v libx264 -crf 18 out.mp4) or fetch a fresh copy"
 
@@ -30,6 +39,7 @@ class Probe:
     height: int
     codec: str
     declared: int | None  # frames implied by the declared duration, to tell truncated files
+    seconds: float | None = None  # the duration the container or stream declares
 
 
 _SIGNATURES = (
@@ -113,7 +123,7 @@ def probe(name: str, target: Target) -> Probe:
             seconds = container.duration / 1_000_000
         declared = round(seconds * fps) if seconds and fps > 0 else None
         codec = stream.codec_context.name or ""
-        return Probe(int(stream.frames or 0), fps, int(width), int(height), codec, declared)
+        return Probe(int(stream.frames or 0), fps, int(width), int(height), codec, declared, seconds)
     finally:
         container.close()
 
@@ -132,6 +142,52 @@ def count_packets(name: str, target: Target) -> int:
         if not isinstance(target, str):
             target.seek(0)
     return n
+
+
+def target_bytes(target: Target) -> int | None:
+    """Size in bytes of a local file or a seekable stream (None when it cannot be told)."""
+    try:
+        if isinstance(target, str):
+            return os.path.getsize(target)
+        position = target.tell()
+        size = target.seek(0, os.SEEK_END)
+        target.seek(position)
+        return int(size)
+    except (OSError, ValueError):
+        return None
+
+
+def check_claims(name: str, n_frames: int, fps: float, seconds: float | None, size: int | None) -> None:
+    """Refuse frame counts and rates the file cannot hold: they size every plan and array.
+
+    Every frame takes at least one byte of the file, the rate lies within
+    [:data:`MIN_FPS`, :data:`MAX_FPS`], and the frames last no far longer than the
+    container's declared duration. An AVI header claiming 200M frames in 7 KB, or a rate
+    of one frame in 9 hours, is refused here instead of planning millions of maps.
+    """
+    if size is not None and n_frames > size:
+        raise VideoError(
+            name,
+            "bad-header",
+            f"it declares {n_frames} frames but the file holds only {size} bytes; the header is damaged",
+            _REENCODE,
+        )
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise VideoError(
+            name,
+            "bad-header",
+            f"it declares {fps:g} frames per second (outside {MIN_FPS:g}..{MAX_FPS:g}); the header is damaged",
+            _REENCODE,
+        )
+    lasts = n_frames / fps
+    if seconds is not None and seconds > 0 and lasts > _DURATION_FACTOR * seconds + _DURATION_SLACK_S:
+        raise VideoError(
+            name,
+            "bad-header",
+            f"{n_frames} frames at {fps:g} fps last {lasts:.1f} s but the container says {seconds:.1f} s; "
+            "the header is damaged",
+            _REENCODE,
+        )
 
 
 def check_length(name: str, n_frames: int, fps: float, declared: int | None) -> None:

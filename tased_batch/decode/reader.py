@@ -26,11 +26,15 @@ from tased_batch.decode.backend import (
 )
 from tased_batch.decode.fetch import Fetched, fetch, storage_call
 from tased_batch.decode.frames_backend import FramesBackend
-from tased_batch.decode.probe import _REENCODE, Probe, check_length, probe
+from tased_batch.decode.options import MAX_FRAME_PIXELS
+from tased_batch.decode.probe import _REENCODE, Probe, check_claims, check_length, probe, target_bytes
 from tased_batch.decode.sampling import FOLDER_FPS, VideoInfo
 from tased_batch.decode.sources import IMAGE_EXTENSIONS, VideoSource, suffix_of
 
 RESIZES = ("decoder", "exact")
+# Full-resolution frames one chunk may hold (``--resize exact`` decodes at source size):
+# 4K gets 10 frames a chunk, 8K 2, instead of 64 whatever the size (16 GB at 8K).
+FULL_SIZE_CHUNK_BYTES = 256 << 20
 _FALLBACK = "pyav"  # decodes whatever FFmpeg can, from files and streams
 
 _INHERITED: list = []  # native objects inherited through fork, never freed in the child
@@ -86,6 +90,7 @@ class VideoReader:
         threads: int = 0,
         device: str | None = None,
         display: str | None = None,
+        max_frame_pixels: int = MAX_FRAME_PIXELS,
     ) -> None:
         if decoder not in decoders():
             raise ConfigError(f"--decoder must be one of {', '.join(decoders())}, got {decoder!r}")
@@ -106,6 +111,7 @@ class VideoReader:
         self.threads = int(threads)
         self.device = device
         self.display = display
+        self.max_frame_pixels = int(max_frame_pixels)
         self._reset()
 
     def _abandon(self) -> None:
@@ -203,6 +209,7 @@ class VideoReader:
             return
         target = fetched.target
         self._probe = probed = probe(self.name, target)
+        self._check_frame_size(probed.width, probed.height)
         device = resolve_device(self.decoder, self.device)
         order = backend_order(self.decoder, device)
         backend: Backend | None = None
@@ -228,14 +235,36 @@ class VideoReader:
                         "try --decoder auto or pyav",
                     ) from e
         assert backend is not None
-        check_length(self.name, backend.n_frames, backend.fps, probed.declared)
         self._backend = backend
+        check_length(self.name, backend.n_frames, backend.fps, probed.declared)
+        check_claims(self.name, backend.n_frames, backend.fps, probed.seconds, target_bytes(target))
         n = backend.n_frames
         self._info = VideoInfo(n, backend.fps, probed.width, probed.height, n / backend.fps)
 
+    def _check_frame_size(self, width: int, height: int) -> None:
+        """Refuse frames larger than the limit before a decoder allocates one."""
+        pixels = int(width) * int(height)
+        if pixels > self.max_frame_pixels:
+            raise VideoError(
+                self.name,
+                "too-large",
+                f"its frames are {width}x{height} ({pixels / 1e6:.0f} Mpx, {pixels * 3 / 2**20:.0f} MiB each as RGB), "
+                f"over the limit of {self.max_frame_pixels / 1e6:.0f} Mpx",
+                "raise --max-frame-pixels if the workers have the memory, or downscale the video",
+            )
+
     def _open_frames(self, fs: Any, folder: str) -> None:
-        entries = storage_call(self.name, lambda: fs.ls(folder, detail=False))
-        paths = sorted(p for p in entries if suffix_of(p) in IMAGE_EXTENSIONS)
+        entries = storage_call(self.name, lambda: fs.ls(folder, detail=True))
+        images = [e for e in entries if suffix_of(e["name"]) in IMAGE_EXTENSIONS]
+        special = sorted(e["name"] for e in images if e.get("type") not in ("file", None))
+        if special:  # a FIFO among the frames would block the read
+            raise VideoError(
+                self.name,
+                "not-regular",
+                f"frame {special[0]!r} is not a regular file",
+                "frames must be regular image files; copy the data into files",
+            )
+        paths = sorted(e["name"] for e in images)
         if not paths:
             raise VideoError(
                 self.name,
@@ -270,6 +299,9 @@ class VideoReader:
         if indices[0] < 0 or indices[-1] >= n:
             raise ValueError(f"frame indices must lie in [0, {n}), got {indices[0]}..{indices[-1]}")
         chunk = max(1, int(chunk))
+        if self.resize == "exact" and self._backend.name != "frames":
+            # decoders hand over full-size frames before they are resized: bound them by bytes
+            chunk = min(chunk, max(1, FULL_SIZE_CHUNK_BYTES // max(1, info.width * info.height * 3)))
         for start in range(0, len(indices), chunk):
             part = indices[start : start + chunk]
             unique, inverse = np.unique(part, return_inverse=True)
@@ -362,6 +394,7 @@ def open_video(
     threads: int = 0,
     device: str | None = None,
     display: str | None = None,
+    max_frame_pixels: int = MAX_FRAME_PIXELS,
 ) -> VideoReader:
     """A lazy reader for one video at model ``size`` (H, W); see :class:`VideoReader`.
 
@@ -383,4 +416,5 @@ def open_video(
         threads=threads,
         device=device,
         display=display,
+        max_frame_pixels=max_frame_pixels,
     )

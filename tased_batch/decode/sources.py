@@ -56,8 +56,9 @@ class VideoSource:
 
     ``uri`` is a local path or a full URL (``s3://bucket/key``). For a video inside a tar
     shard ``uri`` is the shard and ``member`` the member's name; ``offset`` (where the
-    member's bytes start in an uncompressed tar) and ``size`` (bytes) are filled when the
-    listing gave them for free, so workers read the member without scanning the shard.
+    member's bytes start in the uncompressed tar stream) and ``size`` (bytes) are filled
+    when the listing gave them for free: workers seek to the member in a plain tar, and
+    pick the right one of same-named members in a compressed tar.
     """
 
     video_id: str
@@ -107,9 +108,20 @@ def parse_storage_options(pairs: Iterable[str]) -> dict:
     return options
 
 
+def url_path(uri: str) -> str:
+    """``uri`` without an HTTP query or fragment (``?sig=...``, ``#t=3``).
+
+    Only web URLs have them: in a file name or an object key (``take#1.mp4``, ``what?.mp4``)
+    ``#`` and ``?`` are ordinary characters and stay.
+    """
+    if uri[:8].lower().startswith(("http://", "https://")):
+        return uri.split("?", 1)[0].split("#", 1)[0]
+    return uri
+
+
 def suffix_of(path: str) -> str:
     """Lower-case extension of a path or URL (``.tar.gz`` counts as one suffix)."""
-    name = posixpath.basename(path.split("?", 1)[0].split("#", 1)[0]).lower()
+    name = posixpath.basename(url_path(path)).lower()
     if name.endswith(".tar.gz"):
         return ".tar.gz"
     return posixpath.splitext(name)[1]
@@ -144,6 +156,9 @@ class _IdAllocator:
 
     def __init__(self) -> None:
         self._taken: set[str] = set()
+        # Per suffixed id, the counter its next exact duplicate starts from: every lower one
+        # is taken already, so a thousand identical rows cost a thousand steps, not a million.
+        self._next: dict[str, int] = {}
 
     def claim(self, wanted: str, uri: str, member: str | None) -> str:
         wanted = _clean_id(wanted) or "video"
@@ -151,11 +166,13 @@ class _IdAllocator:
             self._taken.add(wanted)
             return wanted
         digest = hashlib.sha1(f"{uri}\0{member or ''}".encode()).hexdigest()[:8]
-        candidate = f"{wanted}~{digest}"
-        n = 2
+        base = f"{wanted}~{digest}"
+        candidate = base
+        n = self._next.get(base, 2)
         while candidate in self._taken:
-            candidate = f"{wanted}~{digest}~{n}"
+            candidate = f"{base}~{n}"
             n += 1
+        self._next[base] = n
         self._taken.add(candidate)
         return candidate
 
@@ -241,7 +258,8 @@ def _list_input(input: str, url_col: str, id_col: str | None, options: dict) -> 
 
 def _list_one(input: str, url_col: str, id_col: str | None, options: dict) -> Iterator[_Row]:
     fs, path = _url_to_fs(input, options)
-    if _GLOB_CHARS.search(path):
+    if _GLOB_CHARS.search(path) and not _exists(fs, path):
+        # A path that exists is taken as written (``a[1]/``, ``what?.mp4``), never as a glob.
         yield from _list_glob(fs, path)
         return
     try:
@@ -258,6 +276,9 @@ def _list_one(input: str, url_col: str, id_col: str | None, options: dict) -> It
     if info.get("type") == "directory":
         yield from _list_tree(fs, path.rstrip("/"))
         return
+    if info.get("type") not in ("file", None):
+        # Reading a FIFO (or a device) as a manifest or shard would block the listing.
+        raise SourceError(f"input {input!r} is not a regular file or folder", "pass a file, folder, glob or prefix")
     suffix = suffix_of(path)
     uri = _uri(fs, path)
     if suffix in MANIFEST_SUFFIXES:
@@ -267,6 +288,13 @@ def _list_one(input: str, url_col: str, id_col: str | None, options: dict) -> It
     else:
         # A file named explicitly is taken as a video whatever its extension.
         yield (_strip_ext(posixpath.basename(path)), uri, None, None, info.get("size"))
+
+
+def _exists(fs, path: str) -> bool:
+    try:
+        return bool(fs.exists(path))
+    except OSError:
+        return False
 
 
 def _glob_base(path: str) -> str:
@@ -321,7 +349,10 @@ def _list_entries(fs, root: str, entries: list[tuple[str, dict]], *, expand_dirs
                 yield from _list_tree(fs, path.rstrip("/"), base=root)
             continue
         suffix = suffix_of(path)
-        if suffix in VIDEO_EXTENSIONS:
+        if info.get("type") not in ("file", None) and suffix in TAR_SUFFIXES:
+            # Never opened here (a FIFO blocks): listed as one source, refused by the worker.
+            yield (_strip_ext(_relative(path, root)), _uri(fs, path), None, None, None)
+        elif suffix in VIDEO_EXTENSIONS:
             video_dirs.add(posixpath.dirname(path))
             yield (_strip_ext(_relative(path, root)), _uri(fs, path), None, None, info.get("size"))
         elif suffix in TAR_SUFFIXES:
@@ -342,17 +373,15 @@ def _list_tar(fs, path: str, uri: str, *, strict: bool, prefix: str | None = Non
     rows: list[_Row] = []
     try:
         with fs.open(path, "rb") as f:
-            if suffix_of(path) == ".tar":
-                archive = tarfile.open(fileobj=f, mode="r:")
-                seekable = True
-            else:
-                archive = tarfile.open(fileobj=f, mode="r|*")
-                seekable = False
+            # The offset is where the member's bytes start in the uncompressed stream: a
+            # worker seeks to it in a plain tar, and in a compressed one it tells apart
+            # members that share a name (each would otherwise read the first one's bytes).
+            plain = suffix_of(path) == ".tar"
+            archive = tarfile.open(fileobj=f, mode="r:") if plain else tarfile.open(fileobj=f, mode="r|*")
             with archive:
                 for member in archive:
                     if member.isfile() and suffix_of(member.name) in VIDEO_EXTENSIONS:
-                        offset = member.offset_data if seekable else None
-                        rows.append((sample_key(member.name), uri, member.name, offset, member.size))
+                        rows.append((sample_key(member.name), uri, member.name, member.offset_data, member.size))
     except (tarfile.TarError, OSError, EOFError) as e:
         if strict:
             raise SourceError(f"tar shard {uri!r} cannot be read: {e}", "check that it is a complete tar file") from e
@@ -523,7 +552,7 @@ def _list_manifest(fs, path: str, uri: str, url_col: str, id_col: str | None, op
                 wanted = (
                     str(key).strip()
                     if key is not None and str(key).strip()
-                    else _strip_ext(posixpath.basename(target.split("?", 1)[0].split("#", 1)[0].rstrip("/")))
+                    else _strip_ext(posixpath.basename(url_path(target).rstrip("/")))
                 )
                 yield (wanted, target, None, None, None)
     except UnicodeDecodeError as e:

@@ -171,7 +171,14 @@ def _video_events(
     key: int, source: VideoSource, size: tuple[int, int], opts: DecodeOptions, storage_options: dict | None
 ) -> Iterator[StreamEvent]:
     """One video as one stream; whatever goes wrong reading it becomes its StreamFailed."""
-    reader = open_video(source, size, decoder=opts.decoder, resize=opts.resize, storage_options=storage_options)
+    reader = open_video(
+        source,
+        size,
+        decoder=opts.decoder,
+        resize=opts.resize,
+        storage_options=storage_options,
+        max_frame_pixels=opts.max_frame_pixels,
+    )
     uri = reader.source.display
     try:
         with reader:

@@ -225,6 +225,7 @@ class ShardProcessor:
                 workers=self.decode_workers,
                 cpus=self.cpus,
                 chunk=opts.chunk,
+                max_frame_pixels=opts.max_frame_pixels,
                 video_timeout=self.config.video_timeout,
                 pool=self._pool,
                 clock=self.clock,

@@ -413,13 +413,15 @@ def sendcmd_script(track: pa.Table) -> str:
 
 
 def ffmpeg_filter(track: pa.Table, command_file: str) -> str:
-    """The ``-vf`` value that crops to ``track``'s window, its positions read from ``command_file``."""
+    """The ``-vf`` value that crops to ``track``'s window, its positions read from ``command_file``.
+
+    ``exact=1``: without it the crop filter rounds an odd ``x`` down to the chroma grid of
+    subsampled video (yuv420p, most files), landing one pixel left on half the positions.
+    """
     if track.num_rows == 0:
         raise ConfigError("the crop track is empty", "the video failed or has no maps")
     first = track.slice(0, 1).to_pylist()[0]
-    return (
-        f"sendcmd=f={command_file},crop=w={first['crop_w']}:h={first['crop_h']}:x={first['crop_x']}:y={first['crop_y']}"
-    )
+    return f"sendcmd=f={command_file},crop=w={first['crop_w']}:h={first['crop_h']}:x={first['crop_x']}:y={first['crop_y']}:exact=1"
 
 
 # -- per-video accumulation --------------------------------------------------------------------
