@@ -57,10 +57,13 @@ def start_head(ray_tmp: Path) -> str:
     address = f"http://127.0.0.1:{dashboard}"
     from ray.job_submission import JobSubmissionClient
 
-    deadline = time.time() + 60
-    while True:
+    deadline = time.time() + 120
+    while True:  # the job agent comes up after the dashboard: wait until a job can run
         try:
-            JobSubmissionClient(address).list_jobs()
+            client = JobSubmissionClient(address)
+            job = client.submit_job(entrypoint="python -c pass")
+            while str(client.get_job_status(job).value) not in ("SUCCEEDED", "FAILED", "STOPPED"):
+                time.sleep(0.5)
             return address
         except Exception:
             if time.time() > deadline:

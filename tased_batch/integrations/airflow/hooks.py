@@ -24,6 +24,7 @@ class TasedBatchRayHook(BaseHook):
     default_conn_name = "tased_batch_ray_default"
     conn_type = "tased_batch_ray"
     hook_name = "tased-batch (Ray job API)"
+    AGENT_WAIT = 120.0  # seconds to wait for a new cluster's job agent
 
     def __init__(self, ray_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -60,7 +61,14 @@ class TasedBatchRayHook(BaseHook):
 
     def submit(self, entrypoint: str, runtime_env: dict[str, Any] | None = None) -> str:
         """Submit ``entrypoint`` (already without credentials); returns the job id."""
-        return self.get_conn().submit_job(entrypoint=entrypoint, runtime_env=runtime_env or None)
+        client, deadline = self.get_conn(), time.monotonic() + self.AGENT_WAIT
+        while True:
+            try:
+                return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env or None)
+            except RuntimeError as e:  # a cluster just started: its job agent is not up yet
+                if "No available agent" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
 
     def live_job(self, entrypoint: str) -> str | None:
         """A job with this entrypoint that has not ended (a retry follows it instead of starting another)."""
