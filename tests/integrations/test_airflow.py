@@ -190,3 +190,16 @@ def test_local_run_in_the_worker(videos, tmp_path, airflow_db, ray_tmp, monkeypa
     status = _xcom(run)
     assert status["videos_done"] == len(GOOD) and status["videos_failed"] == 1
     assert status["shards_pending"] == 0
+
+
+def test_workflow_example_dag_imports(airflow_db):
+    from pathlib import Path
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    folder = Path(__file__).resolve().parents[2] / "workflows"
+    bag = DagBag(dag_folder=str(folder / "airflow_dag.py"), include_examples=False)
+    assert bag.import_errors == {}
+    dag = bag.get_dag("tased_batch_nightly")
+    assert [t.task_id for t in dag.topological_sort()] == ["saliency", "maps_complete"]
+    assert dag.get_task("saliency").deferrable

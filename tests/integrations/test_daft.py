@@ -40,3 +40,26 @@ def test_udf_gives_the_predictors_maps_and_summaries(tmp_path):
     assert len(good["by_url"]["entropy"]) == len(maps) > 0
     for cell in bad.values():
         assert cell["status"] == "failed" and cell["reason"] and cell["maps"] == []
+
+
+def test_workflow_example_writes_maps_and_counts_failures(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    videos = make_videos(tmp_path / "videos")
+    out = tmp_path / "saliency.parquet"
+    example = Path(__file__).resolve().parents[2] / "workflows" / "daft_saliency.py"
+    done = subprocess.run(
+        [sys.executable, str(example), str(videos / "*.mp4"), str(out), "--weights", "random", "--size", "32x64"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 videos done, 1 failed" in done.stdout
+    table = pq.read_table(out) if out.is_file() else pq.ParquetDataset(out).read()
+    rows = {r["video_id"]: r for r in table.to_pylist()}
+    assert rows["a"]["status"] == "ok" and rows["a"]["maps"] and rows["late"]["status"] == "failed"

@@ -98,3 +98,17 @@ def test_secrets_in_options_are_refused():
 
     with pytest.raises(ConfigError, match="credentials"):
         saliency_asset("x", input="in", output="out", options={"storage_options": {"key": "AKIA", "secret": "s"}})
+
+
+def test_workflow_example_defines_the_asset_and_its_check():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "workflows" / "dagster_defs.py"
+    spec = importlib.util.spec_from_file_location("dagster_defs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    defs = module.defs
+    defs.resolve_all_job_defs()  # every resource the asset and the check need is there
+    assert defs.resolve_assets_def("upload_saliency").partitions_def.get_partition_keys() == ["2026-01", "2026-02"]
+    assert len(list(defs.resolve_asset_graph().asset_check_keys)) == 1
