@@ -29,7 +29,13 @@ def main() -> None:
     urls = sorted(glob.glob(args.videos)) if any(c in args.videos for c in "*?[") else open(args.videos).read().split()
     saliency = SaliencyUDF(weights=args.weights, size=args.size, output_fps=args.output_fps)
     df = daft.from_pydict({"url": urls}).with_column("saliency", saliency(daft.col("url")))
-    df = df.select("url", *[daft.col("saliency")[name].alias(name) for name in ("video_id", "status", "reason", "maps", "peak_x", "peak_y", "entropy")])
+    df = df.select(
+        "url",
+        *[
+            daft.col("saliency")[name].alias(name)
+            for name in ("video_id", "status", "reason", "maps", "peak_x", "peak_y", "entropy")
+        ],
+    )
     done = df.collect()  # one pass: the maps are computed once, then written and counted
     done.write_parquet(args.out)
     statuses = done.select("status").to_pydict()["status"]

@@ -34,9 +34,13 @@ defs = dg.Definitions(
         "tased_batch": TasedBatchResource(
             address=os.environ.get("TASED_RAY_ADDRESS"),  # e.g. http://ray-head:8265
             ray_token=dg.EnvVar("RAY_TOKEN") if os.environ.get("RAY_TOKEN") else None,
-            storage_options={"endpoint_url": os.environ["AWS_ENDPOINT_URL"]} if "AWS_ENDPOINT_URL" in os.environ else {},
+            storage_options={"endpoint_url": os.environ["AWS_ENDPOINT_URL"]}
+            if "AWS_ENDPOINT_URL" in os.environ
+            else {},
             aws_access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID") if os.environ.get("AWS_ACCESS_KEY_ID") else None,
-            aws_secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY") if os.environ.get("AWS_SECRET_ACCESS_KEY") else None,
+            aws_secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY")
+            if os.environ.get("AWS_SECRET_ACCESS_KEY")
+            else None,
         )
     },
 )
