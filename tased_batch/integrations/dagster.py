@@ -9,8 +9,7 @@ when more than a threshold of the videos failed. Partitions map keys to input pr
 (manifests), each into its own OUTPUT below the asset's.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Dagster reads the context parameters' annotations as types.
 import sys
 from collections.abc import Mapping
 from typing import Any

@@ -26,7 +26,7 @@ def metadata(status: RunStatus, report: dict[str, Any], exit_code: int) -> dict[
             "videos_total": status.videos_total,
             "frames": status.frames_done,
             "frames_per_second": float(report.get("frames_per_second") or 0.0),
-            "failures_by_reason": dict(status.failures_by_reason),
+            "failures_by_reason": {"raw_value": dict(status.failures_by_reason), "type": "json"},
             "shards_run": int(report.get("shards_run") or 0),
             "exit_code": exit_code,
         }

@@ -53,7 +53,8 @@ def videos(tmp_path_factory):
     return make_videos(tmp_path_factory.mktemp("videos"))
 
 
-def _dag(dag_id: str, **operator):
+def _dag(dag_id: str, task=None, **operator):
+    """A DAG of one task (the run operator with ``operator``, or ``task()``), serialized for dag.test()."""
     import pendulum
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
@@ -62,7 +63,10 @@ def _dag(dag_id: str, **operator):
     from tased_batch.integrations.airflow.operators import TasedBatchRunOperator
 
     with DAG(dag_id, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")) as dag:
-        TasedBatchRunOperator(task_id="saliency", **operator)
+        if task is None:
+            TasedBatchRunOperator(task_id="saliency", **operator)
+        else:
+            task()
     DagBundlesManager().sync_bundles_to_db()  # dag.test() runs serialized DAGs only
     bag = DagBag(dag_folder="/nonexistent", collect_dags=False)
     bag.bag_dag(dag)
@@ -190,6 +194,18 @@ def test_local_run_in_the_worker(videos, tmp_path, airflow_db, ray_tmp, monkeypa
     status = _xcom(run)
     assert status["videos_done"] == len(GOOD) and status["videos_failed"] == 1
     assert status["shards_pending"] == 0
+
+    from tased_batch.integrations.airflow.sensors import TasedBatchStatusSensor
+
+    def sensor(output, **kwargs):
+        return lambda: TasedBatchStatusSensor(task_id="saliency", output=output, poke_interval=0.1, **kwargs)
+
+    done = _dag("tased_sensor", sensor(str(out))).test(logical_date=None)
+    assert done.state == "success" and _xcom(done)["videos_done"] == len(GOOD)
+    strict = _dag("tased_sensor_strict", sensor(str(out), max_failed_fraction=0.1)).test(logical_date=None)
+    assert strict.state == "failed"
+    waiting = _dag("tased_sensor_wait", sensor(str(tmp_path / "none"), timeout=1, retries=0)).test(logical_date=None)
+    assert waiting.state == "failed"  # never complete: the sensor times out
 
 
 def test_workflow_example_dag_imports(airflow_db):
