@@ -9,6 +9,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tased_batch.core.errors import ConfigError
@@ -18,8 +19,13 @@ from tased_batch.run.job import EXIT_INCOMPLETE, EXIT_OK, EXIT_SOME_FAILED
 
 EXIT_USAGE = 2
 ENDED = ("SUCCEEDED", "FAILED", "STOPPED")  # Ray job states after which nothing changes
-LOCAL_COMMAND = [sys.executable, "-m", "tased_batch.cli.main"]
 _EXIT_IN_MESSAGE = re.compile(r"exit code (-?\d+)")
+
+
+def local_command() -> list[str]:
+    """The `tased-batch` command installed with this Python (what a Ray job runs too), else the one on PATH."""
+    script = Path(sys.executable).with_name("tased-batch")
+    return [str(script) if script.exists() else "tased-batch"]
 
 
 def check_options(options: Mapping[str, Any] | None, where: str) -> dict[str, Any]:

@@ -19,11 +19,11 @@ from airflow.sdk.exceptions import AirflowException
 from tased_batch.core.errors import TasedError
 from tased_batch.core.secrets import scrub_text
 from tased_batch.integrations.common import (
-    LOCAL_COMMAND,
     RunStatus,
     check_options,
     exit_code_of,
     last_reason,
+    local_command,
     outcome,
     run_args,
 )
@@ -121,7 +121,7 @@ class TasedBatchRunOperator(BaseOperator):
         lines: list[str] = []
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self._process = subprocess.Popen(
-            [*LOCAL_COMMAND, *args, "--log-json"],
+            [*local_command(), *args, "--log-json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
