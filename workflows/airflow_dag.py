@@ -29,7 +29,7 @@ with DAG(
         task_id="saliency",
         input="s3://my-bucket/uploads/{{ ds }}/",
         output="s3://my-bucket/saliency/{{ ds }}/",
-        options={"weights": "released", "output_fps": 2, "store_format": "parquet", "actors": 4},
+        options={"weights": "released", "output_fps": 2, "format": "parquet", "actors": 4},
         deferrable=True,  # the triggerer follows the job and streams its log; no worker slot is held
         max_failed_fraction=0.05,  # exit 3 (some videos failed) fails the task above 5 % failed
         retries=2,

@@ -214,7 +214,7 @@ def test_workflow_example_dag_imports(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
     folder = Path(__file__).resolve().parents[2] / "workflows"
-    bag = DagBag(dag_folder=str(folder / "airflow_dag.py"), include_examples=False)
+    bag = DagBag(dag_folder=str(folder / "airflow_dag.py"))
     assert bag.import_errors == {}
     dag = bag.get_dag("tased_batch_nightly")
     assert [t.task_id for t in dag.topological_sort()] == ["saliency", "maps_complete"]
