@@ -219,3 +219,24 @@ def test_workflow_example_dag_imports(airflow_db):
     dag = bag.get_dag("tased_batch_nightly")
     assert [t.task_id for t in dag.topological_sort()] == ["saliency", "maps_complete"]
     assert dag.get_task("saliency").deferrable
+
+
+def test_connection_gives_address_token_header_and_tls(monkeypatch, airflow_db):
+    from tased_batch.integrations.airflow.hooks import TasedBatchRayHook
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_RAY_TLS",
+        json.dumps(
+            {
+                "conn_type": "tased_batch_ray",
+                "host": "ray-head.internal",
+                "port": 8265,
+                "password": TOKEN,
+                "extra": {"tls": True, "verify": "/etc/ssl/ca.pem", "headers": {"X-Team": "vision"}},
+            }
+        ),
+    )
+    address, headers, verify = TasedBatchRayHook("ray_tls").settings()
+    assert address == "https://ray-head.internal:8265"
+    assert headers == {"X-Team": "vision", "Authorization": f"Bearer {TOKEN}"}
+    assert verify == "/etc/ssl/ca.pem"
