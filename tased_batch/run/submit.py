@@ -104,17 +104,22 @@ def submit(
     note=lambda message: None,
 ) -> str:
     """Submit ``tased-batch <args>``; returns the job id."""
+    return _client(address).submit_job(
+        entrypoint=entrypoint(args, note), runtime_env=runtime_env(pip, extra_env) or None, submission_id=submission_id
+    )
+
+
+def entrypoint(args: list[str], note=lambda message: None) -> str:
+    """The job's command line for ``tased-batch <args>``, without credentials (the orchestrator plugins share it)."""
     if not args or args[0] not in ("run", "resume"):
         raise ConfigError(
             "submit runs `run ...` or `resume ...`", "e.g. tased-batch submit --address http://HEAD:8265 -- run IN OUT"
         )
     args = public_args(args, note)
-    entrypoint = "tased-batch " + " ".join(shlex.quote(a) for a in args)
+    command = "tased-batch " + " ".join(shlex.quote(a) for a in args)
     if args[0] == "run" and "--log-json" not in args and "--quiet" not in args and "-q" not in args:
-        entrypoint += " --log-json"  # job logs are files, not terminals
-    return _client(address).submit_job(
-        entrypoint=entrypoint, runtime_env=runtime_env(pip, extra_env) or None, submission_id=submission_id
-    )
+        command += " --log-json"  # job logs are files, not terminals
+    return command
 
 
 def _ask(address: str, job_id: str, call):
