@@ -30,6 +30,7 @@ from tased_batch.engine.fastpath import (
     precision_context,
     precision_problem,
     precision_supported,
+    torch_problem,
     window_bytes_cuda,
 )
 from tased_batch.engine.postprocess import (
@@ -264,7 +265,7 @@ class Engine:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        problem = precision_problem(precision, self.device)
+        problem = torch_problem(self.device) or precision_problem(precision, self.device)
         if problem is not None:
             raise ValueError(problem)
         if batch_size != AUTO and (isinstance(batch_size, str) or int(batch_size) < 1):
@@ -378,7 +379,7 @@ class Engine:
                 cache, frames, bounds = by_key[key].sequence(kind)
                 cache.prepare(self._stages, frames, ss, bounds)
             a, b = assemble(self._stages, [(stream.caches[kind], s) for stream, kind, s in windows])
-            return self.model.forward_from(a, b).float()  # type: ignore[operator]
+            return self.model.forward_from(a, b).float()
 
     def _compute(self, groups: list[tuple[_Stream, list[tuple[int, int]]]]) -> _Batch:
         """Queue one batch (windows of one or more streams): run the model, post-process, start the copy home."""

@@ -20,35 +20,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from tased_batch.model import WINDOW
 
-# Positions per phase computed ahead of the windows asking: every extension of a long
-# feature recomputes a halo of a few positions, so extending by more than one batch's
-# needs at a time keeps that waste small (at 224x384 a position of a and b is 6.7 MB).
-LOOKAHEAD = 8
+# Positions per phase computed ahead of the windows asking, so that the long convolutions
+# run on a few positions at a time rather than one or two.
+LOOKAHEAD = 4
 HEAD = 2 * WINDOW - 2  # frames of the reversed head sequence (frame i < 31 uses frames i+31..i)
 A_EDGES = (3, 2)  # positions of a = base1(x) that touch the window's padding, left and right
 B_EDGES = (5, 4)  # the same for b = base2(maxp2(a))
 POSITIONS = WINDOW // 2
+LEVELS = ("u", "a", "m3b", "b")  # the long features kept per phase, each one temporal kernel above the last
 
 
 def _tconv(conv: torch.nn.Conv3d, x: torch.Tensor, left: bool, right: bool) -> torch.Tensor:
     """A temporal conv with its zero padding only on the sides asked (none: the long, valid form)."""
-    p = int(conv.padding[0])  # type: ignore[index]
+    p = int(conv.padding[0])
     x = F.pad(x, (0, 0, 0, 0, p if left else 0, p if right else 0))
-    return F.conv3d(x, conv.weight, conv.bias, conv.stride, (0, *conv.padding[1:]))  # type: ignore[misc]
+    return F.conv3d(x, conv.weight, conv.bias, conv.stride, (0, *conv.padding[1:]))
 
 
-def _sep(m: torch.nn.Module, x: torch.Tensor, left: bool, right: bool) -> torch.Tensor:
+def _sep(m: Any, x: torch.Tensor, left: bool, right: bool) -> torch.Tensor:
     x = m.relu_s(m.bn_s(m.conv_s(x)))
     return m.relu_t(m.bn_t(_tconv(m.conv_t, x, left, right)))
 
 
-def _mixed(m: torch.nn.Module, x: torch.Tensor, left: bool, right: bool) -> torch.Tensor:
+def _mixed(m: Any, x: torch.Tensor, left: bool, right: bool) -> torch.Tensor:
     """A Mixed block with one-sided (or no) temporal padding; branch0 is cropped to the others' length."""
     b0 = m.branch0(x)
     b1 = _sep(m.branch1[1], m.branch1[0](x), left, right)
@@ -61,31 +62,39 @@ def _mixed(m: torch.nn.Module, x: torch.Tensor, left: bool, right: bool) -> torc
 
 
 class Stages:
-    """The first two stages of a TASED-Net, split so that any temporal padding can be left out."""
+    """The first two stages of a TASED-Net, cut at each temporal mixing so that any padding can be left out.
+
+    The cuts: ``s1`` (conv1's spatial half, per frame) -> ``u`` (conv1's temporal half, pool,
+    1x1 conv, SepConv's spatial half) -> ``a`` (SepConv's temporal half) -> ``m3b`` (maxp2,
+    Mixed_3b) -> ``b`` (Mixed_3c). Each step mixes at most one temporal kernel's reach.
+    """
 
     def __init__(self, net: torch.nn.Module, memory_format: torch.memory_format) -> None:
-        self.net = net
+        self.net: Any = net  # a TASEDNet (or its BatchNorm-folded copy): submodules by the checkpoint's names
         self.format = memory_format
 
     def s1(self, frames: torch.Tensor) -> torch.Tensor:
-        """conv1's spatial half, per frame: (3, T, H, W) -> (64, T, H/2, W/2); it mixes no time."""
+        """(3, T, H, W) -> (64, T, H/2, W/2); it mixes no time."""
         conv = self.net.base1[0]
         x = frames[None].contiguous(memory_format=self.format)
         return conv.relu_s(conv.bn_s(conv.conv_s(x)))[0]
 
-    def a(self, s1: torch.Tensor, left: bool, right: bool) -> torch.Tensor:
-        """base1 from conv1's spatial output (B, 64, T, ...): T frames -> (T - 5 + 3 padded sides) / 2 positions."""
+    def u(self, s1: torch.Tensor, left: bool, right: bool) -> torch.Tensor:
+        """(B, 64, T frames, ...) -> (B, 192, positions, H/4, W/4): conv1 (k7, stride 2) and on to SepConv's spatial half."""
         base1 = self.net.base1
-        conv = base1[0]
+        conv, sep = base1[0], base1[3]
         x = conv.relu_t(conv.bn_t(_tconv(conv.conv_t, s1, left, right)))
-        return _sep(base1[3], base1[2](base1[1](x)), left, right)
+        return sep.relu_s(sep.bn_s(sep.conv_s(base1[2](base1[1](x)))))
 
-    def b(self, a: torch.Tensor, left: bool, right: bool) -> torch.Tensor:
-        """base2(maxp2(a)): T positions -> T - 4 + 2 per padded side."""
-        y = self.net.maxp2(a)
-        for block in self.net.base2:
-            y = _mixed(block, y, left, right)
-        return y
+    def a(self, u: torch.Tensor, left: bool, right: bool) -> torch.Tensor:
+        sep = self.net.base1[3]
+        return sep.relu_t(sep.bn_t(_tconv(sep.conv_t, u, left, right)))
+
+    def m3b(self, a: torch.Tensor, left: bool, right: bool) -> torch.Tensor:
+        return _mixed(self.net.base2[0], self.net.maxp2(a), left, right)
+
+    def b(self, m3b: torch.Tensor, left: bool, right: bool) -> torch.Tensor:
+        return _mixed(self.net.base2[1], m3b, left, right)
 
 
 @dataclass
@@ -140,7 +149,8 @@ class _Span:
 
 @dataclass
 class SequenceCache:
-    """Shared features of one sequence of a stream: conv1's spatial output per frame, a and b per phase.
+    """Shared features of one sequence of a stream: conv1's spatial output per frame, then per phase
+    every cut of :class:`Stages` at long positions (each computed once, none recomputed).
 
     ``frames(lo, hi)`` gives the normalised frames (3, hi - lo, H, W) at sequence indices
     [lo, hi); ``direction`` is where the windows go next (+1: later starts, -1: earlier),
@@ -149,25 +159,29 @@ class SequenceCache:
 
     direction: int
     s1: _Span = field(default_factory=_Span)
-    a: tuple[_Span, _Span] = field(default_factory=lambda: (_Span(), _Span()))
-    b: tuple[_Span, _Span] = field(default_factory=lambda: (_Span(), _Span()))
+    levels: dict[str, tuple[_Span, _Span]] = field(
+        default_factory=lambda: {name: (_Span(), _Span()) for name in LEVELS}
+    )
 
     def _ensure_s1(self, stages: Stages, frames: Callable[[int, int], torch.Tensor], lo: int, hi: int) -> None:
         for start, stop in self.s1.missing(lo, hi):
             self.s1.put(start, stages.s1(frames(start, stop)))
 
-    def _ensure_a(self, stages: Stages, frames: Callable[[int, int], torch.Tensor], phase: int, lo: int, hi: int) -> None:
-        span = self.a[phase]
+    def _ensure(
+        self, stages: Stages, frames: Callable[[int, int], torch.Tensor], level: int, phase: int, lo: int, hi: int
+    ) -> None:
+        """Long features of LEVELS[level] at [lo, hi), from the level below (one temporal kernel's reach)."""
+        span = self.levels[LEVELS[level]][phase]
         for k0, k1 in span.missing(lo, hi):
-            f0, f1 = phase + 2 * k0 - 5, phase + 2 * k1 + 4  # conv1 at k0-1..k1 (valid), each 7 frames
-            self._ensure_s1(stages, frames, f0, f1)
-            span.put(k0, stages.a(self.s1.take(f0, f1)[None], False, False)[0])
-
-    def _ensure_b(self, stages: Stages, frames: Callable[[int, int], torch.Tensor], phase: int, lo: int, hi: int) -> None:
-        span = self.b[phase]
-        for k0, k1 in span.missing(lo, hi):
-            self._ensure_a(stages, frames, phase, k0 - 2, k1 + 2)  # two Mixed blocks, radius 1 each
-            span.put(k0, stages.b(self.a[phase].take(k0 - 2, k1 + 2)[None], False, False)[0])
+            if level == 0:  # u: conv1 at k0..k1-1 reads frames centre-3..centre+3, centre = phase + 2k
+                f0, f1 = phase + 2 * k0 - 3, phase + 2 * k1 + 2
+                self._ensure_s1(stages, frames, f0, f1)
+                below = self.s1.take(f0, f1)
+            else:
+                self._ensure(stages, frames, level - 1, phase, k0 - 1, k1 + 1)
+                below = self.levels[LEVELS[level - 1]][phase].take(k0 - 1, k1 + 1)
+            step = getattr(stages, LEVELS[level])
+            span.put(k0, step(below[None], False, False)[0])
 
     def prepare(
         self, stages: Stages, frames: Callable[[int, int], torch.Tensor], starts: list[int], bounds: tuple[int, int]
@@ -178,46 +192,53 @@ class SequenceCache:
             if not ms:
                 continue
             lo, hi = min(ms) + B_EDGES[0], max(ms) + POSITIONS - B_EDGES[1]
-            if self.direction > 0:  # b[k] needs frames phase+2k-9 .. phase+2k+9
+            span = self.levels["b"][phase]
+            # b[k] needs frames phase+2k-9 .. phase+2k+9; extend ahead only when the span falls short
+            if self.direction > 0 and (span.data is None or hi > span.hi):
                 hi = max(hi, min(hi + LOOKAHEAD, (bounds[1] - 8 - phase) // 2))
-            else:
+            elif self.direction < 0 and (span.data is None or lo < span.lo):
                 lo = min(lo, max(lo - LOOKAHEAD, -((phase - 9 - bounds[0]) // 2)))
-            self._ensure_b(stages, frames, phase, lo, hi)
-            # the windows' a at their shared positions, which b's halo may not have covered
-            self._ensure_a(stages, frames, phase, min(ms) + A_EDGES[0], max(ms) + POSITIONS - A_EDGES[1])
+            self._ensure(stages, frames, len(LEVELS) - 1, phase, lo, hi)
             for s in starts:
                 if s % 2 == phase:
                     self._ensure_s1(stages, frames, s, s + WINDOW)
 
     def keep(self, lo: int, hi: int) -> None:
-        """Keep only what windows starting in [lo, hi) need."""
+        """Keep only what windows starting in [lo, hi] need."""
         self.s1.keep(lo, hi + WINDOW)
         for phase in (0, 1):
             m0, m1 = (lo - phase) // 2, (hi - phase) // 2 + 1
-            self.a[phase].keep(m0 + A_EDGES[0] - 2, m1 + POSITIONS + 2)
-            self.b[phase].keep(m0 + B_EDGES[0], m1 + POSITIONS)
+            for level, name in enumerate(LEVELS):  # b's window needs m+5..m+11, each level below one more
+                reach = len(LEVELS) - 1 - level
+                self.levels[name][phase].keep(m0 + B_EDGES[0] - reach, m1 + POSITIONS - B_EDGES[1] + reach)
 
     def nbytes(self) -> int:
-        return self.s1.nbytes() + sum(span.nbytes() for span in (*self.a, *self.b))
+        return self.s1.nbytes() + sum(span.nbytes() for pair in self.levels.values() for span in pair)
 
 
 def assemble(stages: Stages, windows: list[tuple[SequenceCache, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``a`` and ``b`` of windows (cache, start) whose shared features are prepared: edges batched across windows."""
+    """``a`` and ``b`` of windows (cache, start) whose shared features are prepared.
+
+    Only padding-touched positions are computed here, each level from the one below: its
+    own edge positions plus the shared positions next to them; batched across windows.
+    """
+
+    def shared(level: str, lo: int, hi: int) -> torch.Tensor:  # window-relative positions [lo, hi)
+        rows = []
+        for cache, s in windows:
+            phase, m = s % 2, (s - s % 2) // 2
+            rows.append(cache.levels[level][phase].take(m + lo, m + hi))
+        return torch.stack(rows)
+
     s1 = [cache.s1.take(s, s + WINDOW) for cache, s in windows]
-    left = torch.stack([x[:, :10] for x in s1])  # a at q 0..2: conv1 at q 0..3, frames 0..9
-    right = torch.stack([x[:, WINDOW - 9 :] for x in s1])  # a at q 14..15: conv1 at q 13..15, frames 23..31
-    a_left, a_right = stages.a(left, True, False), stages.a(right, False, True)
-    middle = []
-    for cache, s in windows:
-        phase, m = s % 2, (s - s % 2) // 2
-        middle.append(cache.a[phase].take(m + A_EDGES[0], m + POSITIONS - A_EDGES[1]))
-    a = torch.cat([a_left, torch.stack(middle).to(a_left.dtype), a_right], 2)
-    # b at q 0..4 from a at q 0..6, and at q 12..15 from a at q 10..15
-    b_left = stages.b(a[:, :, : B_EDGES[0] + 2], True, False)
-    b_right = stages.b(a[:, :, POSITIONS - B_EDGES[1] - 2 :], False, True)
-    middle = []
-    for cache, s in windows:
-        phase, m = s % 2, (s - s % 2) // 2
-        middle.append(cache.b[phase].take(m + B_EDGES[0], m + POSITIONS - B_EDGES[1]))
-    b = torch.cat([b_left, torch.stack(middle).to(b_left.dtype), b_right], 2)
+    u_left = stages.u(torch.stack([x[:, :6] for x in s1]), True, False)  # conv1 at q 0, 1: frames 0..5
+    u_right = stages.u(torch.stack([x[:, WINDOW - 5 :] for x in s1]), False, True)  # q 15: frames 27..31
+    a_left = stages.a(torch.cat([u_left, shared("u", 2, 4).to(u_left.dtype)], 2), True, False)  # q 0..2
+    a_right = stages.a(torch.cat([shared("u", 13, 15).to(u_right.dtype), u_right], 2), False, True)  # q 14, 15
+    a = torch.cat([a_left, shared("a", A_EDGES[0], POSITIONS - A_EDGES[1]).to(a_left.dtype), a_right], 2)
+    m_left = stages.m3b(a[:, :, :5], True, False)  # q 0..3
+    m_right = stages.m3b(a[:, :, 12:], False, True)  # q 13..15
+    b_left = stages.b(torch.cat([m_left, shared("m3b", 4, 6).to(m_left.dtype)], 2), True, False)  # q 0..4
+    b_right = stages.b(torch.cat([shared("m3b", 11, 13).to(m_right.dtype), m_right], 2), False, True)  # q 12..15
+    b = torch.cat([b_left, shared("b", B_EDGES[0], POSITIONS - B_EDGES[1]).to(b_left.dtype), b_right], 2)
     return a, b
