@@ -176,6 +176,8 @@ def main() -> None:
             if "fp32" in same_input and name != "fp32":
                 v["vs_fp32"] = compare(same_input[name], same_input["fp32"])
             v["runs_fps"] = {k: [args.frames / s for s in t] for k, t in times[name].items()}
+        report["reuse"] = measure_reuse(engines, model, video, ref_frames, args, size, run_info, Path(tmp))
+        print(f"reuse on/off: {report['reuse']}", flush=True)
     if "feed" in report:
         best = max((p["frames_per_s"] for p in report["feed"]["points"] if p["decode"] == "cpu"), default=0.0)
         fastest_model = max(v["model_fps"] for v in report["variants"].values())
@@ -190,6 +192,35 @@ def main() -> None:
     )
     save()
     print(json.dumps(report, indent=1))
+
+
+def measure_reuse(engines, model, video, ref_frames, args, size, run_info, tmp: Path) -> dict:
+    """Window reuse on vs off at the first variant's precision: model (frames in memory) and pipeline frames/s."""
+    from tased_batch.bench.bench import BenchSettings, reuse_figures, run_frames, run_pipeline
+    from tased_batch.engine.engine import Engine
+
+    name = next(iter(engines))
+    engine = engines[name]
+    plain = Engine(
+        copy.deepcopy(model),
+        device=engine.device,
+        batch_size=engine.batch_size,
+        precision=name.split("+")[0],
+        reuse="off",
+    )
+    frames = np.stack(ref_frames)
+    plain.predict(frames[:32], targets=[31])  # warm-up
+    times = {"pipeline": [], "pipeline_off": [], "frames_on": [], "frames_off": []}
+    settings = BenchSettings(size=size, frames=args.frames, device=args.device)
+    for r in range(args.repeat):
+        for key, eng in (("pipeline", engine), ("pipeline_off", plain)):
+            seconds, _ = run_pipeline(eng, video, settings, str(tmp / f"store-reuse-{key}-{r}"), run_info)
+            times[key].append(seconds)
+        seconds, on = run_frames(engine, frames)
+        times["frames_on"].append(seconds)
+        seconds, off = run_frames(plain, frames)
+        times["frames_off"].append(seconds)
+    return {"precision": name, **reuse_figures(times, args.frames, on, off)}
 
 
 def measure_feed(args: argparse.Namespace, size: tuple[int, int], device: torch.device) -> dict:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU figures for issue 6: (a) released algorithm, (b) pipeline, (c) model, in fp32/bf16/fp16.
+# GPU figures for issue 6: (a) released algorithm, (b) pipeline, (c) model, in fp32/bf16/fp16;
+# and window reuse on vs off (issue 19: model and pipeline frames/s, ratio, parity).
 #
 # Needs: torch with CUDA (already on the machine), the repo, and two wheels in .whl/
 # (nothing else is fetched; Ray is never imported). Once, where pip can reach PyPI:

@@ -94,6 +94,15 @@ def bench(
         f"parity, same frames      {result.parity_within_1:.4%} of pixels within 1 grey level, max diff {result.parity_max_diff}"
     )
     typer.echo(f"CC of (b)'s maps, (a)'s  {result.pipeline_cc:.4f} (different decoders)")
+    r = result.reuse
+    typer.echo(
+        f"reuse on/off, model      {r['model_fps_on']:8.3f} / {r['model_fps_off']:.3f} frames/s = {r['model_ratio']:.2f}x"
+    )
+    typer.echo(
+        f"reuse on/off, pipeline   {r['pipeline_fps_on']:8.3f} / {r['pipeline_fps_off']:.3f} frames/s = "
+        f"{r['pipeline_ratio']:.2f}x"
+    )
+    typer.echo(f"reuse parity             {r['within_1']:.4%} within 1 grey level, max diff {int(r['max_diff'])}")
     typer.echo(f"model cost               {result.gflop_per_window:.1f} GFLOP per window (torch FLOP counter)")
     for row in result.precisions:
         typer.echo(

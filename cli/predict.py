@@ -8,6 +8,7 @@ import typer
 
 from tased_batch.cli.common import batch_size as batch_size_option
 from tased_batch.cli.common import check_storage, err, fail, model_size, user_errors
+from tased_batch.options import OPTIONS
 
 EXIT_HELP = "Exit codes: 0 maps written; 3 the video could not be read (the reason is printed); 2 bad options."
 EXIT_VIDEO_FAILED = 3  # as `run` exits when videos failed
@@ -44,6 +45,7 @@ def predict(
         "--first-windows",
         help="Windows of the first 31 frames: reversed (time-reversed) | released (run_example.py's code to the letter).",
     ),
+    reuse: str = typer.Option("auto", "--reuse", help=OPTIONS["reuse"].help),
     fps: float = typer.Option(None, "--fps", help="Resample the video to this frame rate before windowing."),
     every: int = typer.Option(None, "--every", help="Maps only for every N-th frame (each with its full window)."),
     output_fps: float = typer.Option(None, "--output-fps", help="Maps only at this rate (e.g. 2 maps per second)."),
@@ -71,6 +73,7 @@ def predict(
             precision=precision,
             compile=compile,
             first_windows=first_windows,
+            reuse=reuse,
         )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from tased_batch.core.errors import ConfigError, TasedError
 from tased_batch.core.sizes import format_size, parse_size, parse_store_size
 from tased_batch.decode.options import MAX_FRAME_PIXELS, DecodeOptions
-from tased_batch.engine.windows import FIRST_WINDOWS
+from tased_batch.engine.windows import FIRST_WINDOWS, REUSE_MODES
 
 FORMATS = ("parquet", "zarr", "png", "webdataset", "webdataset-copy", "lance")
 DECODERS = ("auto", "decord", "pyav", "torchcodec")
@@ -146,6 +146,15 @@ class ModelOptions:
         "Windows of the first 31 frames: reversed (time-reversed) | released (run_example.py's code to the letter).",
         choices=FIRST_WINDOWS,
         fingerprint=True,
+        predictor=True,
+        run_info=True,
+    )
+    reuse: str = option(
+        AUTO,
+        "Window reuse: auto (overlapping windows share their first stages' work, exactly; dense targets, "
+        "fast arithmetic) | off (every window computed whole).",
+        choices=REUSE_MODES,
+        resume=True,
         predictor=True,
         run_info=True,
     )

@@ -9,6 +9,10 @@ Three measurements, interleaved when repeated so that machine noise hits them al
     (batched, on-device post-processing) -> a Parquet shard written by a background writer.
 (c) ``model``: :meth:`Engine.forward` alone on prepared batches of the same sizes as (b).
 
+(d) ``reuse``: the engine with window reuse on (``auto``, engine/reuse.py) and ``off``, on (a)'s
+    frames in memory (model frames/s, every frame) and end to end ((b) with reuse off), the
+    ratios, and the parity of the two engines' maps.
+
 (b)/(a) is the speed-up, (b)/(c) the pipeline efficiency (how little besides the model
 costs). Parity: the engine's maps for (a)'s own frames at a few targets (one batch) against
 (a)'s maps, as the fraction of pixels within one grey level and the largest difference.
@@ -75,6 +79,7 @@ class BenchResult:
     pipeline_cc: float
     model_tflops: float
     gflop_per_window: float = 0.0
+    reuse: dict[str, float] = field(default_factory=dict)
     precisions: list[dict[str, Any]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     runs: dict[str, list[float]] = field(default_factory=dict)
@@ -238,6 +243,31 @@ def run_model(engine: Engine, n_windows: int, size: tuple[int, int]) -> float:
     return time.perf_counter() - start
 
 
+def run_frames(engine: Engine, frames: np.ndarray) -> tuple[float, np.ndarray]:
+    """Seconds for the engine to map every frame of a video already in memory, and the maps."""
+    _sync(engine.device)
+    start = time.perf_counter()
+    maps = engine.predict(frames)
+    _sync(engine.device)
+    return time.perf_counter() - start, maps
+
+
+def reuse_figures(times: dict[str, list[float]], frames: int, on: np.ndarray, off: np.ndarray) -> dict[str, float]:
+    """Reuse on vs off: model and pipeline frames/s (medians), their ratios, parity of the maps."""
+    fps = {k: frames / statistics.median(v) for k, v in times.items()}
+    diff = np.abs(on.astype(np.int16) - off.astype(np.int16))
+    return {
+        "model_fps_on": fps["frames_on"],
+        "model_fps_off": fps["frames_off"],
+        "model_ratio": fps["frames_on"] / fps["frames_off"],
+        "pipeline_fps_on": fps["pipeline"],
+        "pipeline_fps_off": fps["pipeline_off"],
+        "pipeline_ratio": fps["pipeline"] / fps["pipeline_off"],
+        "within_1": float((diff <= 1).mean()),
+        "max_diff": int(diff.max()),
+    }
+
+
 def warm_up(engine: Engine, reference: torch.nn.Module, size: tuple[int, int]) -> None:
     """One untimed pass of each model: one-time costs (kernel choice, compilation) are not speed."""
     batch = engine.resolve_batch_size(size)
@@ -303,8 +333,22 @@ def run_bench(settings: BenchSettings, log=print) -> BenchResult:
     engine = Engine(
         model, device=device, batch_size=settings.batch_size, precision=settings.precision, compile=settings.compile
     )
+    plain = Engine(
+        model,
+        device=device,
+        batch_size=settings.batch_size,
+        precision=settings.precision,
+        compile=settings.compile,
+        reuse="off",
+    )
     run_info = {"config_fingerprint": "bench", "weights": weights_info.to_dict()}
     times: dict[str, list[float]] = {"reference": [], "pipeline": [], "model": []}
+    reuse_times: dict[str, list[float]] = {
+        "pipeline": times["pipeline"],
+        "pipeline_off": [],
+        "frames_on": [],
+        "frames_off": [],
+    }
     with tempfile.TemporaryDirectory(prefix="tased-bench-") as tmp:
         video = synthesise_video(Path(tmp) / "bench.mp4", settings.frames, settings.source_size)
         log(f"warming up ({settings.size[0]}x{settings.size[1]}, {settings.device}, {settings.precision})")
@@ -321,6 +365,17 @@ def run_bench(settings: BenchSettings, log=print) -> BenchResult:
             seconds = run_model(engine, settings.frames, settings.size)
             times["model"].append(seconds)
             log(f"[{r + 1}/{settings.repeat}] (c) model     {settings.frames / seconds:.3f} frames/s")
+            seconds, _ = run_pipeline(plain, video, settings, str(Path(tmp) / f"store-off-{r}"), run_info)
+            reuse_times["pipeline_off"].append(seconds)
+            for mode, eng in (("on", engine), ("off", plain)):
+                seconds, reuse_maps = run_frames(eng, np.stack(ref_frames))
+                reuse_times[f"frames_{mode}"].append(seconds)
+                if mode == "on":
+                    maps_on = reuse_maps
+            log(
+                f"[{r + 1}/{settings.repeat}] (d) reuse     {settings.frames / reuse_times['frames_on'][-1]:.3f} vs "
+                f"{settings.frames / seconds:.3f} frames/s off"
+            )
     fps = {k: settings.frames / statistics.median(v) for k, v in times.items()}
     if ref_maps.shape != maps.shape:
         raise RuntimeError(f"reference made {ref_maps.shape} maps, pipeline {maps.shape}: the decoders disagree")
@@ -350,6 +405,7 @@ def run_bench(settings: BenchSettings, log=print) -> BenchResult:
         pipeline_cc=map_cc(maps, ref_maps),
         model_tflops=model_tflops,
         gflop_per_window=gflop,
+        reuse=reuse_figures(reuse_times, settings.frames, maps_on, reuse_maps),
         precisions=precisions,
         settings=reported,
         runs={k: [settings.frames / s for s in v] for k, v in times.items()},

@@ -31,6 +31,7 @@ from tased_batch.engine.fastpath import (
     precision_context,
     precision_problem,
     precision_supported,
+    torch_problem,
     window_bytes_cuda,
 )
 from tased_batch.engine.postprocess import (
@@ -41,9 +42,18 @@ from tased_batch.engine.postprocess import (
     gaussian_kernel,
     postprocess_reference,
 )
+from tased_batch.engine.reuse import HEAD, SequenceCache, Stages, assemble
 from tased_batch.engine.staging import HostCopy, Uploader, normalise
 from tased_batch.engine.streams import EngineOutput, MapBatch, StreamDone
-from tased_batch.engine.windows import FIRST_WINDOWS, parse_size, window_end, window_frames, window_start
+from tased_batch.engine.windows import (
+    FIRST_WINDOWS,
+    REUSE_MODES,
+    parse_size,
+    reuse_pays,
+    window_end,
+    window_frames,
+    window_start,
+)
 from tased_batch.model import WINDOW
 
 __all__ = [
@@ -54,6 +64,7 @@ __all__ = [
     "MAX_AUTO_BATCH",
     "MEMORY_FRACTION",
     "PRECISIONS",
+    "REUSE_MODES",
     "SIGMA",
     "TRUNCATE",
     "WINDOW",
@@ -101,6 +112,8 @@ class _Stream:
     end: int = 0  # one past the last position received
     ended: bool = False
     produced: int = 0
+    reuse: bool = False  # windows share base1/base2 features (engine/reuse.py)
+    caches: dict[str, SequenceCache] = field(default_factory=dict)  # "forward" / "head" sequence -> its cache
 
     def __post_init__(self) -> None:
         self.start = self.end = self.first
@@ -155,6 +168,42 @@ class _Stream:
         elif keep_from > self.start:
             self.buffer = self.buffer[:, keep_from - self.start :]
             self.start = keep_from
+        if self.caches:
+            self._trim_caches(None if self.buffer is None else lowest)
+
+    def _trim_caches(self, lowest: int | None) -> None:
+        """Keep shared features only for windows still to come (forward starts rise, head starts fall)."""
+        if lowest is None:
+            self.caches.clear()
+            return
+        if lowest >= WINDOW - 1:
+            self.caches.pop("head", None)
+        elif "head" in self.caches:
+            self.caches["head"].keep(0, WINDOW - 2 - lowest)
+        if "forward" in self.caches:
+            self.caches["forward"].keep(max(lowest - WINDOW + 1, 0), 1 << 62)
+
+    def sequence(self, kind: str) -> tuple[SequenceCache, Callable[[int, int], torch.Tensor], tuple[int, int]]:
+        """A sequence the windows slide over: its cache, its frames by index, the indices with frames now.
+
+        ``forward``: the stream's frames in time order (index = position). ``head``: the
+        reversed first 62 frames (index v = frame 61 - v; looped for a whole video shorter than that).
+        """
+        assert self.buffer is not None
+        buffer, start, end = self.buffer, self.start, self.end
+        if kind == "forward":
+            cache = self.caches.setdefault(kind, SequenceCache(direction=1))
+            return cache, lambda lo, hi: buffer[:, lo - start : hi - start], (start, end)
+        cache = self.caches.setdefault(kind, SequenceCache(direction=-1))
+        looping = self.ended and self.whole
+
+        def frames(lo: int, hi: int) -> torch.Tensor:
+            index = [HEAD - 1 - v for v in range(lo, hi)]
+            index = [(f % end if looping else f) - start for f in index]
+            assert all(0 <= i < end - start for i in index), "head frames not received yet"
+            return buffer[:, index]
+
+        return cache, frames, (0 if looping else max(0, HEAD - end), HEAD)
 
 
 @dataclass
@@ -206,14 +255,18 @@ class Engine:
         compile: bool = False,
         first_windows: str = "reversed",
         map_stats: MapStats | None = None,
+        reuse: str = "auto",
     ) -> None:
         if first_windows not in FIRST_WINDOWS:
             raise ValueError(f"first windows must be one of {', '.join(FIRST_WINDOWS)}, got {first_windows!r}")
         self.first_windows = first_windows
+        if reuse not in REUSE_MODES:
+            raise ValueError(f"reuse must be one of {', '.join(REUSE_MODES)}, got {reuse!r}")
+        self.reuse = reuse
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        problem = precision_problem(precision, self.device)
+        problem = torch_problem(self.device) or precision_problem(precision, self.device)
         if problem is not None:
             raise ValueError(problem)
         if batch_size != AUTO and (isinstance(batch_size, str) or int(batch_size) < 1):
@@ -235,6 +288,7 @@ class Engine:
         self.precision = precision
         self.map_stats = map_stats
         self.clock = StageClock()  # forward and post-processing seconds, for the run's stage clocks
+        self._stages = Stages(self.model, torch.channels_last_3d if channels_last else torch.contiguous_format)
         self._post: dict[tuple[int, int], PostProcessor] = {}
         self._uploader = Uploader(self.device) if self.device.type == "cuda" else None
 
@@ -298,12 +352,68 @@ class Engine:
                 windows[:, head] = windows[:, head].flip(0)
         return windows
 
+    def _reuses(self, stream: _Stream) -> bool:
+        """``auto``: reuse with the fast arithmetic where targets are dense enough to share work.
+
+        ``channels_last=False`` is the released script's arithmetic to the bit, so it never reuses.
+        """
+        targets = None if stream.targets is None else stream.targets.tolist()
+        return self.reuse == "auto" and self.channels_last and reuse_pays(targets)
+
+    def _reused_start(self, stream: _Stream, target: int) -> tuple[str, int] | None:
+        """Which shared sequence a target's window slides over, and its start there (None: a plain window)."""
+        if not stream.reuse:
+            return None
+        if target >= WINDOW - 1:
+            return "forward", target - WINDOW + 1
+        if self.first_windows == "reversed":  # frames target+31..target: the head sequence from 30 - target
+            return "head", WINDOW - 2 - target
+        return None  # released head windows (colour-flipped, in time order) run as they always did
+
+    def _reused_forward(self, windows: list[tuple[_Stream, str, int]]) -> torch.Tensor:
+        """Raw outputs of windows (stream, sequence, start) from shared features, in the given order."""
+        with torch.inference_mode(), precision_context(self.precision, self.device):
+            starts: dict[tuple[int, str], list[int]] = {}
+            for stream, kind, s in windows:
+                starts.setdefault((stream.key, kind), []).append(s)
+            by_key = {stream.key: stream for stream, _, _ in windows}
+            for (key, kind), ss in starts.items():
+                cache, frames, bounds = by_key[key].sequence(kind)
+                cache.prepare(self._stages, frames, ss, bounds)
+            a, b = assemble(self._stages, [(stream.caches[kind], s) for stream, kind, s in windows])
+            return self.model.forward_from(a, b).float()
+
     def _compute(self, groups: list[tuple[_Stream, list[tuple[int, int]]]]) -> _Batch:
         """Queue one batch (windows of one or more streams): run the model, post-process, start the copy home."""
-        parts = [self._windows(stream, items) for stream, items in groups]
-        windows = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).permute(1, 0, 2, 3, 4)
+        plain: list[tuple[_Stream, list[tuple[int, int]]]] = []
+        reused: list[tuple[_Stream, str, int]] = []
+        order: list[bool] = []  # per row: reused?
+        for stream, items in groups:
+            rest = []
+            for t, n in items:
+                found = self._reused_start(stream, t)
+                order.append(found is not None)
+                if found is None:
+                    rest.append((t, n))
+                else:
+                    reused.append((stream, *found))
+            if rest:
+                plain.append((stream, rest))
+        parts = [self._windows(stream, items) for stream, items in plain]
+        raws = []
         with self.clock.time("model", self.device):
-            raw = self.forward(windows)
+            if parts:
+                windows = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).permute(1, 0, 2, 3, 4)
+                raws.append(self.forward(windows))
+            if reused:
+                raws.append(self._reused_forward(reused))
+            raw = raws[0] if len(raws) == 1 else torch.cat(raws)
+            if len(raws) == 2:  # back to row order: plain rows came first
+                flags = torch.tensor(order)
+                rank = torch.empty(len(order), dtype=torch.long)
+                rank[~flags] = torch.arange(int((~flags).sum()))
+                rank[flags] = torch.arange(int(flags.sum())) + int((~flags).sum())
+                raw = raw[rank.to(raw.device)]
         with self.clock.time("post", self.device):
             maps = self._postprocessor(raw.shape[1], raw.shape[2])(raw)
             extras = self.map_stats(maps) if self.map_stats is not None else {}
@@ -372,6 +482,7 @@ class Engine:
         for event in events:
             if isinstance(event, (StreamStart, _Stream)):
                 stream = _Stream.opening(event) if isinstance(event, StreamStart) else event
+                stream.reuse = self._reuses(stream)
                 if stream.key in streams:
                     raise ValueError(f"stream {stream.key} ({stream.label}) opened twice")
                 streams[stream.key] = stream

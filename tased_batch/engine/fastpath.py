@@ -59,6 +59,17 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def torch_problem(device: torch.device | str, version: str = torch.__version__) -> str | None:
+    """Why this torch cannot run the model well on ``device`` (one line a user can act on), or None.
+
+    torch 2.9.0 disables cuDNN for conv3d on CUDA, falling back to a slow, memory-hungry path
+    (fixed in 2.9.1 with cuDNN >= 9.15); TASED-Net is all conv3d.
+    """
+    if torch.device(device).type == "cuda" and version.split("+")[0] == "2.9.0":
+        return "torch 2.9.0 runs conv3d on CUDA without cuDNN (slow, memory-hungry): install torch 2.9.1 or newer"
+    return None
+
+
 def precision_supported(precision: str, device: torch.device | str) -> bool:
     """Whether ``precision`` has fast kernels on ``device`` (bf16 on CPUs: AVX-512 BF16 or AMX)."""
     return precision_problem(precision, device) is None

@@ -9,10 +9,26 @@ whenever the video is long enough. No torch here: planning and config use it too
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tased_batch.core.sizes import parse_size as parse_size  # callers import it from the engine
 from tased_batch.model import WINDOW
 
 FIRST_WINDOWS = ("reversed", "released")  # how frames before the 32nd get a window (the option schema's choices)
+REUSE_MODES = ("auto", "off")  # window reuse (engine/reuse.py): the option schema's choices
+# auto reuses shared features for streams whose targets are at most this far apart (median
+# gap): beyond it the long features cost more than the windows they spare
+REUSE_MAX_GAP = 4
+
+
+def reuse_pays(targets: Sequence[int] | None) -> bool:
+    """Whether window reuse saves work for a stream with these targets (None: every frame)."""
+    if targets is None:
+        return True
+    if len(targets) < 2:
+        return False
+    gaps = sorted(b - a for a, b in zip(targets, targets[1:]))
+    return gaps[len(gaps) // 2] <= REUSE_MAX_GAP
 
 
 def window_frames(i: int, n: int, first: str = "reversed") -> list[int]:

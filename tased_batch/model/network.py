@@ -158,10 +158,16 @@ class TASEDNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.base1(x)
-        y = self.maxp2(a)
+        return self.forward_from(a, self.base2(self.maxp2(a)))
+
+    def forward_from(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The rest of the network from ``a = base1(x)`` and ``b = base2(maxp2(a))``.
+
+        Its own method so that the engine's window reuse, which builds ``a`` and ``b`` from
+        features shared between overlapping windows, runs exactly the same rest.
+        """
         a_t = self.maxm2(a)
         _, i2 = self.maxt2(a_t)
-        b = self.base2(y)
         y = self.maxp3(b)
         b_t = self.maxm3(b)
         _, i1 = self.maxt3(b_t)

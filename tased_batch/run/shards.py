@@ -77,6 +77,7 @@ def engine_for(options: ModelOptions, model: torch.nn.Module, device: str, map_s
         precision=options.precision,
         first_windows=options.first_windows,
         map_stats=map_stats,
+        reuse=options.reuse,
     )
 
 

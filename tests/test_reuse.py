@@ -1,0 +1,167 @@
+"""Window reuse (engine/reuse.py) gives the plain path's maps at a fraction of its work."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import tased_batch.engine.engine as engine_module
+from tased_batch.decode.sample import synthetic_frames
+from tased_batch.decode.streams import FrameChunk, StreamEnd, StreamStart
+from tased_batch.engine.engine import Engine, MapBatch, normalise
+from tased_batch.engine.reuse import SequenceCache, Stages, assemble
+from tased_batch.model import WINDOW
+from tased_batch.model.network import TASEDNet
+
+from conftest import SMALL
+
+
+def _maps(model, frames, *, reuse, targets=None, chunk=16, batch=4, first_windows="reversed"):
+    engine = Engine(model, batch_size=batch, reuse=reuse, first_windows=first_windows)
+    return engine.predict(frames, targets=targets, chunk=chunk)
+
+
+def _close(on: np.ndarray, off: np.ndarray) -> None:
+    assert on.shape == off.shape
+    diff = np.abs(on.astype(int) - off.astype(int))
+    print(f"within 1 grey level: {(diff <= 1).mean():.4%}, max diff {diff.max()}")
+    assert (diff <= 1).mean() >= 0.99, ((diff <= 1).mean(), diff.max())
+
+
+@pytest.mark.parametrize("n", [1, 40, 63, 64, 200])
+def test_reuse_gives_the_plain_maps_at_every_length(tiny_model, n):
+    frames = synthetic_frames(n, *SMALL, seed=n)
+    _close(_maps(tiny_model, frames, reuse="auto"), _maps(tiny_model, frames, reuse="off"))
+
+
+@pytest.mark.parametrize("every", [1, 2, 3])
+def test_reuse_with_every_nth_frame(tiny_model, every):
+    frames = synthetic_frames(90, *SMALL, seed=every)
+    targets = list(range(0, 90, every))
+    _close(
+        _maps(tiny_model, frames, reuse="auto", targets=targets),
+        _maps(tiny_model, frames, reuse="off", targets=targets),
+    )
+
+
+def test_released_first_windows_stay_plain_and_the_rest_reuse(tiny_model):
+    frames = synthetic_frames(70, *SMALL, seed=5)
+    on = _maps(tiny_model, frames, reuse="auto", first_windows="released")
+    off = _maps(tiny_model, frames, reuse="off", first_windows="released")
+    np.testing.assert_array_equal(on[:31], off[:31])  # the same plain computation, same batch shape
+    _close(on, off)
+
+
+def test_shared_features_equal_each_windows_own(tiny_model):
+    """The exact part: a = base1(x) and b = base2(maxp2(a)) of every window, from shared features, within fp32 rounding."""
+    torch.manual_seed(0)
+    frames = normalise(torch.as_tensor(synthetic_frames(80, *SMALL, seed=9)))
+    net = copy.deepcopy(tiny_model).eval()
+    stages = Stages(net, torch.contiguous_format)
+    forward, head = SequenceCache(direction=1), SequenceCache(direction=-1)
+    reversed_head = frames[:, list(range(61, -1, -1))]
+    with torch.inference_mode():
+        for batch in ([0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [30, 31, 33, 48]):
+            forward.prepare(stages, lambda lo, hi: frames[:, lo:hi], batch, (0, 80))
+            head_starts = [s for s in batch if s <= 30]
+            head.prepare(stages, lambda lo, hi: reversed_head[:, lo:hi], head_starts, (0, 62))
+            windows = [(forward, s) for s in batch] + [(head, s) for s in head_starts]
+            a, b = assemble(stages, windows)
+            for row, (cache, s) in enumerate(windows):
+                source = frames if cache is forward else reversed_head
+                x = source[:, s : s + WINDOW][None]
+                a0 = net.base1(x)
+                b0 = net.base2(net.maxp2(a0))
+                scale = float(a0.abs().max())
+                assert float((a[row] - a0[0]).abs().max()) <= 1e-4 * scale, (cache.direction, s)
+                assert float((b[row] - b0[0]).abs().max()) <= 1e-4 * float(b0.abs().max()), (cache.direction, s)
+
+
+def test_long_video_in_segments_and_cross_video_batches(tiny_model):
+    """Two videos, one cut in two segments (each with its 31 frames of history), share batches."""
+    long = synthetic_frames(150, *SMALL, seed=1)
+    short = synthetic_frames(45, *SMALL, seed=2)
+
+    def events():
+        yield StreamStart(0, "long/0", "long", np.arange(0, 80), first=0, segments=2)
+        yield StreamStart(1, "long/1", "long", np.arange(80, 150), first=49, segments=2)
+        yield StreamStart(2, "short", "short", np.arange(45), first=0, segments=1)
+        for start in range(0, 150, 16):
+            yield FrameChunk(0, start, long[start : min(start + 16, 111)]) if start < 111 else None
+            if start >= 49:
+                yield FrameChunk(1, start, long[start : start + 16])
+            if start < 45:
+                yield FrameChunk(2, start, short[start : start + 16])
+        yield StreamEnd(0)
+        yield StreamEnd(1)
+        yield StreamEnd(2)
+
+    def run(reuse):
+        out = {}
+        engine = Engine(tiny_model, batch_size=4, reuse=reuse)
+        for item in engine.run_streams(e for e in events() if e is not None):
+            if isinstance(item, MapBatch):
+                out.setdefault(item.key, []).append(item.maps)
+            else:
+                assert item.ok, item
+        return {k: np.concatenate(v) for k, v in out.items()}
+
+    on, off = run("auto"), run("off")
+    assert {k: len(v) for k, v in on.items()} == {0: 80, 1: 70, 2: 45}
+    for key in on:
+        _close(on[key], off[key])
+
+
+def test_reuse_keeps_bounded_state_per_stream(tiny_model, monkeypatch):
+    """Shared features are dropped as windows pass: the cache does not grow with the video."""
+    sizes = []
+    original = engine_module._Stream.trim
+
+    def trim(self):
+        original(self)
+        sizes.append(sum(c.nbytes() for c in self.caches.values()))
+
+    monkeypatch.setattr(engine_module._Stream, "trim", trim)
+    Engine(tiny_model, batch_size=4).predict(synthetic_frames(300, *SMALL, seed=3), targets=range(31, 300))
+    steady = max(sizes[len(sizes) // 4 : len(sizes) // 2])
+    assert 0 < max(sizes[len(sizes) // 2 :]) <= steady * 1.2
+
+
+def test_reuse_does_at_most_62_percent_of_a_plain_windows_work():
+    """Convolution FLOPs at 224x384 (meta tensors: counted, not computed), steady state, per window."""
+    net = TASEDNet().eval().to("meta")
+    size = (224, 384)
+    with FlopCounterMode(display=False) as plain, torch.no_grad():
+        net(torch.zeros(1, 3, WINDOW, *size, device="meta"))
+    frames = torch.zeros(3, 200, *size, device="meta")
+    stages = Stages(net, torch.contiguous_format)
+    cache = SequenceCache(direction=1)
+    starts = list(range(0, 160))
+    with FlopCounterMode(display=False) as reused, torch.no_grad():
+        for i in range(0, len(starts), 4):
+            batch = starts[i : i + 4]
+            cache.prepare(stages, lambda lo, hi: frames[:, lo:hi], batch, (batch[0], 200))
+            a, b = assemble(stages, [(cache, s) for s in batch])
+            net.forward_from(a, b)
+            cache.keep(batch[-1] + 1, 1 << 62)
+    per_window = reused.get_total_flops() / len(starts)
+    print(f"plain {plain.get_total_flops() / 1e9:.1f} GFLOP, reused {per_window / 1e9:.1f} GFLOP per window")
+    assert 150e9 < plain.get_total_flops() < 165e9
+    assert per_window <= 0.62 * plain.get_total_flops()  # 94.7 of 156.9 GFLOP
+
+
+def test_reuse_off_and_auto_are_the_only_modes(tiny_model):
+    with pytest.raises(ValueError, match="reuse"):
+        Engine(tiny_model, reuse="on")
+
+
+def test_torch_2_9_0_is_refused_on_cuda_only():
+    from tased_batch.engine.fastpath import torch_problem
+
+    assert "2.9.1" in torch_problem("cuda", "2.9.0+cu128")
+    assert torch_problem("cpu", "2.9.0") is None
+    assert torch_problem("cuda", "2.9.1") is None
