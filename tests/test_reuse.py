@@ -11,8 +11,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import tased_batch.engine.engine as engine_module
 from tased_batch.decode.sample import synthetic_frames
+from tased_batch.decode.sampling import Sampling, VideoInfo
 from tased_batch.decode.streams import FrameChunk, StreamEnd, StreamStart
-from tased_batch.engine.engine import Engine, MapBatch, normalise
+from tased_batch.engine.engine import Engine, MapBatch, normalise, window_end, window_start
 from tased_batch.engine.reuse import SequenceCache, Stages, assemble
 from tased_batch.model import WINDOW
 from tased_batch.model.network import TASEDNet
@@ -81,29 +82,46 @@ def test_shared_features_equal_each_windows_own(tiny_model):
                 assert float((b[row] - b0[0]).abs().max()) <= 1e-4 * float(b0.abs().max()), (cache.direction, s)
 
 
+def _streams(key, video_id, frames, parts):
+    """One video's stream starts and frames, cut at target counts ``parts`` (each segment with its history)."""
+    n = len(frames)
+    sampling = Sampling(np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64), 30.0)
+    info = VideoInfo(n_frames=n, fps=30.0, width=SMALL[1], height=SMALL[0], duration=n / 30)
+    bounds = np.cumsum([0, *parts])
+    out = []
+    for s, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        chosen = sampling.targets[a:b]
+        first = window_start(int(chosen[0]))
+        last = n if len(parts) == 1 else max(window_end(int(t)) for t in chosen) + 1
+        out.append(
+            (StreamStart(key + s, video_id, video_id, info, sampling, chosen, first, last, s, len(parts)), first, last)
+        )
+    return out
+
+
 def test_long_video_in_segments_and_cross_video_batches(tiny_model):
     """Two videos, one cut in two segments (each with its 31 frames of history), share batches."""
     long = synthetic_frames(150, *SMALL, seed=1)
     short = synthetic_frames(45, *SMALL, seed=2)
+    streams = [(start, long, first, last) for start, first, last in _streams(0, "long", long, [80, 70])]
+    streams += [(start, short, first, last) for start, first, last in _streams(2, "short", short, [45])]
+    assert streams[1][2] == 80 - WINDOW + 1  # the second segment starts with its 31 frames of history
 
     def events():
-        yield StreamStart(0, "long/0", "long", np.arange(0, 80), first=0, segments=2)
-        yield StreamStart(1, "long/1", "long", np.arange(80, 150), first=49, segments=2)
-        yield StreamStart(2, "short", "short", np.arange(45), first=0, segments=1)
-        for start in range(0, 150, 16):
-            yield FrameChunk(0, start, long[start : min(start + 16, 111)]) if start < 111 else None
-            if start >= 49:
-                yield FrameChunk(1, start, long[start : start + 16])
-            if start < 45:
-                yield FrameChunk(2, start, short[start : start + 16])
-        yield StreamEnd(0)
-        yield StreamEnd(1)
-        yield StreamEnd(2)
+        for start, _, _, _ in streams:
+            yield start
+        for at in range(0, 150, 16):  # chunks of all streams interleave
+            for start, frames, first, last in streams:
+                lo, hi = max(at, first), min(at + 16, last)
+                if lo < hi:
+                    yield FrameChunk(start.key, lo, frames[lo:hi])
+        for start, _, _, _ in streams:
+            yield StreamEnd(start.key)
 
     def run(reuse):
-        out = {}
+        out: dict[int, list[np.ndarray]] = {}
         engine = Engine(tiny_model, batch_size=4, reuse=reuse)
-        for item in engine.run_streams(e for e in events() if e is not None):
+        for item in engine.run_streams(events()):
             if isinstance(item, MapBatch):
                 out.setdefault(item.key, []).append(item.maps)
             else:
@@ -112,8 +130,10 @@ def test_long_video_in_segments_and_cross_video_batches(tiny_model):
 
     on, off = run("auto"), run("off")
     assert {k: len(v) for k, v in on.items()} == {0: 80, 1: 70, 2: 45}
+    whole_on = np.concatenate([on[0], on[1]])
     for key in on:
         _close(on[key], off[key])
+    _close(whole_on, _maps(tiny_model, long, reuse="off"))  # segments give the unsplit video's maps
 
 
 def test_reuse_keeps_bounded_state_per_stream(tiny_model, monkeypatch):
