@@ -117,8 +117,10 @@ def test_tased_net_maps_do_not_depend_on_the_batch_they_share(tiny_model, channe
 
     Few windows (the real net is slow here): a 1-frame clip, 3 targets of a 20-frame clip and 4
     targets of a 100-frame video in two segments, against each video alone at the same batch size.
+    The plain path (``reuse="off"``); window reuse shares features within a stream and is held to
+    the plain maps within 1 grey level in tests/test_reuse.py.
     """
-    engine = Engine(tiny_model, batch_size=3, channels_last=channels_last)
+    engine = Engine(tiny_model, batch_size=3, channels_last=channels_last, reuse="off")
     short, clip, long = (synthetic_frames(n, *SMALL, seed=n) for n in (1, 20, 100))
     clip_targets, long_targets = np.array([0, 7, 19]), np.arange(0, 100, 25)
     streams = segment_streams(0, "short", short, [1])

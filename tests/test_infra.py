@@ -27,8 +27,10 @@ WORKFLOWS = ROOT / "workflows"
 DOCKERFILE = INFRA / "docker" / "Dockerfile"
 CLUSTER = INFRA / "aws" / "cluster.yaml"
 RAYJOB = INFRA / "kuberay" / "rayjob.yaml"
+# A value assigned to a secret key; Dagster's EnvVar("...") is a reference to the environment, not a value.
+_VALUE = r"\s*[=:]\s*(?!(?:dg\.)?EnvVar\()\S"
 SECRET_ASSIGNMENT = re.compile(
-    r"(AKIA[0-9A-Z]{16}|aws_secret_access_key\s*[=:]\s*\S|AWS_SECRET_ACCESS_KEY\s*[=:]\s*\S|secretKeyRef|kind:\s*Secret\b)",
+    rf"(AKIA[0-9A-Z]{{16}}|aws_secret_access_key{_VALUE}|AWS_SECRET_ACCESS_KEY{_VALUE}|secretKeyRef|kind:\s*Secret\b)",
     re.IGNORECASE,
 )
 
