@@ -41,6 +41,7 @@ def processor(tmp_path, tiny_model):
         output=str(tmp_path / "out"),
         size=f"{SMALL[0]}x{SMALL[1]}",
         weights="tiny",
+        reuse="off",  # every window through Engine.forward, which the slow-model test slows down
         batch_size=4,
     ).validate()
     processor = shards.ShardProcessor(config, buffer.getvalue(), info, shards.run_info(config, info, "fp"), threads=1)

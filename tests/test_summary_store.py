@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -134,6 +136,13 @@ def test_outputs_without_summaries_still_read(tmp_path):
         path = tmp_path / "old" / entry.path
         table = pq.read_table(path)
         pq.write_table(table.select(table.column_names[: table.num_columns - old_columns[name]]), path)
+    # the older version's commit record listed those files as they were then
+    record_path = tmp_path / "old" / "_commits" / "s0.json"
+    data = json.loads(record_path.read_text())
+    for entry in data["files"]:
+        content = (tmp_path / "old" / entry["path"]).read_bytes()
+        entry.update(bytes=len(content), sha256=hashlib.sha256(content).hexdigest())
+    record_path.write_text(json.dumps(data))
     res = open_results(uri)
     assert res.videos()["focus"].to_pylist() == [None] and res.videos()["n_maps"].to_pylist() == [3]
     assert res.frame_stats().num_rows == 0 and res.frame_stats("v").num_rows == 0
