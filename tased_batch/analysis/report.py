@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from tased_batch.core.errors import ConfigError
 from tased_batch.core.secrets import scrub_text
 from tased_batch.run.job import run_reports, run_status
 from tased_batch.run.plan import Output
@@ -328,12 +327,8 @@ def _sections(output_uri: str, storage_options: dict | None) -> Iterator[str]:
 
 def build_report(output_uri: str, storage_options: dict | None = None) -> str:
     """The report page of the run at ``output_uri``, as one self-contained HTML document."""
-    try:
-        import plotly.offline
-    except ImportError as exc:
-        raise ConfigError(
-            "the run report page needs Plotly", "install the report extra: pip install 'tased-batch[report]'"
-        ) from exc
+    import plotly.offline
+
     body = "".join(_sections(output_uri, storage_options))
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>tased-batch report</title>"
