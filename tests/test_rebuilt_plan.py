@@ -8,22 +8,15 @@ import json
 import shutil
 from contextlib import redirect_stdout
 
-import pytest
 import test_runstate as rs
 
-import tased_batch.run.executor as executor
-import tased_batch.run.shards as shards
 from tased_batch import open_results
 from tased_batch.run.job import run_job, run_status
 from tased_batch.run.progress import JsonLinesReporter
 from tased_batch.run.runrecords import ShardCommitted, VideoFinished
 
-
-@pytest.fixture
-def local_exec(monkeypatch):
-    """Shards run in this process (test_runstate's stand-in for the Ray executor)."""
-    monkeypatch.setattr(executor, "execute", rs.inprocess_execute)
-    monkeypatch.setattr(shards, "_sleep", lambda seconds: None)
+# fixtures shared with test_runstate: shards in this process, and its videos
+local_exec = rs.local_exec
 
 
 def test_records_of_shards_a_rebuilt_plan_lacks_are_withdrawn(tmp_path, make_video, tiny_weights, local_exec):

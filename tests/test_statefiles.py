@@ -12,7 +12,6 @@ import test_runstate as rs
 from typer.testing import CliRunner
 
 import tased_batch.run.executor as executor
-import tased_batch.run.shards as shards
 from tased_batch import open_results
 from tased_batch.cli.main import app
 from tased_batch.core.errors import OutputFull, StoreError
@@ -20,19 +19,9 @@ from tased_batch.run.job import run_job
 from tased_batch.stores import layout
 from tased_batch.stores import lease as leases
 
-
-@pytest.fixture
-def local_exec(monkeypatch):
-    """Shards run in this process (test_runstate's stand-in for the Ray executor)."""
-    monkeypatch.setattr(executor, "execute", rs.inprocess_execute)
-    monkeypatch.setattr(shards, "_sleep", lambda seconds: None)
-
-
-@pytest.fixture
-def videos(tmp_path, make_video):
-    for i, (name, n) in enumerate(rs.LENGTHS.items()):
-        make_video(f"videos/{name}.mp4", n_frames=n, seed=i)
-    return tmp_path / "videos"
+# fixtures shared with test_runstate: shards in this process, and its videos
+local_exec = rs.local_exec
+videos = rs.videos
 
 
 def _one_error(result, *words: str) -> str:
