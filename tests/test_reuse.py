@@ -20,10 +20,27 @@ from tased_batch.model.network import TASEDNet
 
 from conftest import SMALL
 
+REUSED: list[int] = []  # windows the last _maps call computed from shared features
+
 
 def _maps(model, frames, *, reuse, targets=None, chunk=16, batch=4, first_windows="reversed"):
     engine = Engine(model, batch_size=batch, reuse=reuse, first_windows=first_windows)
-    return engine.predict(frames, targets=targets, chunk=chunk)
+    counted = engine._reused_forward
+    REUSED.clear()
+
+    def reused_forward(windows):
+        REUSED.append(len(windows))
+        return counted(windows)
+
+    engine._reused_forward = reused_forward  # type: ignore[method-assign]
+    maps = engine.predict(frames, targets=targets, chunk=chunk)
+    assert reuse != "off" or not REUSED
+    return maps
+
+
+def _reused() -> int:
+    """How many windows the last ``reuse="auto"`` call took from shared features (the comparison is not vacuous)."""
+    return sum(REUSED)
 
 
 def _close(on: np.ndarray, off: np.ndarray) -> None:
@@ -36,22 +53,24 @@ def _close(on: np.ndarray, off: np.ndarray) -> None:
 @pytest.mark.parametrize("n", [1, 40, 63, 64, 200])
 def test_reuse_gives_the_plain_maps_at_every_length(tiny_model, n):
     frames = synthetic_frames(n, *SMALL, seed=n)
-    _close(_maps(tiny_model, frames, reuse="auto"), _maps(tiny_model, frames, reuse="off"))
+    on = _maps(tiny_model, frames, reuse="auto")
+    assert _reused() == n  # every map came from shared features
+    _close(on, _maps(tiny_model, frames, reuse="off"))
 
 
 @pytest.mark.parametrize("every", [1, 2, 3])
 def test_reuse_with_every_nth_frame(tiny_model, every):
     frames = synthetic_frames(90, *SMALL, seed=every)
     targets = list(range(0, 90, every))
-    _close(
-        _maps(tiny_model, frames, reuse="auto", targets=targets),
-        _maps(tiny_model, frames, reuse="off", targets=targets),
-    )
+    on = _maps(tiny_model, frames, reuse="auto", targets=targets)
+    assert _reused() == len(targets)
+    _close(on, _maps(tiny_model, frames, reuse="off", targets=targets))
 
 
 def test_released_first_windows_stay_plain_and_the_rest_reuse(tiny_model):
     frames = synthetic_frames(70, *SMALL, seed=5)
     on = _maps(tiny_model, frames, reuse="auto", first_windows="released")
+    assert _reused() == 70 - 31  # the 31 released head windows run plain
     off = _maps(tiny_model, frames, reuse="off", first_windows="released")
     np.testing.assert_array_equal(on[:31], off[:31])  # the same plain computation, same batch shape
     _close(on, off)
